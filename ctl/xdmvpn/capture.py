@@ -1,0 +1,84 @@
+"""NHRP packets out of capture files (pcap and pcapng, any link type scapy knows:
+Ethernet with VLAN tags, Linux cooked v1/v2, raw IP), inside GRE with or without key."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+
+from .errors import XdmvpnError
+from .nhrp.constants import GRE_PROTO_NHRP
+
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+logging.getLogger("scapy.loading").setLevel(logging.ERROR)
+
+from scapy.config import conf                              # noqa: E402
+from scapy.error import Scapy_Exception                    # noqa: E402
+from scapy.layers.inet import IP                           # noqa: E402
+from scapy.layers.inet6 import IPv6                        # noqa: E402
+from scapy.layers.l2 import GRE, CookedLinux, Ether        # noqa: E402,F401 (register l2types)
+from scapy.packet import Raw                               # noqa: E402
+from scapy.utils import RawPcapReader                      # noqa: E402
+
+
+@dataclass(slots=True)
+class GreFrame:
+    """One frame of a capture that carries NHRP (or failed to be read as such)."""
+    frame: int                   # 1-based frame number in the file
+    src: str | None = None       # outer (NBMA) addresses
+    dst: str | None = None
+    gre_key: int | None = None
+    payload: bytes = b""         # the NHRP packet: GRE payload
+    error: str | None = None     # why this frame could not be taken apart
+
+
+def read_nhrp_frames(path: str) -> Iterator[GreFrame]:
+    """Yield every frame whose GRE protocol is NHRP (0x2001). Non-NHRP frames are skipped."""
+    try:
+        reader = RawPcapReader(path)
+    except FileNotFoundError:
+        raise XdmvpnError(f"{path}: no such file") from None
+    except (Scapy_Exception, OSError, EOFError, ValueError) as exc:
+        raise XdmvpnError(f"{path}: not a pcap or pcapng capture ({exc})") from None
+    with reader:
+        frame = 0
+        while True:
+            try:
+                item = next(reader)
+            except (StopIteration, EOFError):
+                return
+            except Exception as exc:          # a damaged file: report and stop reading it
+                yield GreFrame(frame + 1, error=f"capture file damaged: {exc}")
+                return
+            if item is None:
+                return
+            frame += 1
+            data, meta = item
+            linktype = getattr(meta, "linktype", None)
+            if linktype is None:
+                linktype = reader.linktype
+            try:
+                found = _nhrp_in_frame(frame, bytes(data), linktype)
+            except Exception as exc:          # scapy choked on a malformed frame
+                found = GreFrame(frame, error=f"cannot dissect frame: {exc}")
+            if found is not None:
+                yield found
+
+
+def _nhrp_in_frame(frame: int, data: bytes, linktype: int) -> GreFrame | None:
+    cls = conf.l2types.num2layer.get(linktype)
+    if cls is None:
+        return None
+    pkt = cls(data)
+    ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
+    gre = pkt.getlayer(GRE)
+    if ip is None or gre is None or gre.proto != GRE_PROTO_NHRP:
+        return None
+    src, dst = str(ip.src), str(ip.dst)
+    if isinstance(ip, IP) and (ip.frag or ip.flags.MF):
+        return GreFrame(frame, src, dst, error="IP fragment: not reassembled")
+    key = gre.key if gre.key_present else None
+    payload = gre.payload
+    raw = payload.load if isinstance(payload, Raw) else bytes(payload)
+    return GreFrame(frame, src, dst, key, raw)
