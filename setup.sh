@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Set up a Debian machine to build, run and test xdmvpn.
+#
+# Idempotent: every step first checks whether it is needed, so a second run
+# prints nothing, does not call apt and takes a couple of seconds.
+# Run `./setup.sh --help` for what it does.
+set -euo pipefail
+
+readonly PROG=setup.sh
+readonly LOG=/tmp/xdmvpn-setup.log
+readonly LOCK=/tmp/xdmvpn-setup.lock
+readonly PY=/usr/bin/python3
+
+usage() {
+    cat <<'EOF'
+Usage: sudo ./setup.sh [-h|--help]
+
+Prepares this Debian machine for xdmvpn, doing only what is missing:
+  1. checks: root, Debian-like system (apt-get, dpkg), kernel with BPF
+     (BPF syscall, bpf filesystem; mounts /sys/fs/bpf if needed);
+  2. installs the Debian packages it needs (bcc, kernel headers, iproute2,
+     ethtool, tcpdump, tshark, strongSwan, python3-venv, pip), calling apt
+     only when some are missing; apt output goes to /tmp/xdmvpn-setup.log;
+  3. if the running kernel has no headers (/lib/modules/$(uname -r)/build),
+     links the newest Debian linux-headers package there, for bcc;
+  4. creates .venv (from /usr/bin/python3, with system site packages so
+     that Debian's bcc is importable) and installs xdmvpn into it in
+     editable mode with its test extras, again only when pyproject.toml
+     changed;
+  5. checks that `.venv/bin/python -c 'import bcc, xdmvpn'` works.
+
+Then: .venv/bin/xdmvpn --help, or .venv/bin/python -m pytest -q
+EOF
+}
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+# Run a command with its output in $LOG (started afresh by the first such
+# command of a run); on failure show the end of the log.
+log_started=
+logged() {
+    local what=$1
+    shift
+    if [[ -z $log_started ]]; then
+        : >"$LOG"
+        log_started=1
+    fi
+    printf '\n=== %s: %s\n+ %s\n' "$(date '+%F %T')" "$what" "$*" >>"$LOG"
+    local rc=0
+    "$@" >>"$LOG" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        printf '%s: error: %s failed (exit %d); last lines of %s:\n' \
+            "$PROG" "$what" "$rc" "$LOG" >&2
+        tail -n 25 "$LOG" >&2
+        exit 1
+    fi
+}
+
+for arg in "$@"; do
+    case $arg in
+        -h | --help) usage; exit 0 ;;
+        *) printf '%s: error: unknown argument %q (see ./setup.sh --help)\n' \
+            "$PROG" "$arg" >&2; exit 2 ;;
+    esac
+done
+
+# --- 1. checks ---------------------------------------------------------------
+
+[[ $(id -u) -eq 0 ]] || die "not running as root; run as root: sudo ./setup.sh"
+
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+readonly ROOT
+cd "$ROOT"
+
+if [[ ! -r /etc/debian_version ]] || ! command -v apt-get >/dev/null ||
+    ! command -v dpkg-query >/dev/null; then
+    die "not a Debian-like system (need /etc/debian_version, apt-get and dpkg); use Debian 12 or similar"
+fi
+
+KVER=$(uname -r)
+readonly KVER
+kconfig_has() {
+    if [[ -r /proc/config.gz ]]; then
+        zgrep -qx "$1=y" /proc/config.gz
+    elif [[ -r /boot/config-$KVER ]]; then
+        grep -qx "$1=y" "/boot/config-$KVER"
+    else
+        return 1
+    fi
+}
+if [[ ! -e /sys/kernel/btf/vmlinux ]] && ! kconfig_has CONFIG_BPF_SYSCALL; then
+    die "no BPF support in kernel $KVER: neither /sys/kernel/btf/vmlinux nor CONFIG_BPF_SYSCALL=y found; boot a kernel with CONFIG_BPF_SYSCALL=y and CONFIG_DEBUG_INFO_BTF=y"
+fi
+if ! mountpoint -q /sys/fs/bpf; then
+    if [[ ! -d /sys/fs/bpf ]] || ! grep -qw bpf /proc/filesystems; then
+        die "no bpf filesystem in kernel $KVER (/sys/fs/bpf missing or 'bpf' not in /proc/filesystems); boot a kernel with CONFIG_BPF_SYSCALL=y"
+    fi
+    mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||
+        die "cannot mount the bpf filesystem on /sys/fs/bpf; run: mount -t bpf bpf /sys/fs/bpf (in a container, give it CAP_SYS_ADMIN)"
+    say "mounted the bpf filesystem on /sys/fs/bpf"
+fi
+
+# One set-up at a time on this machine (apt and the venv are shared state).
+exec 9>"$LOCK"
+flock -w 900 9 || die "another setup.sh has held $LOCK for 15 minutes; wait for it or remove the lock"
+
+# --- 2. Debian packages ------------------------------------------------------
+
+ARCH=$(dpkg --print-architecture)
+readonly ARCH
+PACKAGES=(
+    bpfcc-tools python3-bpfcc "linux-headers-$ARCH"
+    iproute2 ethtool tcpdump tshark
+    strongswan-charon strongswan-swanctl charon-systemd
+    python3-venv python3-pip
+)
+
+missing=()
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+for pkg in "${PACKAGES[@]}"; do
+    grep -qx "$pkg ii *" <<<"$installed" || missing+=("$pkg")
+done
+if ((${#missing[@]} > 0)); then
+    say "installing ${#missing[@]} Debian package(s): ${missing[*]} (log: $LOG)"
+    export DEBIAN_FRONTEND=noninteractive
+    echo 'wireshark-common wireshark-common/install-setuid boolean false' |
+        debconf-set-selections
+    logged "apt-get update" apt-get -o DPkg::Lock::Timeout=300 update
+    logged "apt-get install" apt-get -y -o DPkg::Lock::Timeout=300 \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        install "${missing[@]}"
+fi
+
+# --- 3. kernel headers for bcc -----------------------------------------------
+# Debian has no headers for a custom running kernel. bcc only needs them to
+# compile programs; ours use UAPI structures only, so the newest Debian
+# headers package does. An existing real headers directory is left alone.
+
+ensure_kernel_headers() {
+    local mod=/lib/modules/$KVER
+    local build=$mod/build source=$mod/source
+    [[ -d $build/include ]] && return 0
+
+    local cands=() c hdr=
+    shopt -s nullglob
+    for c in /usr/src/linux-headers-*-"$ARCH"; do
+        [[ -d $c/include ]] && cands+=("$c")
+    done
+    shopt -u nullglob
+    ((${#cands[@]} > 0)) ||
+        die "no kernel headers: $build missing and no /usr/src/linux-headers-*-$ARCH; run: apt-get install --reinstall linux-headers-$ARCH"
+    hdr=$(printf '%s\n' "${cands[@]}" | sort -V | tail -n 1)
+
+    mkdir -p "$mod"
+    if [[ -e $build || -L $build ]] && [[ ! -L $build ]]; then
+        # A real directory (or file) without include/: keep it, out of the way.
+        local saved
+        saved="$build.xdmvpn-saved.$(date +%s)"
+        mv "$build" "$saved"
+        say "moved $build (no include/) to $saved"
+    fi
+    ln -sfn "$hdr" "$build"
+
+    local name=${hdr##*/} common=
+    if [[ $name =~ ^(linux-headers-[0-9][^-]*-[0-9]+)- ]]; then
+        common=/usr/src/${BASH_REMATCH[1]}-common
+    fi
+    if [[ -n $common && -d $common ]] && [[ -L $source || ! -e $source ]]; then
+        ln -sfn "$common" "$source"
+    fi
+    say "kernel headers ${name#linux-headers-} linked as $build for running kernel $KVER (XDP/tc programs use only UAPI structures)"
+}
+ensure_kernel_headers
+
+# --- 4. Python virtual environment -------------------------------------------
+
+venv_ok() {
+    [[ -x .venv/bin/python && -r .venv/pyvenv.cfg ]] &&
+        [[ $(readlink -f .venv/bin/python) == "$(readlink -f "$PY")" ]] &&
+        grep -qx 'include-system-site-packages = true' .venv/pyvenv.cfg
+}
+
+if ! venv_ok; then
+    if [[ -e .venv ]]; then
+        say "recreating .venv (not a $PY venv with system site packages)"
+        rm -rf -- "$ROOT/.venv"
+    else
+        say "creating .venv from $PY"
+    fi
+    logged "python venv" "$PY" -m venv --system-site-packages .venv
+fi
+
+STAMP=.venv/.xdmvpn-setup-stamp
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+have=$(cat "$STAMP" 2>/dev/null || true)
+if [[ $want != "$have" || ! -x .venv/bin/xdmvpn ]]; then
+    say "installing xdmvpn and its test extras into .venv (log: $LOG)"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+    logged "pip install" .venv/bin/pip install -q -e '.[test]'
+    printf '%s\n' "$want" >"$STAMP"
+fi
+
+# --- 5. final check ----------------------------------------------------------
+
+if ! err=$(cd / && "$ROOT/.venv/bin/python" -c 'import bcc, xdmvpn' 2>&1); then
+    die ".venv/bin/python cannot import bcc and xdmvpn ($(tail -n 1 <<<"$err")); try: rm -rf .venv && ./setup.sh"
+fi
