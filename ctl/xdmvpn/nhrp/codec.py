@@ -75,6 +75,7 @@ def decode(data: bytes, *, strict: bool = True) -> Packet:
     _decode_mandatory(pkt, wire, mand_end, shtl & _TL_LEN, sstl & _TL_LEN)
     if extoff:
         _decode_extensions(pkt, wire, extoff, size)
+        pkt.empty_extension_part = not pkt.extensions
     return pkt
 
 
@@ -196,7 +197,7 @@ def encode(pkt: Packet) -> bytes:
     else:
         parts.append(pkt.contents)
     mand_len = sum(map(len, parts))
-    if pkt.extensions:
+    if pkt.extensions or pkt.empty_extension_part:
         extoff = FIXED_HEADER_LEN + mand_len
         for ext in pkt.extensions:
             _encode_extension(ext, parts)

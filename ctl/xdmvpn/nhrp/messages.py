@@ -86,6 +86,7 @@ class Packet:
     sub_type: int = 0            # type bits of ar$sstl
     extensions: list[AnyExtension] = field(default_factory=list)
     trailer: bytes = b""         # bytes after the End extension, inside the packet size
+    empty_extension_part: bool = False   # extension offset set, yet no extension follows
     # Filled in by decode (None on packets built here): what the wire said.
     checksum: int | None = None
     checksum_ok: bool | None = None
