@@ -10,9 +10,19 @@ from typing import Iterator
 from .errors import XdmvpnError
 from .nhrp.constants import GRE_PROTO_NHRP
 
-logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-logging.getLogger("scapy.loading").setLevel(logging.ERROR)
 
+class _Complaints(logging.Handler):
+    """Collects what scapy's reader logs (a cut-short pcapng block is only logged)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+logging.getLogger("scapy.loading").setLevel(logging.ERROR)
 from scapy.config import conf                              # noqa: E402
 from scapy.error import Scapy_Exception                    # noqa: E402
 from scapy.layers.inet import IP                           # noqa: E402
@@ -20,6 +30,11 @@ from scapy.layers.inet6 import IPv6                        # noqa: E402
 from scapy.layers.l2 import GRE, CookedLinux, Ether        # noqa: E402,F401 (register l2types)
 from scapy.packet import Raw                               # noqa: E402
 from scapy.utils import RawPcapReader                      # noqa: E402
+
+# Scapy's own console handler is replaced: its complaints are reported per frame.
+_SCAPY_COMPLAINTS = _Complaints()
+logging.getLogger("scapy").handlers = [_SCAPY_COMPLAINTS]
+logging.getLogger("scapy").propagate = False
 
 
 @dataclass(slots=True)
@@ -41,12 +56,16 @@ def read_nhrp_frames(path: str) -> Iterator[GreFrame]:
         raise XdmvpnError(f"{path}: no such file") from None
     except (Scapy_Exception, OSError, EOFError, ValueError) as exc:
         raise XdmvpnError(f"{path}: not a pcap or pcapng capture ({exc})") from None
+    _SCAPY_COMPLAINTS.messages.clear()
     with reader:
         frame = 0
         while True:
             try:
                 item = next(reader)
             except (StopIteration, EOFError):
+                if _SCAPY_COMPLAINTS.messages:
+                    yield GreFrame(frame + 1, error="capture file damaged: "
+                                                    + _SCAPY_COMPLAINTS.messages[-1])
                 return
             except Exception as exc:          # a damaged file: report and stop reading it
                 yield GreFrame(frame + 1, error=f"capture file damaged: {exc}")
@@ -54,6 +73,11 @@ def read_nhrp_frames(path: str) -> Iterator[GreFrame]:
             if item is None:
                 return
             frame += 1
+            if _SCAPY_COMPLAINTS.messages:       # e.g. a record cut short by the file's end
+                yield GreFrame(frame, error="capture file damaged: "
+                                            + _SCAPY_COMPLAINTS.messages.pop())
+                _SCAPY_COMPLAINTS.messages.clear()
+                continue
             data, meta = item
             linktype = getattr(meta, "linktype", None)
             if linktype is None:

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(obj, sort_keys=False))
             else:
                 where = f"{path}:" if many else ""
-                route = f"{obj['src']} > {obj['dst']}"
+                route = f"{obj['src'] or '-'} > {obj['dst'] or '-'}"
                 key = f" key={obj['gre_key']}" if obj["gre_key"] is not None else ""
                 text = f"ERROR {obj['error']}" if "error" in obj else summary
                 print(f"{where}{obj['frame']:>5} {route}{key}  {text}")

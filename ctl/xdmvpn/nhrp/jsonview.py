@@ -12,6 +12,13 @@ from .messages import (
 from .wire import addr_text
 
 
+_SHORT_EXT_NAMES = {
+    ExtType.RESPONDER_ADDRESS: "responder", ExtType.FORWARD_TRANSIT_NHS: "fwd-transit",
+    ExtType.REVERSE_TRANSIT_NHS: "rev-transit", ExtType.AUTHENTICATION: "auth",
+    ExtType.VENDOR_PRIVATE: "vendor", ExtType.NAT_ADDRESS: "nat",
+}
+
+
 def cie_to_dict(cie: Cie) -> dict:
     return {
         "code": cie.code,
@@ -84,14 +91,14 @@ def packet_summary(pkt: Packet) -> str:
             words.append(f"code={pkt.cies[0].code}")
     if isinstance(pkt, ErrorIndication):
         words.append(f"error={pkt.error_code} offset={pkt.error_offset}")
-    words.append(f"src={addr_text(pkt.src_proto)}@{addr_text(pkt.src_nbma)}")
-    words.append(f"dst={addr_text(pkt.dst_proto)}")
+    words.append(f"src={addr_text(pkt.src_proto) or '-'}@{addr_text(pkt.src_nbma) or '-'}")
+    words.append(f"dst={addr_text(pkt.dst_proto) or '-'}")
     if isinstance(pkt, RequestReply):
         for cie in pkt.cies:
-            words.append(f"cie={addr_text(cie.client_proto)}/{cie.prefix_len}"
-                         f"@{addr_text(cie.client_nbma)} hold={cie.holdtime}")
+            words.append(f"cie={addr_text(cie.client_proto) or '-'}/{cie.prefix_len}"
+                         f"@{addr_text(cie.client_nbma) or '-'} hold={cie.holdtime}")
     words.append(f"hops={pkt.hop_count}")
-    exts = [EXT_TYPE_NAMES.get(e.type, f"ext{e.type}").split()[0].lower()
+    exts = [_SHORT_EXT_NAMES.get(e.type, f"ext{e.type}")
             for e in pkt.extensions if e.type != ExtType.END]
     if exts:
         words.append("ext=" + ",".join(exts))

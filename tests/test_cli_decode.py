@@ -1,0 +1,102 @@
+"""`xdmvpn decode` on every capture format and link type, and on bad input."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from nhrp_samples import samples
+from pcapgen import write_capture
+from tshark_oracle import ours_comparable, tshark_comparable, tshark_nhrp
+from xdmvpn.cli.main import COMMAND_MODULES, build_parser
+from xdmvpn.nhrp import encode
+
+WIRES = [encode(m) for _, m in samples()]
+
+VARIANTS = {
+    "pcap-ethernet-key": dict(fmt="pcap"),
+    "pcapng-ethernet-key": dict(fmt="pcapng"),
+    "pcap-no-key": dict(fmt="pcap", key=None),
+    "pcap-vlan": dict(fmt="pcap", vlan=100),
+    "pcap-linux-cooked": dict(fmt="pcap", link="sll"),
+    "pcap-raw-ip": dict(fmt="pcap", link="raw"),
+    "pcapng-ipv6-underlay": dict(fmt="pcapng", src="2001:db8::1", dst="2001:db8::2"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_link_type_matches_tshark(tmp_path, variant):
+    path = tmp_path / f"{variant}.cap"
+    write_capture(path, WIRES, **VARIANTS[variant])
+    res = run_cli("decode", "--json", str(path))
+    assert res.returncode == 0, res.stderr
+    ours = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(ours) == len(WIRES)
+    theirs = tshark_nhrp(str(path))
+    for obj in ours:
+        assert obj["gre_key"] == VARIANTS[variant].get("key", 1000)
+        assert obj["reencode_identical"] is True
+        assert ours_comparable(obj) == tshark_comparable(theirs[obj["frame"]][0])
+
+
+def test_text_output_one_line_per_packet(tmp_path):
+    path = tmp_path / "x.pcap"
+    write_capture(path, WIRES)
+    res = run_cli("decode", str(path))
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(WIRES)
+    assert "Registration Request id=77" in lines[2] and "key=1000" in lines[2]
+
+
+def test_malformed_packet_is_reported_and_decoding_goes_on(tmp_path):
+    bad = bytearray(WIRES[2])
+    bad[14:16] = (7).to_bytes(2, "big")            # extension offset inside the header
+    path = tmp_path / "mixed.pcap"
+    write_capture(path, [WIRES[0], bytes(bad), WIRES[1], WIRES[2][:30]])
+    res = run_cli("decode", "--json", str(path))
+    assert res.returncode == 1
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [o["frame"] for o in objs] == [1, 2, 3, 4]
+    assert "error" not in objs[0] and "error" not in objs[2]
+    assert objs[1]["error"] == "NHRP extension offset at offset 14: 7 points inside the fixed header"
+    assert objs[3]["error"].startswith("NHRP packet size at offset 10")
+    assert res.stderr == ""
+
+
+def test_missing_file_is_one_line(tmp_path):
+    res = run_cli("decode", str(tmp_path / "nope.pcap"))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "no such file" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_not_a_capture_is_one_line(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, this is not a capture\n" * 10)
+    res = run_cli("decode", str(path))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "not a pcap or pcapng" in res.stderr
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_truncated_capture_file(tmp_path, fmt):
+    path = tmp_path / f"cut.{fmt}"
+    write_capture(path, WIRES, fmt=fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - 20])          # the last record is cut short
+    res = run_cli("decode", "--json", str(path))
+    assert res.returncode == 1 and res.stderr == ""
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [o["frame"] for o in objs] == list(range(1, len(WIRES) + 1))
+    assert all("error" not in o for o in objs[:-1])
+    assert "error" in objs[-1]
+
+
+@pytest.mark.parametrize("module", COMMAND_MODULES)
+def test_every_subcommand_has_help_with_examples(module, capsys):
+    name = module.rsplit(".", 1)[1]
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([name, "--help"])
+    assert done.value.code == 0
+    assert "examples:" in capsys.readouterr().out
