@@ -100,3 +100,20 @@ def test_every_subcommand_has_help_with_examples(module, capsys):
         build_parser().parse_args([name, "--help"])
     assert done.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_hop_count_zero_is_shown_with_a_warning_or_refused_when_strict(tmp_path):
+    wire = bytearray(WIRES[2])
+    wire[9] = 0
+    wire[12:14] = b"\0\0"
+    from xdmvpn.nhrp import checksum
+    wire[12:14] = checksum(bytes(wire)).to_bytes(2, "big")
+    path = tmp_path / "hop0.pcap"
+    write_capture(path, [bytes(wire)])
+    res = run_cli("decode", "--json", str(path))
+    (obj,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.returncode == 0 and obj["hop_count"] == 0
+    assert obj["warnings"] == ["hop count at offset 9: 0 (must be at least 1)"]
+    res = run_cli("decode", "--json", "--strict", str(path))
+    (obj,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.returncode == 1 and obj["error"] == "NHRP hop count at offset 9: 0 (must be at least 1)"

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..nhrp import NhrpDecodeError, decode, encode
+from ..nhrp.codec import protocol_warnings
 from ..nhrp.jsonview import packet_summary, packet_to_dict
 
 EXAMPLES = """\
@@ -31,12 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng capture")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per NHRP packet, one per line")
-    p.add_argument("--lenient", action="store_true",
-                   help="accept well-formed packets a node must not act on (hop count 0)")
+    p.add_argument("--strict", action="store_true",
+                   help="report well-formed packets a node must not act on (hop count 0) "
+                        "as errors instead of listing them under 'warnings'")
     p.set_defaults(func=run)
 
 
-def decode_frame(frame, *, strict: bool = True) -> dict:
+def decode_frame(frame, *, strict: bool = False) -> dict:
     """The JSON object for one captured NHRP frame."""
     head = {"frame": frame.frame, "src": frame.src, "dst": frame.dst, "gre_key": frame.gre_key}
     if frame.error:
@@ -46,6 +48,7 @@ def decode_frame(frame, *, strict: bool = True) -> dict:
     except NhrpDecodeError as exc:
         return {**head, "error": f"NHRP {exc}"}
     out = {**head, **packet_to_dict(pkt)}
+    out["warnings"] = protocol_warnings(pkt)
     out["reencode_identical"] = encode(pkt) == frame.payload[:pkt.packet_size]
     out["_summary"] = packet_summary(pkt)
     return out
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     many = len(args.files) > 1
     for path in args.files:
         for frame in read_nhrp_frames(path):
-            obj = decode_frame(frame, strict=not args.lenient)
+            obj = decode_frame(frame, strict=args.strict)
             summary = obj.pop("_summary", None)
             if many:
                 obj = {"file": path, **obj}
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 route = f"{obj['src'] or '-'} > {obj['dst'] or '-'}"
                 key = f" key={obj['gre_key']}" if obj["gre_key"] is not None else ""
                 text = f"ERROR {obj['error']}" if "error" in obj else summary
+                for warning in obj.get("warnings", ()):
+                    text += f"  WARNING {warning}"
                 print(f"{where}{obj['frame']:>5} {route}{key}  {text}")
     sys.stdout.flush()
     return 1 if failed else 0

@@ -31,6 +31,15 @@ _TL_TYPE = 0xC0
 # Packet types whose receiver must see a hop count of at least 1 (strict decoding):
 # Cisco drops registrations and traffic indications that arrive with 0.
 _HOP_COUNT_REQUIRED = frozenset(PacketType)
+_HOP_COUNT_ZERO = ("hop count", 9, "0 (must be at least 1)")
+
+
+def protocol_warnings(pkt: Packet) -> list[str]:
+    """What strict decoding rejects in a well-formed packet, as messages naming the field
+    and offset (for tools that show such packets rather than drop them)."""
+    if pkt.hop_count == 0 and pkt.TYPE in _HOP_COUNT_REQUIRED:
+        return [str(NhrpDecodeError(*_HOP_COUNT_ZERO))]
+    return []
 
 
 def decode(data: bytes, *, strict: bool = True) -> Packet:
