@@ -191,3 +191,12 @@ def test_huge_garbage_is_bounded():
     blob[16], blob[17], blob[14:16] = 1, 3, (20).to_bytes(2, "big")
     with pytest.raises(NhrpDecodeError):
         decode(bytes(blob))
+
+
+def test_unknown_compulsory_extension_is_kept_and_flagged():
+    """RFC 2332 5.3: a compulsory extension the recipient does not understand must be
+    answered with 'Unrecognized Extension'; a non-compulsory one is ignored."""
+    wire = encode(SAMPLE["vendor_and_unknown_extensions"])
+    pkt = decode(wire)
+    assert pkt.unknown_compulsory_extensions() == [0x2001]      # 0x1234 is not compulsory
+    assert encode(pkt) == wire
