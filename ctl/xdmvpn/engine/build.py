@@ -1,0 +1,61 @@
+"""Building the packets a node sends, with the extension set Cisco routers send."""
+
+from __future__ import annotations
+
+from ..nhrp import (
+    AuthExtension, Cie, CieListExtension, ExtType, Packet, end_extension,
+)
+from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
+from .params import NodeParams
+
+
+def own_cie(p: NodeParams, prefix_len: int = 32, holdtime: int | None = None,
+            code: int = 0) -> Cie:
+    return Cie(code=code, prefix_len=prefix_len, mtu=p.mtu,
+               holdtime=p.holdtime if holdtime is None else holdtime,
+               client_nbma=p.nbma, client_proto=p.tunnel_ip)
+
+
+def auth_ext(p: NodeParams) -> list:
+    return [AuthExtension(AUTH_TYPE_CLEARTEXT, p.auth)] if p.auth is not None else []
+
+
+def request_extensions(p: NodeParams, *, responder: bool = True, nat: list | None = None) -> list:
+    """responder (empty), forward and reverse transit (empty), auth, NAT, end."""
+    exts = [CieListExtension(ExtType.RESPONDER_ADDRESS, True, [])] if responder else []
+    exts += [CieListExtension(ExtType.FORWARD_TRANSIT_NHS, True, []),
+             CieListExtension(ExtType.REVERSE_TRANSIT_NHS, True, [])]
+    exts += auth_ext(p)
+    if nat is not None:
+        exts.append(CieListExtension(ExtType.NAT_ADDRESS, False, nat))
+    exts.append(end_extension())
+    return exts
+
+
+def with_own_auth(p: NodeParams, exts: list) -> list:
+    """Regenerate the authentication extension for this hop, exactly once."""
+    out = [e for e in exts if e.type != ExtType.AUTHENTICATION]
+    auth = auth_ext(p)
+    if auth:
+        end = next((i for i, e in enumerate(out) if e.type == ExtType.END), len(out))
+        out[end:end] = auth
+    return out
+
+
+def cie_list(pkt: Packet, ext_type: int) -> list[Cie] | None:
+    ext = pkt.extension(ext_type)
+    return ext.cies if isinstance(ext, CieListExtension) else None
+
+
+def replace_cie_list(exts: list, ext_type: int, cies: list[Cie], compulsory=True) -> list:
+    out, done = [], False
+    for e in exts:
+        if e.type == ext_type:
+            out.append(CieListExtension(ext_type, e.compulsory, cies))
+            done = True
+        else:
+            out.append(e)
+    if not done:
+        end = next((i for i, e in enumerate(out) if e.type == ExtType.END), len(out))
+        out.insert(end, CieListExtension(ext_type, compulsory, cies))
+    return out

@@ -1,0 +1,239 @@
+"""A node: NHS, NHC or both. Receives NHRP packets, runs timers, asks for effects."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from ipaddress import IPv4Address, IPv6Address
+
+from ..nhrp import (
+    AuthExtension, ErrorCode, ErrorIndication, ExtType, NhrpDecodeError, Packet, PacketType,
+    decode, encode,
+)
+from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
+from . import nhs as nhs_server
+from . import resolve
+from .build import auth_ext
+from .cache import Cache, CacheEntry, Change, EntryType
+from .clock import MonotonicClock
+from .effects import Effects
+from .nhc import NhcState, NhsClient
+from .params import NodeParams
+
+IPAddress = IPv4Address | IPv6Address
+
+# How much of an offending packet an error indication carries.
+ERROR_CONTENTS_MAX = 512
+
+
+class Node:
+    def __init__(self, params: NodeParams, effects: Effects | None = None, clock=None,
+                 rng: random.Random | None = None):
+        self.p = params
+        self.fx = effects or Effects()
+        self.clock = clock or MonotonicClock()
+        self.rng = rng or random.Random()
+        self.cache = Cache()
+        self.stats: Counter = Counter()
+        self._next_id = self.rng.randrange(1, 1 << 30)
+        self.pending: dict[int, tuple] = {}
+        self.nhcs = [NhsClient(self, n, i) for i, n in enumerate(params.nhs)]
+        self.shortcuts: dict = {}              # prefix -> resolve.Shortcut
+        self.resolving: dict = {}              # destination -> (id, sent, tries, nbma, first)
+        self.indications: dict = {}            # (inner src, inner dst) -> last indication
+        self.setup_latencies: deque = deque(maxlen=4096)   # indication -> shortcut, seconds
+        self.serves = params.serve if params.serve is not None else not params.is_nhc
+        now = self.clock.now()
+        self.cache.put(CacheEntry(params.tunnel_ip, EntryType.LOCAL, nbma=params.nbma,
+                                  claimed_nbma=params.nbma, created=now, mtu=params.mtu))
+        for proto, nbma in params.maps:
+            self.cache_put(CacheEntry(proto, EntryType.STATIC, nbma=nbma, claimed_nbma=nbma,
+                                      created=now))
+        self._multicast: frozenset = frozenset()
+        self.sync_multicast()
+        self.fx.default_nhs_set(None)
+
+    # -- identifiers, sending -------------------------------------------------------------
+    def new_request_id(self) -> int:
+        self._next_id = (self._next_id % 0xFFFFFFFF) + 1
+        return self._next_id
+
+    def send(self, nbma: IPAddress, pkt: Packet) -> None:
+        self.stats[("tx", pkt.TYPE)] += 1
+        self.fx.send(nbma, encode(pkt))
+
+    # -- cache with its data-plane mirror --------------------------------------------------
+    def cache_put(self, entry: CacheEntry) -> Change | None:
+        change = self.cache.put(entry)
+        if change is None:
+            return None
+        if entry.nbma is not None and entry.type is not EntryType.LOCAL and (
+                change.added or change.old_nbma != entry.nbma):
+            self.fx.mapping_set(entry.proto, entry.nbma)
+        if entry.type is EntryType.DYNAMIC and change.added:
+            self.sync_multicast()
+        return change
+
+    def cache_remove(self, proto: IPAddress) -> CacheEntry | None:
+        change = self.cache.remove(proto)
+        if change is None:
+            return None
+        entry = change.entry
+        self.fx.mapping_del(proto)
+        if entry.type is EntryType.DYNAMIC:
+            self.sync_multicast()
+        return entry
+
+    def sync_multicast(self) -> None:
+        p = self.p
+        targets = set(p.multicast_static)
+        if p.multicast_dynamic:
+            targets |= {e.nbma for e in self.cache.of_type(EntryType.DYNAMIC)}
+        if p.multicast_nhs:
+            targets |= {c.nhs.nbma for c in self.nhcs}
+        targets = frozenset(targets)
+        if targets != self._multicast:
+            self._multicast = targets
+            self.fx.multicast_set(targets)
+
+    def nhs_changed(self) -> None:
+        """An NHS came up or went down: pick where unresolved traffic goes."""
+        up = [c for c in self.nhcs if c.state is NhcState.UP]
+        best = min(up, key=lambda c: (c.nhs.priority, c.index), default=None)
+        self.fx.default_nhs_set(best.nhs.nbma if best else None)
+        self.sync_multicast()
+
+    # -- timers -------------------------------------------------------------------------
+    def tick(self) -> float | None:
+        """Run everything due now; returns when to be called again (monotonic time)."""
+        now = self.clock.now()
+        for entry in self.cache.expire(now):
+            self.stats["cache_expired"] += 1
+            self.fx.mapping_del(entry.proto)
+            if entry.type is EntryType.DYNAMIC:
+                self.sync_multicast()
+        deadlines = [c.tick(now) for c in self.nhcs]
+        deadlines.append(resolve.tick(self, now))
+        deadlines.append(self.cache.next_expiry())
+        return min((d for d in deadlines if d is not None), default=None)
+
+    # -- receiving --------------------------------------------------------------------------
+    def receive(self, data: bytes, observed: IPAddress) -> None:
+        """One NHRP packet from the NBMA address `observed` (the outer source)."""
+        try:
+            pkt = decode(data, strict=False)
+        except NhrpDecodeError:
+            self.stats[("drop", "malformed")] += 1
+            return
+        self.stats[("rx", pkt.TYPE)] += 1
+        if not pkt.checksum_ok:
+            self.stats[("drop", "checksum")] += 1
+            return
+        if not self._authentic(pkt):
+            self.stats[("drop", "authentication")] += 1
+            return
+        if isinstance(pkt, ErrorIndication):
+            self._on_error_indication(pkt)
+            return
+        if pkt.hop_count == 0:
+            self.error_indication(pkt, data, observed, ErrorCode.HOP_COUNT_EXCEEDED, 9)
+            return
+        unknown = pkt.unknown_compulsory_extensions()
+        if unknown and pkt.TYPE in _REQUESTS:
+            self.error_indication(pkt, data, observed, ErrorCode.UNRECOGNIZED_EXTENSION,
+                                  pkt.extension_offset or 0)
+            return
+        handler = _HANDLERS.get(pkt.TYPE)
+        if handler is None:   # pragma: no cover - every decodable type has a handler
+            self.stats[("drop", "unhandled")] += 1
+            return
+        handler(self, pkt, data, observed)
+
+    def _authentic(self, pkt: Packet) -> bool:
+        if self.p.auth is None:
+            return True
+        ext = pkt.extension(ExtType.AUTHENTICATION)
+        return (isinstance(ext, AuthExtension) and ext.auth_type == AUTH_TYPE_CLEARTEXT
+                and ext.data == self.p.auth)
+
+    # -- errors -------------------------------------------------------------------------------
+    def error_indication(self, pkt: Packet, data: bytes, to: IPAddress, code: int,
+                         offset: int) -> None:
+        """RFC 2332 5.2.7: to the source of the packet in error; never about an error
+        indication."""
+        if isinstance(pkt, ErrorIndication):
+            return
+        self.stats[("error_tx", int(code))] += 1
+        err = ErrorIndication(src_nbma=self.p.nbma, src_proto=self.p.tunnel_ip,
+                              dst_proto=pkt.src_proto, hop_count=self.p.hop_count,
+                              error_code=code, error_offset=offset,
+                              contents=data[:ERROR_CONTENTS_MAX],
+                              extensions=auth_ext(self.p) + ([_end()] if self.p.auth else []))
+        self.send(to, err)
+
+    def _on_error_indication(self, pkt: ErrorIndication) -> None:
+        self.stats[("error_rx", pkt.error_code)] += 1
+        try:
+            inner = decode(pkt.contents, strict=False)
+        except NhrpDecodeError:
+            return
+        rid = getattr(inner, "request_id", None)
+        pending = self.pending.pop(rid, None) if rid is not None else None
+        if pending is None:
+            return
+        kind, who = pending
+        if kind == "registration":
+            who.on_error(pkt.error_code, self.clock.now())
+        elif kind == "resolution":
+            resolve.resolution_failed(self, who)
+
+    # -- operator commands ---------------------------------------------------------------
+    def clear_cache(self) -> int:
+        """Drop every dynamic/cached/negative entry (and the shortcuts that use them)."""
+        n = resolve.clear_shortcuts(self)
+        for entry in list(self.cache.of_type(EntryType.DYNAMIC, EntryType.CACHED,
+                                             EntryType.NEGATIVE, EntryType.INCOMPLETE)):
+            self.cache_remove(entry.proto)
+            n += 1
+        return n
+
+    def on_trigger(self, sender_nbma: IPAddress, inner_src: IPAddress, inner_dst: IPAddress,
+                   head: bytes) -> bool:
+        """The data plane hairpinned inner_src -> inner_dst from sender_nbma (hub)."""
+        return resolve.send_indication(self, sender_nbma, inner_src, inner_dst, head)
+
+    def nhs_up(self) -> list[NhsClient]:
+        return [c for c in self.nhcs if c.state is NhcState.UP]
+
+
+def _end():
+    from ..nhrp import end_extension
+    return end_extension()
+
+
+_REQUESTS = frozenset({PacketType.RESOLUTION_REQUEST, PacketType.REGISTRATION_REQUEST,
+                       PacketType.PURGE_REQUEST})
+
+
+def _on_registration_reply(node: Node, pkt, data, observed) -> None:
+    pending = node.pending.get(pkt.request_id)
+    if pending is None or pending[0] != "registration":
+        node.stats[("drop", "unexpected_reply")] += 1
+        return
+    client = pending[1]
+    if observed != client.nhs.nbma:
+        node.stats[("drop", "unexpected_reply")] += 1
+        return
+    del node.pending[pkt.request_id]
+    client.on_reply(pkt, node.clock.now())
+
+
+_HANDLERS = {
+    PacketType.REGISTRATION_REQUEST: nhs_server.on_registration_request,
+    PacketType.REGISTRATION_REPLY: _on_registration_reply,
+    PacketType.RESOLUTION_REQUEST: resolve.on_resolution_request,
+    PacketType.RESOLUTION_REPLY: resolve.on_resolution_reply,
+    PacketType.TRAFFIC_INDICATION: resolve.on_traffic_indication,
+    PacketType.PURGE_REQUEST: nhs_server.on_purge_request,
+    PacketType.PURGE_REPLY: nhs_server.on_purge_reply,
+}
