@@ -33,12 +33,14 @@ def request_extensions(p: NodeParams, *, responder: bool = True, nat: list | Non
 
 
 def with_own_auth(p: NodeParams, exts: list) -> list:
-    """Regenerate the authentication extension for this hop, exactly once."""
+    """Regenerate the authentication extension for this hop, exactly once, where it was
+    (or, when absent, before the NAT and End extensions, where Cisco puts it)."""
+    where = next((i for i, e in enumerate(exts) if e.type == ExtType.AUTHENTICATION), None)
     out = [e for e in exts if e.type != ExtType.AUTHENTICATION]
-    auth = auth_ext(p)
-    if auth:
-        end = next((i for i, e in enumerate(out) if e.type == ExtType.END), len(out))
-        out[end:end] = auth
+    if where is None:
+        where = next((i for i, e in enumerate(out)
+                      if e.type in (ExtType.NAT_ADDRESS, ExtType.END)), len(out))
+    out[where:where] = auth_ext(p)
     return out
 
 
