@@ -1,0 +1,112 @@
+"""NHRP over a raw GRE socket: the controller's side of the wire.
+
+The kernel here has no ip_gre: XDP passes NHRP (GRE protocol 0x2001 with our key) up the
+stack, where a raw IPPROTO_GRE socket receives it with its IP header; the same socket sends
+NHRP, the GRE header written here (RFC 2784/2890: flags, protocol, optional key)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from ipaddress import IPv4Address
+
+from .errors import XdmvpnError
+from .nhrp.constants import GRE_PROTO_NHRP
+
+GRE_C, GRE_K, GRE_S = 0x8000, 0x2000, 0x1000
+GRE_VERSION_MASK = 0x0007
+GRE_RESERVED_MASK = 0x4FF8       # routing bit, strict source route, recursion, flags
+
+
+def gre_header(key: int | None) -> bytes:
+    if key is None:
+        return struct.pack("!HH", 0, GRE_PROTO_NHRP)
+    return struct.pack("!HHI", GRE_K, GRE_PROTO_NHRP, key)
+
+
+def parse_gre_nhrp(packet: bytes, key: int | None) -> tuple[bytes | None, str]:
+    """IPv4 packet (as a raw socket returns it) -> (NHRP payload, "") or (None, reason)."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None, "not_ipv4"
+    ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl + 4:
+        return None, "truncated"
+    if struct.unpack_from("!H", packet, 6)[0] & 0x3FFF:
+        return None, "fragment"
+    flags, proto = struct.unpack_from("!HH", packet, ihl)
+    if proto != GRE_PROTO_NHRP:
+        return None, "not_nhrp"
+    if flags & GRE_VERSION_MASK or flags & GRE_RESERVED_MASK:
+        return None, "gre_flags"
+    off = ihl + 4
+    if flags & GRE_C:
+        off += 4
+    got_key = None
+    if flags & GRE_K:
+        if len(packet) < off + 4:
+            return None, "truncated"
+        got_key = struct.unpack_from("!I", packet, off)[0]
+        off += 4
+    if flags & GRE_S:
+        off += 4
+    if got_key != key:
+        return None, "wrong_key"
+    if len(packet) < off:
+        return None, "truncated"
+    total = struct.unpack_from("!H", packet, 2)[0]     # IP total length: drop any padding
+    end = total if off <= total <= len(packet) else len(packet)
+    return packet[off:end], ""
+
+
+class GreSocket:
+    """One raw GRE socket bound to our NBMA address (and the underlay device)."""
+
+    def __init__(self, local: IPv4Address, key: int | None, device: str | None = None):
+        self.key = key
+        self.header = gre_header(key)
+        try:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
+        except PermissionError:
+            raise XdmvpnError("opening a raw GRE socket needs root (CAP_NET_RAW): "
+                              "run as root") from None
+        try:
+            if device:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
+                                     device.encode())
+            self.sock.bind((str(local), 0))
+        except OSError as exc:
+            self.sock.close()
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise XdmvpnError(f"NBMA address {local} is not configured on this host"
+                                  f"{' (' + device + ')' if device else ''}") from None
+            if exc.errno == errno.ENODEV:
+                raise XdmvpnError(f"underlay interface {device} does not exist") from None
+            raise XdmvpnError(f"cannot bind the GRE socket to {local}: {exc.strerror}") \
+                from None
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, nbma: IPv4Address, nhrp: bytes) -> bool:
+        try:
+            self.sock.sendto(self.header + nhrp, (str(nbma), 0))
+            return True
+        except (BlockingIOError, OSError):
+            return False       # counted by the caller; NHRP retries cover a lost packet
+
+    def recv(self) -> tuple[bytes, IPv4Address] | tuple[None, str] | None:
+        """One datagram: (nhrp, source) for NHRP with our key, (None, reason) for any other
+        GRE, None when nothing is waiting."""
+        try:
+            packet, (src, _) = self.sock.recvfrom(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+        payload, reason = parse_gre_nhrp(packet, self.key)
+        if payload is None:
+            return None, reason
+        return payload, IPv4Address(src)
+
+    def close(self) -> None:
+        self.sock.close()
