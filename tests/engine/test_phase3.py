@@ -152,3 +152,22 @@ def test_purge_from_the_owner_removes_its_registration():
     assert hub.cache.get(A("10.0.0.11")) is None and A("10.0.0.11") not in hub.fx.mappings
     replies = [p for _, _, p in net.deliver() if p.TYPE == PacketType.PURGE_REPLY]
     assert len(replies) == 2
+
+
+def test_unrecognized_compulsory_extension_gets_error_1_and_bad_checksum_is_dropped():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    from xdmvpn.engine.resolve import send_resolution
+    from xdmvpn.nhrp import Extension, encode
+    send_resolution(s1, A("192.168.2.20"), A("192.0.2.1"), net.clock.now())
+    ((_, data),) = s1.fx.take()
+    req = decode(data)
+    req.extensions.insert(-1, Extension(0x1234, True, b"??"))
+    wire = encode(req)
+    hub.receive(wire, A("192.0.2.11"))
+    (_, dst, err), = net.deliver()
+    assert err.error_code == ErrorCode.UNRECOGNIZED_EXTENSION == 1 and dst == A("192.0.2.11")
+    bad = bytearray(wire)
+    bad[12] ^= 0xFF
+    hub.receive(bytes(bad), A("192.0.2.11"))
+    assert net.deliver() == [] and hub.stats[("drop", "checksum")] == 1
