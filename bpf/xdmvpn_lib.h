@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* xdmvpn helpers shared by the XDP and tc programs: counters, checksums,
+ * the forwarding lookup, the event rate limit, outer header construction. */
+#ifndef XDMVPN_LIB_H
+#define XDMVPN_LIB_H
+
+#include "xdmvpn_parse.h"
+#include "xdmvpn_maps.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+static __always_inline void xdmvpn_count_path(__u32 path, __u64 bytes)
+{
+	struct xdmvpn_count *c = xdmvpn_paths.lookup(&path);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline void xdmvpn_count_drop(__u32 reason, __u64 bytes)
+{
+	struct xdmvpn_count *c = xdmvpn_drops.lookup(&reason);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline void xdmvpn_count_peer(const struct xdmvpn_peer *p,
+					      __u64 bytes, __u64 now)
+{
+	__u32 idx = p->stats_idx;
+	struct xdmvpn_peer_stats *s = xdmvpn_peer_stats.lookup(&idx);
+
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+		s->last_used_ns = now;
+	}
+}
+
+/* Forwarding decision for an inner destination: host entry first, then the
+ * longest shortcut prefix.  NULL when neither matches. */
+static __always_inline struct xdmvpn_peer *xdmvpn_route(__be32 dst)
+{
+	struct xdmvpn_peer *p = xdmvpn_peers.lookup(&dst);
+	struct xdmvpn_lpm_key k;
+
+	if (p)
+		return p;
+	k.prefixlen = 32;
+	k.addr = dst;
+	return xdmvpn_prefixes.lookup(&k);
+}
+
+/* RFC 1071 checksum of a 20-byte IPv4 header whose check field is zero. */
+static __always_inline __u16 xdmvpn_ipv4_csum(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* Fill a 20-byte outer IPv4 header for GRE toward nbma.  tot_len in bytes. */
+static __always_inline void xdmvpn_outer_ipv4(struct iphdr *ip, __u8 tos,
+					      __u16 inner_frag, __u16 tot_len,
+					      __be16 id, __be32 nbma)
+{
+	__u16 frag = 0;
+
+	if (XDMVPN_DF == 1 || (XDMVPN_DF == 2 && (inner_frag & XDMVPN_IP_DF)))
+		frag = XDMVPN_IP_DF;
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = tos;
+	ip->tot_len = xdmvpn_htons(tot_len);
+	ip->id = id;
+	ip->frag_off = xdmvpn_htons(frag);
+	ip->ttl = XDMVPN_TTL;
+	ip->protocol = IPPROTO_GRE;
+	ip->check = 0;
+	ip->saddr = XDMVPN_LOCAL_NBMA_BE;
+	ip->daddr = nbma;
+	ip->check = xdmvpn_ipv4_csum(ip);
+}
+
+/* Write the GRE header of our tunnel (IPv4 payload, key when configured). */
+static __always_inline void xdmvpn_gre_header(void *gre)
+{
+	struct xdmvpn_grehdr *g = gre;
+
+	g->flags = xdmvpn_htons(XDMVPN_HAS_KEY ? XDMVPN_GRE_F_KEY : 0);
+	g->proto = xdmvpn_htons(XDMVPN_GRE_PROTO_IPV4);
+#if XDMVPN_HAS_KEY
+	*(__be32 *)(g + 1) = xdmvpn_htonl(XDMVPN_GRE_KEY);
+#endif
+}
+
+static __always_inline void xdmvpn_set_mac(unsigned char *m, __u64 mac)
+{
+	m[0] = (mac >> 40) & 0xff;
+	m[1] = (mac >> 32) & 0xff;
+	m[2] = (mac >> 24) & 0xff;
+	m[3] = (mac >> 16) & 0xff;
+	m[4] = (mac >> 8) & 0xff;
+	m[5] = mac & 0xff;
+}
+
+/* Rate limit for events.  A shared direct-mapped array indexed by a
+ * multiplicative hash of (src, dst): the hot path is one inlined array
+ * lookup and a compare of a coarse timestamp; the slot is written (with a
+ * compare-and-swap, so two CPUs cannot both emit) only when an event is
+ * emitted.  Pairs colliding in a slot share its budget: an event for one
+ * of them may be delayed by at most one interval.  Returns 1 to emit. */
+static __always_inline int xdmvpn_rl_allow(__be32 src, __be32 dst, __u64 now,
+					   __u64 interval)
+{
+	__u32 h = ((__u32)src * 0x9e3779b1u) ^ (__u32)dst;
+	__u32 idx = (h * 0x85ebca6bu) >> (32 - XDMVPN_RL_BITS);
+	struct xdmvpn_rl_slot *s = xdmvpn_ratelimit.lookup(&idx);
+	__u64 old;
+
+	if (!s)
+		return 0;
+	old = s->stamp_ns;
+	if (old && now - old < interval)
+		return 0;
+	if (__sync_val_compare_and_swap(&s->stamp_ns, old, now) != old)
+		return 0;
+	s->src = src;
+	s->dst = dst;
+	return 1;
+}
+
+/* Outer fib lookup toward nbma on the underlay.  Returns the BPF_FIB_LKUP_RET_*
+ * code; on success fib->smac/dmac/ifindex are set. */
+#define xdmvpn_fib(ctx_, fib_, nbma_, tos_, totlen_, flags_)                 \
+	({                                                                    \
+		__builtin_memset((fib_), 0, sizeof(*(fib_)));                 \
+		(fib_)->family = AF_INET;                                     \
+		(fib_)->tos = (tos_);                                         \
+		(fib_)->l4_protocol = IPPROTO_GRE;                            \
+		(fib_)->tot_len = (totlen_);                                  \
+		(fib_)->ifindex = XDMVPN_UNDERLAY_IFINDEX;                    \
+		(fib_)->ipv4_src = XDMVPN_LOCAL_NBMA_BE;                      \
+		(fib_)->ipv4_dst = (nbma_);                                   \
+		bpf_fib_lookup((ctx_), (fib_), sizeof(*(fib_)), (flags_));    \
+	})
+
+#endif /* XDMVPN_LIB_H */

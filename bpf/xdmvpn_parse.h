@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Bounds-checked header parsing for xdmvpn.
+ *
+ * A cursor walks the packet; every parse function checks that the whole
+ * header it returns lies before the end of the packet, and advances the
+ * cursor past it.  Nothing here reads a byte that was not checked first.
+ * Works for XDP (xdp_md) and tc (__sk_buff direct packet access) alike.
+ */
+#ifndef XDMVPN_PARSE_H
+#define XDMVPN_PARSE_H
+
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/tcp.h>
+
+#define xdmvpn_htons(x) ((__be16)__builtin_bswap16((__u16)(x)))
+#define xdmvpn_ntohs(x) ((__u16)__builtin_bswap16((__u16)(x)))
+#define xdmvpn_htonl(x) ((__be32)__builtin_bswap32((__u32)(x)))
+#define xdmvpn_ntohl(x) ((__u32)__builtin_bswap32((__u32)(x)))
+
+/* GRE flag bits (RFC 2784/2890, first 16 bits of the header, host order). */
+#define XDMVPN_GRE_F_CSUM    0x8000
+#define XDMVPN_GRE_F_ROUTING 0x4000
+#define XDMVPN_GRE_F_KEY     0x2000
+#define XDMVPN_GRE_F_SEQ     0x1000
+#define XDMVPN_GRE_F_STRICT  0x0800
+#define XDMVPN_GRE_F_RECUR   0x0700
+#define XDMVPN_GRE_F_VER     0x0007
+
+#define XDMVPN_IP_MF     0x2000
+#define XDMVPN_IP_DF     0x4000
+#define XDMVPN_IP_OFFSET 0x1fff
+
+struct xdmvpn_cursor {
+	void *pos; /* first byte not yet parsed */
+	void *end; /* one past the last byte of the linear packet data */
+};
+
+/* GRE base header: flags+version word, protocol type. */
+struct xdmvpn_grehdr {
+	__be16 flags;
+	__be16 proto;
+};
+
+/* What xdmvpn_parse_gre found. */
+struct xdmvpn_gre_info {
+	__u16 flags;  /* host order, version bits included */
+	__u16 proto;  /* host order protocol type (0x0800 IPv4, 0x2001 NHRP) */
+	__u32 key;    /* host order key, valid when flags has XDMVPN_GRE_F_KEY */
+	__u32 hlen;   /* bytes of GRE header including optional words */
+};
+
+/* Result codes of xdmvpn_parse_gre. */
+enum xdmvpn_gre_parse {
+	XDMVPN_GRE_OK = 0,
+	XDMVPN_GRE_TRUNCATED = 1,   /* header or one of its optional words is cut */
+	XDMVPN_GRE_UNSUPPORTED = 2, /* version != 0, routing or recursion bits */
+};
+
+/* Ethernet.  Returns the EtherType (network order) or -1 when truncated.
+ * VLAN tags are not followed: the caller sees 0x8100 and leaves it alone. */
+static __always_inline int xdmvpn_parse_eth(struct xdmvpn_cursor *c,
+					    struct ethhdr **eth)
+{
+	struct ethhdr *h = c->pos;
+
+	if ((void *)(h + 1) > c->end)
+		return -1;
+	c->pos = h + 1;
+	*eth = h;
+	return h->h_proto;
+}
+
+/* IPv4 with IHL.  Returns the header length in bytes (20..60) or -1 when the
+ * header is truncated, not version 4 or has an IHL below 5. */
+static __always_inline int xdmvpn_parse_ipv4(struct xdmvpn_cursor *c,
+					     struct iphdr **iph)
+{
+	struct iphdr *h = c->pos;
+	int hlen;
+
+	if ((void *)(h + 1) > c->end)
+		return -1;
+	if (h->version != 4 || h->ihl < 5)
+		return -1;
+	hlen = h->ihl * 4;
+	if (c->pos + hlen > c->end)
+		return -1;
+	c->pos += hlen;
+	*iph = h;
+	return hlen;
+}
+
+/* GRE version 0 with the optional checksum (+reserved), key and sequence
+ * words, in that order on the wire. */
+static __always_inline int xdmvpn_parse_gre(struct xdmvpn_cursor *c,
+					    struct xdmvpn_gre_info *gi)
+{
+	struct xdmvpn_grehdr *g = c->pos;
+	__u32 off = sizeof(*g);
+	__u16 flags;
+
+	if ((void *)(g + 1) > c->end)
+		return XDMVPN_GRE_TRUNCATED;
+	flags = xdmvpn_ntohs(g->flags);
+	gi->flags = flags;
+	gi->proto = xdmvpn_ntohs(g->proto);
+	gi->key = 0;
+	if (flags & (XDMVPN_GRE_F_VER | XDMVPN_GRE_F_ROUTING |
+		     XDMVPN_GRE_F_STRICT | XDMVPN_GRE_F_RECUR))
+		return XDMVPN_GRE_UNSUPPORTED;
+	if (flags & XDMVPN_GRE_F_CSUM)
+		off += 4;
+	if (flags & XDMVPN_GRE_F_KEY) {
+		__be32 *k = c->pos + off;
+
+		if ((void *)(k + 1) > c->end)
+			return XDMVPN_GRE_TRUNCATED;
+		gi->key = xdmvpn_ntohl(*k);
+		off += 4;
+	}
+	if (flags & XDMVPN_GRE_F_SEQ)
+		off += 4;
+	if (c->pos + off > c->end)
+		return XDMVPN_GRE_TRUNCATED;
+	c->pos += off;
+	gi->hlen = off;
+	return XDMVPN_GRE_OK;
+}
+
+/* TCP base header (options are walked by the MSS clamp). */
+static __always_inline int xdmvpn_parse_tcp(struct xdmvpn_cursor *c,
+					    struct tcphdr **tcp)
+{
+	struct tcphdr *h = c->pos;
+
+	if ((void *)(h + 1) > c->end)
+		return -1;
+	*tcp = h;
+	return 0;
+}
+
+#endif /* XDMVPN_PARSE_H */

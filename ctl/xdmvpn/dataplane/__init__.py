@@ -1,0 +1,1 @@
+"""eBPF data plane: build, attach, maps API, test-run harness, benchmark."""

@@ -1,0 +1,176 @@
+"""Attach and detach: XDP (native, generic only when native is impossible),
+tc clsact filters through pyroute2, the overlay veth pair, bpffs pins."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import XdmvpnError
+
+log = logging.getLogger(__name__)
+
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+TC_INGRESS = "ffff:fff2"
+TC_PRIO = 1
+TC_HANDLE = 1
+BPFFS = Path("/sys/fs/bpf")
+
+
+def _ipr():
+    try:
+        from pyroute2 import IPRoute
+    except ImportError as exc:
+        raise XdmvpnError("pyroute2 is missing: pip install pyroute2") from exc
+    return IPRoute()
+
+
+def ifindex(name: str) -> int:
+    try:
+        return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
+    except FileNotFoundError:
+        # /sys may belong to another netns (setns in a thread): ask netlink.
+        with _ipr() as ipr:
+            found = ipr.link_lookup(ifname=name)
+        if not found:
+            raise XdmvpnError(f"interface {name} does not exist") from None
+        return found[0]
+
+
+def mac_of(name: str) -> str:
+    with _ipr() as ipr:
+        link = ipr.get_links(ifindex(name))[0]
+    return link.get_attr("IFLA_ADDRESS")
+
+
+def attach_xdp(ifname: str, fn, mode: str = "native") -> str:
+    """Attach (or atomically replace) an XDP program.  Returns the mode used."""
+    from bcc import BPF
+
+    if mode == "native":
+        try:
+            BPF.attach_xdp(ifname, fn, XDP_FLAGS_DRV_MODE)
+            return "native"
+        except Exception as exc:  # bcc raises bare Exception
+            log.warning("native XDP impossible on %s (%s): falling back to generic XDP, "
+                        "which is much slower", ifname, exc)
+    try:
+        BPF.attach_xdp(ifname, fn, XDP_FLAGS_SKB_MODE)
+    except Exception as exc:
+        raise XdmvpnError(f"cannot attach XDP to {ifname}: {exc}; does the kernel have "
+                          "CONFIG_XDP_SOCKETS/BPF and is the interface up?") from exc
+    return "generic"
+
+
+def detach_xdp(ifname: str) -> None:
+    from bcc import BPF
+
+    for flags in (XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE):
+        try:
+            BPF.remove_xdp(ifname, flags)
+        except Exception:  # nothing attached in that mode
+            pass
+
+
+def attach_tc_ingress(ifname: str, fn) -> None:
+    """clsact on ifname and fn as its ingress filter (direct action), replaced
+    in place when one is there already."""
+    idx = ifindex(ifname)
+    with _ipr() as ipr:
+        try:
+            ipr.tc("add", "clsact", idx)
+        except Exception as exc:
+            if getattr(exc, "code", None) != errno.EEXIST:
+                raise XdmvpnError(f"cannot add clsact to {ifname}: {exc}; the kernel "
+                                  "needs CONFIG_NET_SCH_INGRESS") from exc
+        try:
+            ipr.tc("replace-filter", "bpf", idx, TC_HANDLE, fd=fn.fd, name=fn.name.decode(),
+                   parent=TC_INGRESS, prio=TC_PRIO, classid=1, direct_action=True)
+        except Exception as exc:
+            raise XdmvpnError(f"cannot attach tc program to {ifname}: {exc}; the kernel "
+                              "needs CONFIG_NET_CLS_BPF") from exc
+
+
+def detach_tc(ifname: str) -> None:
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return
+        try:
+            ipr.tc("del", "clsact", found[0])
+        except Exception:
+            pass
+
+
+def create_overlay(name: str, mtu: int = 1400) -> str:
+    """The overlay veth pair name <-> name-dp, NOARP, up, offloads off on name.
+    Returns the data-plane end's name.  Existing pairs are kept (adoption)."""
+    peer = f"{name}-dp"
+    if len(peer) > 15:
+        raise XdmvpnError(f"tunnel interface name {name!r} too long (max 12 characters)")
+    with _ipr() as ipr:
+        if not ipr.link_lookup(ifname=name):
+            ipr.link("add", ifname=name, kind="veth", peer=peer)
+        a, b = ipr.link_lookup(ifname=name)[0], ipr.link_lookup(ifname=peer)[0]
+        ipr.link("set", index=a, mtu=mtu, flags=0x80 | 0x1, change=0x80 | 0x1)  # NOARP|UP
+        ipr.link("set", index=b, mtu=mtu + 100, flags=0x80 | 0x1, change=0x80 | 0x1)
+    _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1", missing_ok=True)
+    _sysctl(f"net/ipv6/conf/{peer}/disable_ipv6", "1", missing_ok=True)
+    # The encap program sees what the stack hands to the veth: with checksum
+    # and segmentation offloads on, that would be unfinished packets.
+    if shutil.which("ethtool"):
+        subprocess.run(["ethtool", "-K", name, "tx", "off", "tso", "off", "gso", "off"],
+                       capture_output=True, check=False)
+    else:
+        log.warning("ethtool missing: offloads stay on for %s", name)
+    return peer
+
+
+def delete_overlay(name: str) -> None:
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])
+
+
+def _sysctl(path: str, value: str, missing_ok: bool = False) -> None:
+    p = Path("/proc/sys") / path
+    try:
+        p.write_text(value)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise XdmvpnError(f"sysctl {path} missing") from None
+
+
+def enable_forwarding(ifname: str) -> None:
+    """bpf_fib_lookup answers only for interfaces with IPv4 forwarding on."""
+    _sysctl(f"net/ipv4/conf/{ifname}/forwarding", "1")
+
+
+def ensure_bpffs() -> None:
+    if os.path.ismount(BPFFS):
+        with open("/proc/mounts") as f:
+            if any(l.split()[1] == str(BPFFS) and l.split()[2] == "bpf" for l in f):
+                return
+    BPFFS.mkdir(parents=True, exist_ok=True)
+    rc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True)
+    if rc.returncode != 0:
+        raise XdmvpnError(f"bpffs not mounted at {BPFFS} and mounting failed: "
+                          f"{rc.stderr.strip()}; mount -t bpf bpf {BPFFS}")
+
+
+def pin_dir(tunnel: str) -> Path:
+    return BPFFS / "xdmvpn" / tunnel
+
+
+def remove_pins(tunnel: str) -> None:
+    d = pin_dir(tunnel)
+    if d.exists():
+        for p in d.iterdir():
+            p.unlink()
+        d.rmdir()

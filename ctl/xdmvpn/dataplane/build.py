@@ -1,0 +1,186 @@
+"""Compile the BPF C under bpf/ with bcc: configuration as -D flags.
+
+bcc rewrites map accesses (``map.lookup(&k)``) only in its main source text,
+so the project's own ``#include "xdmvpn_*.h"`` lines are inlined here and
+bcc is handed one text.  System includes (``<uapi/...>``) stay as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import XdmvpnError
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"(xdmvpn_[A-Za-z0-9_]+\.[ch])"\s*$', re.M)
+
+
+def bpf_dir() -> Path:
+    """bpf/ of the source tree, or $XDMVPN_BPF_DIR."""
+    env = os.environ.get("XDMVPN_BPF_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "bpf" / "xdmvpn_maps.h"
+        if cand.exists():
+            return cand.parent
+    raise XdmvpnError("cannot find the BPF sources (bpf/xdmvpn_maps.h): set XDMVPN_BPF_DIR")
+
+
+def source_text(main_files=("xdmvpn_xdp.c", "xdmvpn_tc.c"), directory: Path | None = None) -> str:
+    """The programs as one text with our headers inlined once each."""
+    directory = directory or bpf_dir()
+    seen: set[str] = set()
+
+    def expand(name: str) -> str:
+        if name in seen:
+            return ""
+        seen.add(name)
+        text = (directory / name).read_text()
+        return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+
+    return "\n".join(expand(f) for f in main_files)
+
+
+def _mac_int(mac: str | bytes | None) -> int:
+    if not mac:
+        return 0
+    if isinstance(mac, (bytes, bytearray)):
+        return int.from_bytes(mac, "big")
+    return int(mac.replace(":", ""), 16)
+
+
+@dataclasses.dataclass
+class DataplaneConfig:
+    """Per-tunnel settings that become -D flags (see bpf/xdmvpn_maps.h)."""
+
+    local_nbma: str = "0.0.0.0"
+    underlay_ifindex: int = 0
+    overlay_ifindex: int = 0          # dmvpn0-dp
+    overlay_mac: str | bytes | None = None     # dmvpn0
+    overlay_dp_mac: str | bytes | None = None  # dmvpn0-dp
+    gre_key: int | None = None
+    redirect: bool = False
+    trigger_interval_ms: int = 1000
+    miss_interval_ms: int = 1000
+    ttl: int = 64
+    df: str = "inherit"               # "set", "clear" or "inherit"
+    adjust_mss: int = 0
+    nhrp_max_send: int = 100          # packets ...
+    nhrp_max_send_every: float = 1.0  # ... every this many seconds, per source
+    pin_dir: str | None = None
+    bench: bool = False
+    bench_len: int = 0
+
+    def cflags(self) -> list[str]:
+        if not 1 <= self.ttl <= 255:
+            raise XdmvpnError(f"ttl {self.ttl} out of range 1..255")
+        if self.gre_key is not None and not 0 <= self.gre_key <= 0xFFFFFFFF:
+            raise XdmvpnError(f"GRE key {self.gre_key} out of range 0..4294967295")
+        df = {"clear": 0, "set": 1, "inherit": 2}.get(self.df)
+        if df is None:
+            raise XdmvpnError(f"df must be set, clear or inherit, not {self.df!r}")
+        if self.nhrp_max_send <= 0 or self.nhrp_max_send_every <= 0:
+            raise XdmvpnError("nhrp max-send must be positive")
+        cost = int(self.nhrp_max_send_every * 1e9 / self.nhrp_max_send)
+        flags = {
+            "XDMVPN_LOCAL_NBMA": f"{int(ipaddress.IPv4Address(self.local_nbma))}U",
+            "XDMVPN_UNDERLAY_IFINDEX": str(self.underlay_ifindex),
+            "XDMVPN_OVERLAY_IFINDEX": str(self.overlay_ifindex),
+            "XDMVPN_OVERLAY_MAC": f"{_mac_int(self.overlay_mac):#x}ULL",
+            "XDMVPN_OVERLAY_DP_MAC": f"{_mac_int(self.overlay_dp_mac):#x}ULL",
+            "XDMVPN_HAS_KEY": "1" if self.gre_key is not None else "0",
+            "XDMVPN_GRE_KEY": f"{self.gre_key or 0}U",
+            "XDMVPN_REDIRECT": "1" if self.redirect else "0",
+            "XDMVPN_TRIGGER_INTERVAL_NS": f"{int(self.trigger_interval_ms) * 1000000}ULL",
+            "XDMVPN_MISS_INTERVAL_NS": f"{int(self.miss_interval_ms) * 1000000}ULL",
+            "XDMVPN_TTL": str(self.ttl),
+            "XDMVPN_DF": str(df),
+            "XDMVPN_ADJUST_MSS": str(int(self.adjust_mss)),
+            "XDMVPN_NHRP_COST_NS": f"{cost}ULL",
+            "XDMVPN_NHRP_BURST": f"{int(self.nhrp_max_send)}ULL",
+        }
+        out = [f"-D{k}={v}" for k, v in flags.items()]
+        if self.pin_dir:
+            out.append(f'-DXDMVPN_PIN_DIR="{self.pin_dir}"')
+        if self.bench:
+            out += ["-DXDMVPN_BENCH=1", f"-DXDMVPN_BENCH_LEN={int(self.bench_len)}"]
+        out.append("-Wno-unused-function")
+        return out
+
+
+def check_environment() -> None:
+    """One-line errors for the usual reasons bcc cannot work here."""
+    if os.geteuid() != 0:
+        raise XdmvpnError("the data plane needs root (BPF programs, XDP, tc): run as root")
+    release = os.uname().release
+    build = Path(f"/lib/modules/{release}/build")
+    if not (build / "include").exists() and not (build / "Makefile").exists():
+        raise XdmvpnError(
+            f"kernel headers missing for {release}: install linux-headers-amd64 and link "
+            f"/lib/modules/{release}/build and .../source to /usr/src/linux-headers-*"
+        )
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        raise XdmvpnError(
+            "bcc is not importable: apt-get install python3-bpfcc and run with "
+            "/usr/bin/python3 or a venv made with --system-site-packages"
+        ) from exc
+
+
+@contextlib.contextmanager
+def capture_stderr():
+    """Capture C-level stderr (bcc prints compiler and verifier output there)."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        box: dict[str, str] = {}
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box["text"] = tmp.read().decode(errors="replace")
+
+
+def compile_bpf(config: DataplaneConfig, main_files=("xdmvpn_xdp.c", "xdmvpn_tc.c")):
+    """A bcc.BPF module for config.  Raises XdmvpnError with bcc's message."""
+    check_environment()
+    from bcc import BPF
+
+    text = source_text(main_files)
+    with capture_stderr() as err:
+        try:
+            module = BPF(text=text, cflags=config.cflags())
+        except Exception as exc:  # bcc raises bare Exception
+            module = None
+            failure = exc
+    if module is None:
+        lines = [l for l in err.get("text", "").splitlines() if "error" in l]
+        detail = lines[0].strip() if lines else str(failure)
+        raise XdmvpnError(f"BPF compile failed: {detail}")
+    return module
+
+
+def load_program(module, name: str, prog_type, with_log: bool = False):
+    """Load one function; verifier rejections become XdmvpnError (first line)."""
+    with capture_stderr() as err:
+        try:
+            fn = module.load_func(name, prog_type)
+        except Exception as exc:
+            fn = None
+            failure = exc
+    if fn is None:
+        text = err.get("text", "")
+        lines = [l for l in text.splitlines() if l.strip()]
+        raise XdmvpnError(f"kernel rejected BPF program {name}: {failure}; verifier: "
+                          f"{' | '.join(lines[-3:])}")
+    return fn

@@ -1,0 +1,102 @@
+"""One tunnel's data plane: overlay pair, programs, attachments, pinned maps.
+
+``TunnelDataplane(...).start()`` builds everything, or adopts what a previous
+controller left (pinned maps, attached programs): the maps are reused, the
+programs replaced atomically, so forwarding never stops.  ``stop()`` leaves
+forwarding running (controller restart); ``destroy()`` removes it all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import XdmvpnError
+from . import attach, build
+from .maps import DataplaneMaps
+from .testrun import prog_info
+
+PROGRAMS = ("xdmvpn_xdp_underlay", "xdmvpn_xdp_pass", "xdmvpn_tc_encap", "xdmvpn_tc_mcast")
+
+
+@dataclasses.dataclass
+class TunnelDataplane:
+    name: str                      # overlay interface, e.g. dmvpn0; pins under its name
+    underlay: str                  # NBMA interface, e.g. eth0
+    local_nbma: str
+    gre_key: int | None = None
+    redirect: bool = False
+    trigger_interval_ms: int = 1000
+    ttl: int = 64
+    df: str = "inherit"
+    adjust_mss: int = 0
+    nhrp_max_send: int = 100
+    nhrp_max_send_every: float = 1.0
+    mtu: int = 1400
+    xdp_mode: str = "native"
+
+    def __post_init__(self):
+        self.module = None
+        self.maps: DataplaneMaps | None = None
+        self.progs: dict = {}
+        self.xdp_used_mode: str | None = None
+
+    @property
+    def dp_name(self) -> str:
+        return f"{self.name}-dp"
+
+    def config(self) -> build.DataplaneConfig:
+        return build.DataplaneConfig(
+            local_nbma=self.local_nbma,
+            underlay_ifindex=attach.ifindex(self.underlay),
+            overlay_ifindex=attach.ifindex(self.dp_name),
+            overlay_mac=attach.mac_of(self.name),
+            overlay_dp_mac=attach.mac_of(self.dp_name),
+            gre_key=self.gre_key, redirect=self.redirect,
+            trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
+            adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
+            nhrp_max_send_every=self.nhrp_max_send_every,
+            pin_dir=str(attach.pin_dir(self.name)),
+        )
+
+    def start(self) -> "TunnelDataplane":
+        from bcc import BPF
+
+        build.check_environment()
+        attach.ensure_bpffs()
+        attach.ifindex(self.underlay)  # one-line error when missing
+        attach.pin_dir(self.name).mkdir(parents=True, exist_ok=True)
+        attach.create_overlay(self.name, self.mtu)
+        attach.enable_forwarding(self.underlay)
+        self.module = build.compile_bpf(self.config())
+        types = {"xdmvpn_xdp_underlay": BPF.XDP, "xdmvpn_xdp_pass": BPF.XDP,
+                 "xdmvpn_tc_encap": BPF.SCHED_CLS, "xdmvpn_tc_mcast": BPF.SCHED_CLS}
+        self.progs = {n: build.load_program(self.module, n, t) for n, t in types.items()}
+        progs = self.module["xdmvpn_progs"]
+        progs[progs.Key(0)] = progs.Leaf(self.progs["xdmvpn_tc_mcast"].fd)
+        self.maps = DataplaneMaps(self.module)
+        # Receiving ends first, then the programs that send to them.
+        attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
+        attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
+        self.xdp_used_mode = attach.attach_xdp(self.underlay, self.progs["xdmvpn_xdp_underlay"],
+                                               self.xdp_mode)
+        return self
+
+    def stop(self) -> None:
+        """Forget the programs here; they stay attached and the maps pinned."""
+        if self.module is not None:
+            self.module.cleanup()
+        self.module = None
+        self.maps = None
+
+    def destroy(self) -> None:
+        """Detach everything, delete the overlay pair, remove the pins."""
+        attach.detach_xdp(self.underlay)
+        attach.detach_tc(self.dp_name)
+        attach.delete_overlay(self.name)
+        self.stop()
+        attach.remove_pins(self.name)
+
+    def program_info(self) -> dict:
+        if not self.progs:
+            raise XdmvpnError("data plane not started")
+        return {n: prog_info(fn.fd) for n, fn in self.progs.items()}
