@@ -13,6 +13,7 @@ from ..errors import XdmvpnError
 # sets `func` to a callable taking the parsed args and returning an exit status.
 COMMAND_MODULES = (
     "xdmvpn.cli.decode",
+    "xdmvpn.cli.config_cmd",
     "xdmvpn.cli.bench",
 )
 

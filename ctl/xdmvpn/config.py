@@ -1,0 +1,909 @@
+"""Per-node configuration: one TOML file per node, keys named as VyOS names them.
+
+``load(path)`` / ``loads(text)`` -> ``NodeConfig`` (frozen dataclasses, defaults filled,
+addresses as ``ipaddress`` objects); ``NodeConfig.to_dict()`` is the normalized JSON view and
+``render_toml(cfg)`` writes a config back, with ``loads(render_toml(cfg)) == cfg``.
+
+Every problem is one ``ConfigError`` line, ``FILE:LINE: KEY: what is wrong (what is allowed)``.
+tomllib gives values without positions, so ``KeyLines`` scans the (already valid) text once
+and maps each key path, e.g. ``("nhrp", "nhs", 1, "nbma")``, to the line it is written on.
+The reference, with the VyOS/FRR/Cisco equivalent of every key, is docs/config.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from .errors import XdmvpnError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+KeyPath = tuple[str | int, ...]
+
+# The keys of each table, in the order render_toml writes them.
+TOP_KEYS = ("role", "tunnel", "nhrp", "ipsec", "control", "metrics")
+TUNNEL_KEYS = ("name", "address", "source-interface", "source-address", "key", "mtu",
+               "adjust-mss", "ttl", "df")
+NHRP_KEYS = ("network-id", "holdtime", "authentication", "redirect", "shortcut",
+             "registration-no-unique", "multicast", "max-send", "nhs", "map")
+NHS_KEYS = ("tunnel-ip", "nbma", "priority")
+MAP_KEYS = ("tunnel-ip", "nbma")
+MAX_SEND_KEYS = ("packets", "interval")
+IPSEC_KEYS = ("profile", "required", "psk", "certificate", "private-key", "ca-certificate",
+              "proposals", "esp-proposals")
+CONTROL_KEYS = ("socket",)
+METRICS_KEYS = ("listen",)
+
+# Names people bring from VyOS 1.3/1.4, Cisco or FRR that difflib would not match.
+ALIASES = {"holding-time": "holdtime", "cisco-authentication": "authentication",
+           "nbma-address": "nbma", "local-ip": "source-address", "no-unique":
+           "registration-no-unique", "tunnel-source": "source-interface",
+           "protocol-address": "tunnel-ip", "pre-shared-secret": "psk", "every": "interval"}
+
+DEFAULT_NAME = "dmvpn0"
+DEFAULT_MTU = 1400
+DEFAULT_HOLDTIME = 7200          # Cisco and RFC 2332; the VyOS DMVPN example uses 300
+DEFAULT_TTL = 64
+DEFAULT_MAX_SEND = (100, 10)     # Cisco "ip nhrp max-send 100 every 10"
+SOCKET_DIR = "/run/xdmvpn"
+
+
+class ConfigError(XdmvpnError):
+    """A configuration problem, one line: ``FILE:LINE: KEY: message``."""
+
+    def __init__(self, source: str, line: int | None, key: str, message: str):
+        self.source, self.line, self.key, self.message = source, line, key, message
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+# --- the typed configuration ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TunnelConfig:
+    address: IPInterface               # own tunnel address and the overlay prefix
+    source_interface: str              # underlay (NBMA) interface
+    name: str = DEFAULT_NAME
+    source_address: IPAddress | None = None   # None: first address of source_interface
+    key: int | None = None             # GRE key; None: no key
+    mtu: int = DEFAULT_MTU
+    adjust_mss: int | None = None
+    ttl: int = DEFAULT_TTL             # 0: inherit from the inner packet
+    df: bool | Literal["inherit"] = True
+
+
+@dataclass(frozen=True)
+class NhsConfig:
+    tunnel_ip: IPAddress | None        # None: "dynamic", learnt from the registration reply
+    nbma: IPAddress
+    priority: int = 0                  # lower is preferred (Cisco)
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    tunnel_ip: IPAddress
+    nbma: IPAddress
+
+
+@dataclass(frozen=True)
+class MaxSend:
+    packets: int = DEFAULT_MAX_SEND[0]
+    interval: int = DEFAULT_MAX_SEND[1]   # seconds
+
+
+MulticastTarget = Literal["dynamic", "nhs"] | IPAddress
+
+
+@dataclass(frozen=True)
+class NhrpConfig:
+    network_id: int = 1
+    holdtime: int = DEFAULT_HOLDTIME
+    authentication: str | None = None
+    redirect: bool = False
+    shortcut: bool = False
+    registration_no_unique: bool = False
+    multicast: tuple[MulticastTarget, ...] = ()
+    max_send: MaxSend = MaxSend()
+    nhs: tuple[NhsConfig, ...] = ()
+    maps: tuple[MapConfig, ...] = ()
+
+    @property
+    def multicast_dynamic(self) -> bool:
+        return "dynamic" in self.multicast
+
+    @property
+    def multicast_nhs(self) -> bool:
+        return "nhs" in self.multicast
+
+    @property
+    def multicast_static(self) -> tuple[IPAddress, ...]:
+        return tuple(m for m in self.multicast if not isinstance(m, str))
+
+
+@dataclass(frozen=True)
+class IpsecConfig:
+    profile: str = "dmvpn"
+    required: bool = True
+    psk: str | None = None
+    certificate: str | None = None
+    private_key: str | None = None
+    ca_certificate: str | None = None
+    proposals: tuple[str, ...] = ()        # IKE; empty: strongSwan's default
+    esp_proposals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: str
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None = None              # "host:port", IPv6 as "[::1]:9351"
+
+    @property
+    def host(self) -> str | None:
+        return self.listen.rsplit(":", 1)[0].strip("[]") if self.listen else None
+
+    @property
+    def port(self) -> int | None:
+        return int(self.listen.rsplit(":", 1)[1]) if self.listen else None
+
+
+Role = Literal["hub", "spoke", "both"]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    role: Role
+    tunnel: TunnelConfig
+    nhrp: NhrpConfig
+    control: ControlConfig
+    metrics: MetricsConfig = MetricsConfig()
+    ipsec: IpsecConfig | None = None
+
+    @property
+    def is_nhs(self) -> bool:
+        """Serves registrations (hub, or a hub that also registers upwards)."""
+        return self.role in ("hub", "both")
+
+    @property
+    def is_nhc(self) -> bool:
+        """Registers to next hop servers."""
+        return self.role in ("spoke", "both")
+
+    def to_dict(self) -> dict:
+        """Normalized, JSON-able, every default filled, keys as written in the TOML file."""
+        t, n = self.tunnel, self.nhrp
+        return {
+            "role": self.role,
+            "tunnel": {"name": t.name, "address": str(t.address),
+                       "source-interface": t.source_interface,
+                       "source-address": _str_or_none(t.source_address), "key": t.key,
+                       "mtu": t.mtu, "adjust-mss": t.adjust_mss, "ttl": t.ttl, "df": t.df},
+            "nhrp": {"network-id": n.network_id, "holdtime": n.holdtime,
+                     "authentication": n.authentication, "redirect": n.redirect,
+                     "shortcut": n.shortcut,
+                     "registration-no-unique": n.registration_no_unique,
+                     "multicast": [str(m) for m in n.multicast],
+                     "max-send": {"packets": n.max_send.packets,
+                                  "interval": n.max_send.interval},
+                     "nhs": [{"tunnel-ip": "dynamic" if s.tunnel_ip is None else str(s.tunnel_ip),
+                              "nbma": str(s.nbma), "priority": s.priority} for s in n.nhs],
+                     "map": [{"tunnel-ip": str(m.tunnel_ip), "nbma": str(m.nbma)}
+                             for m in n.maps]},
+            "ipsec": None if self.ipsec is None else {
+                "profile": self.ipsec.profile, "required": self.ipsec.required,
+                "psk": self.ipsec.psk, "certificate": self.ipsec.certificate,
+                "private-key": self.ipsec.private_key,
+                "ca-certificate": self.ipsec.ca_certificate,
+                "proposals": list(self.ipsec.proposals),
+                "esp-proposals": list(self.ipsec.esp_proposals)},
+            "control": {"socket": self.control.socket},
+            "metrics": {"listen": self.metrics.listen},
+        }
+
+
+def _str_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- where keys are written -------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR = re.compile(r"[^,\]}\n#]*")
+
+
+def key_name(path: KeyPath) -> str:
+    """("nhrp", "nhs", 1, "nbma") -> "nhrp.nhs[1].nbma"."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = part if _BARE_KEY.fullmatch(part) else _toml_string(part)
+            out += f".{part}" if out else part
+    return out
+
+
+class KeyLines:
+    """The line each key path is written on, for a text tomllib has accepted.
+
+    Tables and array-of-tables entries map to their header line, keys (also inside inline
+    tables) to their own line, array elements to the line the element starts on.
+    """
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 1
+        self.lines: dict[KeyPath, int] = {}
+        self._aot: dict[KeyPath, int] = {}        # array of tables -> entries so far
+        self._scan()
+
+    def line_of(self, path: KeyPath) -> int:
+        """Line of path, or of its nearest written parent (a missing key: its table)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return 1
+
+    # scanning primitives (the text is valid TOML: no error handling needed)
+    def _advance(self, n: int = 1) -> None:
+        self.line += self.text.count("\n", self.pos, self.pos + n)
+        self.pos += n
+
+    def _skip(self, newlines: bool = True) -> None:
+        while self.pos < len(self.text):
+            c = self.text[self.pos]
+            if c in " \t\r" or (newlines and c == "\n"):
+                self._advance()
+            elif c == "#":
+                end = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if end < 0 else end
+            else:
+                return
+
+    def _string(self) -> str:
+        """Skip a string of any of the four kinds; return its source text."""
+        start, quote = self.pos, self.text[self.pos]
+        delim = quote * 3 if self.text.startswith(quote * 3, self.pos) else quote
+        self._advance(len(delim))
+        while not self.text.startswith(delim, self.pos):
+            self._advance(2 if quote == '"' and self.text[self.pos] == "\\" else 1)
+        self._advance(len(delim))
+        while len(delim) == 3 and self.text.startswith(quote, self.pos):
+            self._advance()                       # """a""""" ends with content quotes
+        return self.text[start:self.pos]
+
+    def _key(self) -> tuple[str, ...]:
+        parts = []
+        while True:
+            self._skip(newlines=False)
+            if self.text[self.pos] in "\"'":
+                parts.append(tomllib.loads("k = " + self._string())["k"])
+            else:
+                bare = _BARE_KEY.match(self.text, self.pos).group()
+                parts.append(bare)
+                self._advance(len(bare))
+            self._skip(newlines=False)
+            if not self.text.startswith(".", self.pos):
+                return tuple(parts)
+            self._advance()
+
+    def _value(self, path: KeyPath) -> None:
+        c = self.text[self.pos]
+        if c in "\"'":
+            self._string()
+        elif c == "[":
+            self._advance()
+            for index in itertools.count():
+                self._skip()
+                if self.text[self.pos] == "]":
+                    break
+                self.lines.setdefault(path + (index,), self.line)
+                self._value(path + (index,))
+                self._skip()
+                if self.text[self.pos] == ",":
+                    self._advance()
+            self._advance()
+        elif c == "{":
+            self._advance()
+            while True:
+                self._skip()
+                if self.text[self.pos] == "}":
+                    break
+                self._keyval(path)
+                self._skip()
+                if self.text[self.pos] == ",":
+                    self._advance()
+            self._advance()
+        else:
+            self._advance(len(_SCALAR.match(self.text, self.pos).group()))
+
+    def _keyval(self, table: KeyPath) -> None:
+        line, key = self.line, self._key()
+        for i in range(1, len(key) + 1):
+            self.lines.setdefault(table + key[:i], line)
+        self._advance()                           # "="
+        self._skip(newlines=False)
+        self._value(table + key)
+
+    def _resolve(self, key: tuple[str, ...], line: int) -> KeyPath:
+        """A header's key path, with each array of tables resolved to its last entry."""
+        path: KeyPath = ()
+        for part in key:
+            path += (part,)
+            self.lines.setdefault(path, line)
+            if path in self._aot:
+                path += (self._aot[path] - 1,)
+        return path
+
+    def _scan(self) -> None:
+        table: KeyPath = ()
+        while True:
+            self._skip()
+            if self.pos >= len(self.text):
+                return
+            line = self.line
+            if self.text.startswith("[[", self.pos):
+                self._advance(2)
+                key = self._key()
+                self._advance(2)
+                array = self._resolve(key[:-1], line) + key[-1:]
+                self.lines.setdefault(array, line)
+                index = self._aot.get(array, 0)
+                self._aot[array] = index + 1
+                table = array + (index,)
+                self.lines[table] = line
+            elif self.text[self.pos] == "[":
+                self._advance()
+                key = self._key()
+                self._advance()
+                table = self._resolve(key, line)
+                self.lines[table] = line
+            else:
+                self._keyval(table)
+
+
+# --- checking values --------------------------------------------------------------------
+
+class _Invalid(Exception):
+    """A value is wrong; ``at`` is the path below the key being checked (array elements)."""
+
+    def __init__(self, message: str, at: KeyPath = ()):
+        super().__init__(message)
+        self.at = at
+
+
+def _show(value: Any) -> str:
+    """A value as TOML would write it, for "got ..." (long ones shortened)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = _toml_string(value)
+        return text if len(text) <= 60 else text[:56] + '..."'
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return "a date/time"
+
+
+def _int(lo: int, hi: int, unit: str = ""):
+    def check(value):
+        if type(value) is int and lo <= value <= hi:
+            return value
+        raise _Invalid(f"must be an integer {lo}..{hi}{unit}, got {_show(value)}")
+    return check
+
+
+def _bool(value):
+    if type(value) is bool:
+        return value
+    raise _Invalid(f"must be true or false, got {_show(value)}")
+
+
+def _secret(lo: int, hi: int | None, what: str):
+    """A secret string; an error never echoes it.  With a limit (Cisco's 8 bytes), also no
+    whitespace: a Cisco or VyOS peer could not be configured with it."""
+    def check(value):
+        if not isinstance(value, str):
+            raise _Invalid(f"must be {what}, got {_show(value)}")
+        size = len(value.encode())
+        if size < lo or (hi is not None and size > hi):
+            raise _Invalid(f"must be {what}, got {size} byte{'s' * (size != 1)}")
+        if hi is not None and any(c.isspace() or not c.isprintable() for c in value):
+            raise _Invalid(f"must be {what}, got one with whitespace or control characters")
+        return value
+    return check
+
+
+def _ifname(limit: int = 15, why: str = ""):
+    def check(value):
+        if (isinstance(value, str) and 0 < len(value.encode()) <= limit
+                and value not in (".", "..")
+                and all(c.isprintable() and not c.isspace() and c not in "/:" for c in value)):
+            return value
+        raise _Invalid(f"must be an interface name of 1..{limit} characters without '/', ':' "
+                       f"or whitespace{why}, got {_show(value)}")
+    return check
+
+
+def _address(value, what: str = "an IPv4 or IPv6 address"):
+    if isinstance(value, str) and "%" not in value:
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            pass
+        else:
+            if addr.is_unspecified or addr.is_multicast or addr == _BROADCAST:
+                raise _Invalid(f"must be a unicast address, got {_show(value)}")
+            return addr
+    raise _Invalid(f"must be {what}, got {_show(value)}")
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def _tunnel_address(value):
+    if isinstance(value, str) and "/" in value and "%" not in value:
+        try:
+            iface = ipaddress.ip_interface(value)
+        except ValueError:
+            pass
+        else:
+            net = iface.network
+            if iface.ip.is_unspecified or iface.ip.is_multicast or iface.ip.is_loopback:
+                raise _Invalid(f"must be a unicast address, got {_show(value)}")
+            if iface.version == 4 and net.prefixlen <= 30 and iface.ip in (
+                    net.network_address, net.broadcast_address):
+                raise _Invalid(f"must be a host address of {net}, not its network or "
+                               f"broadcast address, got {_show(value)}")
+            return iface
+    raise _Invalid('must be an address with prefix length, e.g. "10.0.0.1/24", '
+                   f"got {_show(value)}")
+
+
+def _df(value):
+    if type(value) is bool or value == "inherit":
+        return value
+    raise _Invalid(f'must be true, false or "inherit", got {_show(value)}')
+
+
+def _absolute_path(limit: int | None = None):
+    def check(value):
+        if (isinstance(value, str) and value.startswith("/") and "\0" not in value
+                and (limit is None or len(value.encode()) <= limit)):
+            return value
+        size = f" of at most {limit} bytes" if limit else ""
+        raise _Invalid(f"must be an absolute path{size}, got {_show(value)}")
+    return check
+
+
+_PROPOSAL = re.compile(r"[a-z0-9_]+(-[a-z0-9_]+)*")
+_PROFILE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _proposals(value):
+    if not isinstance(value, list):
+        raise _Invalid('must be an array of strongSwan proposals, e.g. '
+                       f'["aes256gcm16-prfsha384-ecp384"], got {_show(value)}')
+    for i, item in enumerate(value):
+        if not (isinstance(item, str) and _PROPOSAL.fullmatch(item)):
+            raise _Invalid("must be a strongSwan proposal (lower-case algorithms joined by "
+                           f"'-', e.g. \"aes256gcm16-prfsha384-ecp384\"), got {_show(item)}",
+                           at=(i,))
+    return tuple(value)
+
+
+def _profile(value):
+    if isinstance(value, str) and _PROFILE.fullmatch(value):
+        return value
+    raise _Invalid("must be a name of 1..64 letters, digits, '.', '_' or '-', "
+                   f"got {_show(value)}")
+
+
+def _listen(value):
+    match = isinstance(value, str) and re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)",
+                                                     value)
+    if match:
+        host, port = (match[1], match[2]) if match[1] else (match[3], match[4])
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            addr = None
+        if addr is not None and (addr.version == 6) == bool(match[1]) and 1 <= int(port) <= 65535:
+            return f"[{addr}]:{int(port)}" if addr.version == 6 else f"{addr}:{int(port)}"
+    raise _Invalid('must be "address:port" with port 1..65535, IPv6 in brackets, e.g. '
+                   f'"127.0.0.1:9351" or "[::1]:9351", got {_show(value)}')
+
+
+def _role(value):
+    if value in ("hub", "spoke", "both"):
+        return value
+    raise _Invalid(f'must be "hub", "spoke" or "both", got {_show(value)}')
+
+
+# --- reading tables ---------------------------------------------------------------------
+
+_REQUIRED = object()
+
+
+class _Reader:
+    """Checks a parsed document against the schema; the first problem raises ConfigError."""
+
+    def __init__(self, source: str, lines: KeyLines):
+        self.source, self.lines = source, lines
+
+    def fail(self, path: KeyPath, message: str) -> NoReturn:
+        raise ConfigError(self.source, self.lines.line_of(path), key_name(path), message)
+
+    def table(self, path: KeyPath, value, keys: tuple[str, ...], example: str) -> dict:
+        """value as a table whose keys are all in keys (unknown ones: suggest the nearest)."""
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a table, e.g. {example}, got {_show(value)}")
+        for key in sorted(value, key=lambda k: self.lines.line_of(path + (k,))):
+            if key in TOP_KEYS and path:
+                self.fail(path + (key,), f"unknown key here; {key} is a top-level key "
+                                         "(write it before the first [table])")
+            if key not in keys:
+                self.fail(path + (key,), _unknown(key, keys))
+        return value
+
+    def get(self, table: dict, path: KeyPath, key: str, check, default=_REQUIRED,
+            needs: str = ""):
+        if key not in table:
+            if default is _REQUIRED:
+                self.fail(path + (key,), f"required{needs}")
+            return default
+        try:
+            return check(table[key])
+        except _Invalid as exc:
+            self.fail(path + (key,) + exc.at, str(exc))
+
+
+def _unknown(key: str, allowed: tuple[str, ...]) -> str:
+    guess = ALIASES.get(key) if ALIASES.get(key) in allowed else None
+    guess = guess or next(iter(difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)), None)
+    if guess:
+        return f"unknown key; did you mean {guess}?"
+    return f"unknown key (allowed: {', '.join(allowed)})"
+
+
+def _read_tunnel(r: _Reader, data) -> TunnelConfig:
+    p = ("tunnel",)
+    t = r.table(p, data, TUNNEL_KEYS, "[tunnel]")
+    return TunnelConfig(
+        name=r.get(t, p, "name", _ifname(12, " (the daemon also creates NAME-dp)"),
+                   DEFAULT_NAME),
+        address=r.get(t, p, "address", _tunnel_address,
+                      needs=' (own tunnel address and overlay prefix, e.g. "10.0.0.1/24")'),
+        source_interface=r.get(t, p, "source-interface", _ifname(),
+                               needs=' (the underlay interface, e.g. "eth0")'),
+        source_address=r.get(t, p, "source-address", _address, None),
+        key=r.get(t, p, "key", _int(0, 2**32 - 1), None),
+        mtu=r.get(t, p, "mtu", _int(576, 9000), DEFAULT_MTU),
+        adjust_mss=r.get(t, p, "adjust-mss", _int(536, 9000), None),
+        ttl=r.get(t, p, "ttl", _int(0, 255, " (0: inherit)"), DEFAULT_TTL),
+        df=r.get(t, p, "df", _df, True),
+    )
+
+
+def _nhs_tunnel_ip(value):
+    if value == "dynamic":
+        return None
+    return _address(value, 'an IPv4 or IPv6 address or "dynamic"')
+
+
+def _array_of_tables(r: _Reader, path: KeyPath, data: dict, key: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        r.fail(path + (key,), f"must be an array of tables, written [[{key_name(path + (key,))}]]")
+    return value
+
+
+def _read_nhrp(r: _Reader, data, tunnel: TunnelConfig) -> NhrpConfig:
+    """[nhrp]; multicast stays () when absent (its default depends on the role)."""
+    p = ("nhrp",)
+    t = r.table(p, data, NHRP_KEYS, "[nhrp]")
+    nets = _Addresses(r, tunnel)
+    maps = _read_maps(r, t, nets)
+    nhs = _read_nhs(r, t, nets, maps)
+    return NhrpConfig(
+        network_id=r.get(t, p, "network-id", _int(1, 2**32 - 1), 1),
+        holdtime=r.get(t, p, "holdtime", _int(1, 65535, " seconds"), DEFAULT_HOLDTIME),
+        authentication=r.get(t, p, "authentication", _secret(
+            1, 8, "a string of 1..8 bytes without whitespace (Cisco cleartext)"), None),
+        redirect=r.get(t, p, "redirect", _bool, False),
+        shortcut=r.get(t, p, "shortcut", _bool, False),
+        registration_no_unique=r.get(t, p, "registration-no-unique", _bool, False),
+        multicast=_read_multicast(r, p + ("multicast",), t.get("multicast", []), nets,
+                                  bool(nhs)),
+        max_send=_read_max_send(r, p + ("max-send",), t.get("max-send", {})),
+        nhs=nhs, maps=maps,
+    )
+
+
+def _read_max_send(r: _Reader, p: KeyPath, data) -> MaxSend:
+    t = r.table(p, data, MAX_SEND_KEYS, "max-send = { packets = 100, interval = 10 }")
+    return MaxSend(packets=r.get(t, p, "packets", _int(1, 65535), DEFAULT_MAX_SEND[0]),
+                   interval=r.get(t, p, "interval", _int(1, 65535, " seconds"),
+                                  DEFAULT_MAX_SEND[1]))
+
+
+def _read_maps(r: _Reader, nhrp: dict, nets: _Addresses) -> tuple[MapConfig, ...]:
+    maps: list[MapConfig] = []
+    for i, entry in enumerate(_array_of_tables(r, ("nhrp",), nhrp, "map")):
+        p = ("nhrp", "map", i)
+        t = r.table(p, entry, MAP_KEYS, "[[nhrp.map]]")
+        tunnel_ip = nets.tunnel_ip(p, r.get(t, p, "tunnel-ip", _address), inside=True)
+        nbma = nets.nbma(p + ("nbma",), r.get(t, p, "nbma", _address))
+        for j, other in enumerate(maps):
+            if other.tunnel_ip == tunnel_ip:
+                r.fail(p + ("tunnel-ip",), f"duplicate of nhrp.map[{j}] (one mapping per "
+                                           "tunnel address)")
+        maps.append(MapConfig(tunnel_ip, nbma))
+    return tuple(maps)
+
+
+def _read_nhs(r: _Reader, nhrp: dict, nets: _Addresses,
+              maps: tuple[MapConfig, ...]) -> tuple[NhsConfig, ...]:
+    servers: list[NhsConfig] = []
+    for i, entry in enumerate(_array_of_tables(r, ("nhrp",), nhrp, "nhs")):
+        p = ("nhrp", "nhs", i)
+        t = r.table(p, entry, NHS_KEYS, '[[nhrp.nhs]] with tunnel-ip = "dynamic"')
+        tunnel_ip = r.get(t, p, "tunnel-ip", _nhs_tunnel_ip,
+                          needs=' (the NHS tunnel address, or "dynamic" to learn it)')
+        if tunnel_ip is not None:
+            nets.tunnel_ip(p, tunnel_ip, inside=False)
+        mapped = next((m.nbma for m in maps if m.tunnel_ip == tunnel_ip), None)
+        if "nbma" in t:
+            nbma = nets.nbma(p + ("nbma",), r.get(t, p, "nbma", _address))
+            if mapped is not None and mapped != nbma:
+                r.fail(p + ("nbma",), f"conflicts with the [[nhrp.map]] for {tunnel_ip} "
+                                      f"(nbma {mapped})")
+        elif tunnel_ip is None:
+            r.fail(p + ("nbma",), 'required with tunnel-ip "dynamic" (the NHS NBMA '
+                                  'address, e.g. "192.0.2.1")')
+        elif mapped is None:
+            r.fail(p + ("nbma",), f"required (or a [[nhrp.map]] with tunnel-ip {tunnel_ip})")
+        else:
+            nbma = mapped
+        for j, other in enumerate(servers):
+            if tunnel_ip is not None and other.tunnel_ip == tunnel_ip:
+                r.fail(p + ("tunnel-ip",), f"duplicate of nhrp.nhs[{j}] (each NHS once)")
+            if other.nbma == nbma:
+                r.fail(p + ("nbma",) if "nbma" in t else p,
+                       f"duplicate of nhrp.nhs[{j}] (each NHS once)")
+        servers.append(NhsConfig(tunnel_ip, nbma, r.get(t, p, "priority", _int(0, 255), 0)))
+    return tuple(servers)
+
+
+def _read_multicast(r: _Reader, path: KeyPath, value, nets, has_nhs: bool) -> tuple:
+    if not isinstance(value, list):
+        r.fail(path, 'must be an array of "dynamic", "nhs" and NBMA addresses, '
+                     f"got {_show(value)}")
+    out: list = []
+    for i, item in enumerate(value):
+        if item in ("dynamic", "nhs"):
+            target = item
+            if item == "nhs" and not has_nhs:
+                r.fail(path + (i,), '"nhs" needs [[nhrp.nhs]] entries')
+        else:
+            try:
+                target = nets.nbma(path + (i,), _address(
+                    item, '"dynamic", "nhs" or an NBMA address'))
+            except _Invalid as exc:
+                r.fail(path + (i,), str(exc))
+        if target in out:
+            r.fail(path + (i,), f"duplicate of {key_name(path)}[{out.index(target)}]")
+        out.append(target)
+    return tuple(out)
+
+
+class _Addresses:
+    """Cross-checks of tunnel (protocol) and NBMA (underlay) addresses."""
+
+    def __init__(self, r: _Reader, tunnel: TunnelConfig):
+        self.r, self.tunnel = r, tunnel
+        self.nbma_family: tuple[int, str] | None = None
+        if tunnel.source_address is not None:
+            self.nbma_family = (tunnel.source_address.version, "tunnel.source-address")
+
+    def tunnel_ip(self, entry: KeyPath, addr: IPAddress, inside: bool) -> IPAddress:
+        own, path = self.tunnel.address, entry + ("tunnel-ip",)
+        if addr.version != own.version:
+            self.r.fail(path, f"must be an IPv{own.version} address like tunnel.address, "
+                              f"got {_show(str(addr))}")
+        if addr == own.ip:
+            self.r.fail(path, f"is this node's own tunnel address (tunnel.address {own})")
+        if inside and addr not in own.network:
+            self.r.fail(path, f"must be inside the tunnel prefix {own.network} "
+                              f"(tunnel.address), got {_show(str(addr))}")
+        return addr
+
+    def nbma(self, path: KeyPath, addr: IPAddress) -> IPAddress:
+        if self.nbma_family is None:
+            self.nbma_family = (addr.version, key_name(path))
+        elif addr.version != self.nbma_family[0]:
+            self.r.fail(path, f"must be an IPv{self.nbma_family[0]} address like "
+                              f"{self.nbma_family[1]} (one underlay family per tunnel), "
+                              f"got {_show(str(addr))}")
+        if addr == self.tunnel.source_address:
+            self.r.fail(path, "is this node's own NBMA address (tunnel.source-address)")
+        return addr
+
+
+def _read_ipsec(r: _Reader, data) -> IpsecConfig:
+    p = ("ipsec",)
+    t = r.table(p, data, IPSEC_KEYS, "[ipsec]")
+    cfg = IpsecConfig(
+        profile=r.get(t, p, "profile", _profile, "dmvpn"),
+        required=r.get(t, p, "required", _bool, True),
+        psk=r.get(t, p, "psk", _secret(1, None, "a non-empty string"), None),
+        certificate=r.get(t, p, "certificate", _absolute_path(), None),
+        private_key=r.get(t, p, "private-key", _absolute_path(), None),
+        ca_certificate=r.get(t, p, "ca-certificate", _absolute_path(), None),
+        proposals=r.get(t, p, "proposals", _proposals, ()),
+        esp_proposals=r.get(t, p, "esp-proposals", _proposals, ()),
+    )
+    if cfg.psk is not None and cfg.certificate is not None:
+        r.fail(p + ("certificate",), "psk and certificate exclude each other (choose one)")
+    if cfg.psk is None and cfg.certificate is None:
+        r.fail(p + ("psk",), "required (a pre-shared key, or certificate and private-key)")
+    if (cfg.certificate is None) != (cfg.private_key is None):
+        missing = "private-key" if cfg.private_key is None else "certificate"
+        r.fail(p + (missing,), "required with " + (
+            "certificate" if missing == "private-key" else "private-key"))
+    return cfg
+
+
+def _derive_role(r: _Reader, doc: dict, nhrp: NhrpConfig) -> Role:
+    role = r.get(doc, (), "role", _role, None)
+    if role is None:
+        return "spoke" if nhrp.nhs else "hub"
+    if role == "hub" and nhrp.nhs:
+        r.fail(("role",), '"hub" registers to no NHS, but [[nhrp.nhs]] entries are set '
+                          '(use "both" for a hub that registers to another hub)')
+    if role != "hub" and not nhrp.nhs:
+        r.fail(("role",), f'"{role}" needs at least one [[nhrp.nhs]] entry')
+    return role
+
+
+def _read(doc: dict, r: _Reader) -> NodeConfig:
+    r.table((), doc, TOP_KEYS, "[tunnel]")
+    if "tunnel" not in doc:
+        r.fail(("tunnel",), 'required table missing (e.g. [tunnel] with address and '
+                            'source-interface)')
+    tunnel = _read_tunnel(r, doc["tunnel"])
+    nhrp = _read_nhrp(r, doc.get("nhrp", {}), tunnel)
+    role = _derive_role(r, doc, nhrp)
+    if "multicast" not in doc.get("nhrp", {}):
+        default = ("dynamic",) * (role != "spoke") + ("nhs",) * (role != "hub")
+        nhrp = replace(nhrp, multicast=default)
+    control = ControlConfig(socket=f"{SOCKET_DIR}/{tunnel.name}.sock")
+    if "control" in doc:
+        c = r.table(("control",), doc["control"], CONTROL_KEYS, "[control]")
+        control = ControlConfig(r.get(c, ("control",), "socket", _absolute_path(107),
+                                      control.socket))
+    metrics = MetricsConfig()
+    if "metrics" in doc:
+        m = r.table(("metrics",), doc["metrics"], METRICS_KEYS, "[metrics]")
+        metrics = MetricsConfig(r.get(m, ("metrics",), "listen", _listen, None))
+    ipsec = _read_ipsec(r, doc["ipsec"]) if "ipsec" in doc else None
+    return NodeConfig(role=role, tunnel=tunnel, nhrp=nhrp, control=control,
+                      metrics=metrics, ipsec=ipsec)
+
+
+# --- entry points -----------------------------------------------------------------------
+
+_TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
+
+
+def _syntax_error(source: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    if match and match[1]:
+        line, where = int(match[1]), f" (column {match[2]})"
+    else:
+        line, where = text.count("\n") + (not text.endswith("\n")), " (at end of file)"
+    message = message[:match.start()] if match else message
+    return ConfigError(source, max(line, 1), _key_on_line(text, line),
+                       f"TOML syntax error: {message[:1].lower()}{message[1:]}{where}")
+
+
+def _key_on_line(text: str, line: int) -> str:
+    """Best effort: the key written on a line tomllib refused, with its table."""
+    lines = text.split("\n")                 # TOML (and tomllib) end lines at \n only
+    if not 1 <= line <= len(lines):
+        return ""
+    key = re.match(r"\s*([A-Za-z0-9_.-]+)\s*=", lines[line - 1])
+    if not key:
+        return ""
+    for above in reversed(lines[:line - 1]):
+        header = re.match(r"\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]", above)
+        if header:
+            return f"{header[1]}.{key[1]}"
+    return key[1]
+
+
+def loads(text: str, source: str = "<string>") -> NodeConfig:
+    """The configuration in TOML text; ConfigError names source, line and key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(source, text, exc) from None
+    return _read(doc, _Reader(source, KeyLines(text)))
+
+
+def load(path: str | Path) -> NodeConfig:
+    """The configuration in a TOML file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), None, "", f"cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")          # a BOM some editors write is not TOML
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), line, "", "not UTF-8 text (TOML files are UTF-8)") from None
+    return loads(text, str(path))
+
+
+# --- writing a configuration back -------------------------------------------------------
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string; everything not printable is escaped, so it stays one line."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        elif c in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[c])
+        else:
+            out.append(f"\\u{ord(c):04X}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08X}")
+    return '"' + "".join(out) + '"'
+
+
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+
+
+def render_toml(cfg: NodeConfig) -> str:
+    """cfg as a TOML file, every default written out; loads() gives cfg back."""
+    doc = cfg.to_dict()
+    out = [f"role = {_toml_value(doc.pop('role'))}"]
+    for section, body in doc.items():
+        if body is None or not any(v is not None for v in body.values()):
+            continue
+        out += ["", f"[{section}]"]
+        arrays = {k: body.pop(k) for k in ("nhs", "map") if section == "nhrp"}
+        out += [f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None]
+        for key, entries in arrays.items():
+            for entry in entries:
+                out += ["", f"[[{section}.{key}]]"]
+                out += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+    return "\n".join(out) + "\n"
