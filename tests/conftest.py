@@ -1,39 +1,7 @@
-import hashlib
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # test helpers (pcapgen, oracle)
-
-
-def capture_files() -> list[Path]:
-    """Every NHRP capture the codec is checked against: ours, shared/vectors beside the
-    checkout, and any listed in $XDMVPN_EXTRA_CAPTURES (colon-separated paths)."""
-    found = sorted((REPO / "tests" / "vectors").glob("*.pcap*"))
-    shared = REPO.parent / "shared" / "vectors"
-    if shared.is_dir():
-        found += sorted(shared.glob("*.pcap*"))
-    for extra in filter(None, os.environ.get("XDMVPN_EXTRA_CAPTURES", "").split(":")):
-        found.append(Path(extra))
-    unique, seen = [], set()
-    for path in found:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest not in seen:
-            seen.add(digest)
-            unique.append(path)
-    return unique
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real `xdmvpn` command of this interpreter's environment."""
-    return subprocess.run([sys.executable, "-m", "xdmvpn", *args], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-@pytest.fixture
-def cli():
-    return run_cli
+HERE = Path(__file__).resolve().parent
+# test helpers (util, pcapgen, tshark_oracle, nsutil, engine/netsim) import by name
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "engine"))

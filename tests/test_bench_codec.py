@@ -3,7 +3,7 @@ speed targets live in the benchmark, not in tests)."""
 
 import json
 
-from conftest import run_cli
+from util import run_cli
 
 
 def test_bench_codec_prints_the_figures():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from util import run_cli
 from nhrp_samples import samples
 from pcapgen import write_capture
 from tshark_oracle import ours_comparable, tshark_comparable, tshark_nhrp
@@ -93,11 +93,27 @@ def test_truncated_capture_file(tmp_path, fmt):
     assert "error" in objs[-1]
 
 
-@pytest.mark.parametrize("module", COMMAND_MODULES)
-def test_every_subcommand_has_help_with_examples(module, capsys):
-    name = module.rsplit(".", 1)[1]
+def _command_paths(parser, prefix=()):
+    """Every subcommand path of the CLI, nested ones included: ("config", "check"), ..."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _command_paths(sub, prefix + (name,))
+
+
+COMMAND_PATHS = list(_command_paths(build_parser()))
+
+
+def test_every_command_module_is_reachable():
+    assert len({p[0] for p in COMMAND_PATHS}) == len(COMMAND_MODULES)
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=" ".join)
+def test_every_subcommand_has_help_with_examples(path, capsys):
     with pytest.raises(SystemExit) as done:
-        build_parser().parse_args([name, "--help"])
+        build_parser().parse_args([*path, "--help"])
     assert done.value.code == 0
     assert "examples:" in capsys.readouterr().out
 

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from conftest import capture_files
+from util import capture_files
 from nhrp_samples import samples
 from xdmvpn.capture import read_nhrp_frames
 from xdmvpn.nhrp import (

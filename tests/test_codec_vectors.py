@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import capture_files, run_cli
+from util import capture_files, run_cli
 from tshark_oracle import ours_comparable, tshark_comparable, tshark_nhrp
 
 CAPTURES = capture_files()

@@ -3,7 +3,7 @@ reply, shortcut; compared with the Cisco exchange in nhrp-trace.pcap."""
 
 from ipaddress import ip_address as A, ip_network as N
 
-from conftest import REPO
+from util import REPO
 from netsim import hub_and_spokes, ipv4_head
 from xdmvpn.capture import read_nhrp_frames
 from xdmvpn.engine.cache import EntryType
