@@ -274,3 +274,11 @@ int xdmvpn_tc_mcast(struct __sk_buff *skb)
 	xdmvpn_progs.call(skb, XDMVPN_PROG_MCAST);
 	return TC_ACT_SHOT;
 }
+
+#ifdef XDMVPN_BENCH
+/* Baseline for the encap cost: same harness, no work. */
+int xdmvpn_bench_tc_base(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT;
+}
+#endif

@@ -31,15 +31,12 @@ def _ipr():
 
 
 def ifindex(name: str) -> int:
-    try:
-        return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
-    except FileNotFoundError:
-        # /sys may belong to another netns (setns in a thread): ask netlink.
-        with _ipr() as ipr:
-            found = ipr.link_lookup(ifname=name)
-        if not found:
-            raise XdmvpnError(f"interface {name} does not exist") from None
-        return found[0]
+    """Through netlink, so that it answers in the calling thread's netns."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise XdmvpnError(f"interface {name} does not exist")
+    return found[0]
 
 
 def mac_of(name: str) -> str:
@@ -54,13 +51,13 @@ def attach_xdp(ifname: str, fn, mode: str = "native") -> str:
 
     if mode == "native":
         try:
-            BPF.attach_xdp(ifname, fn, XDP_FLAGS_DRV_MODE)
+            BPF.attach_xdp(ifname.encode(), fn, XDP_FLAGS_DRV_MODE)
             return "native"
         except Exception as exc:  # bcc raises bare Exception
             log.warning("native XDP impossible on %s (%s): falling back to generic XDP, "
                         "which is much slower", ifname, exc)
     try:
-        BPF.attach_xdp(ifname, fn, XDP_FLAGS_SKB_MODE)
+        BPF.attach_xdp(ifname.encode(), fn, XDP_FLAGS_SKB_MODE)
     except Exception as exc:
         raise XdmvpnError(f"cannot attach XDP to {ifname}: {exc}; does the kernel have "
                           "CONFIG_XDP_SOCKETS/BPF and is the interface up?") from exc
@@ -72,7 +69,7 @@ def detach_xdp(ifname: str) -> None:
 
     for flags in (XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE):
         try:
-            BPF.remove_xdp(ifname, flags)
+            BPF.remove_xdp(ifname.encode(), flags)
         except Exception:  # nothing attached in that mode
             pass
 

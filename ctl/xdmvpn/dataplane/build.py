@@ -159,7 +159,7 @@ def compile_bpf(config: DataplaneConfig, main_files=("xdmvpn_xdp.c", "xdmvpn_tc.
     text = source_text(main_files)
     with capture_stderr() as err:
         try:
-            module = BPF(text=text, cflags=config.cflags())
+            module = BPF(text=text.encode(), cflags=config.cflags())
         except Exception as exc:  # bcc raises bare Exception
             module = None
             failure = exc
@@ -174,7 +174,7 @@ def load_program(module, name: str, prog_type, with_log: bool = False):
     """Load one function; verifier rejections become XdmvpnError (first line)."""
     with capture_stderr() as err:
         try:
-            fn = module.load_func(name, prog_type)
+            fn = module.load_func(name.encode(), prog_type)
         except Exception as exc:
             fn = None
             failure = exc

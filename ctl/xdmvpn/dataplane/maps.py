@@ -81,13 +81,13 @@ class DataplaneMaps:
 
     def __init__(self, module):
         self._m = module
-        self.peers = module["xdmvpn_peers"]
-        self.prefixes_map = module["xdmvpn_prefixes"]
-        self.nhs_map = module["xdmvpn_nhs"]
-        self.mcast_map = module["xdmvpn_mcast"]
-        self.stats = module["xdmvpn_peer_stats"]
-        self.paths = module["xdmvpn_paths"]
-        self.drops_map = module["xdmvpn_drops"]
+        self.peers = module[b"xdmvpn_peers"]
+        self.prefixes_map = module[b"xdmvpn_prefixes"]
+        self.nhs_map = module[b"xdmvpn_nhs"]
+        self.mcast_map = module[b"xdmvpn_mcast"]
+        self.stats = module[b"xdmvpn_peer_stats"]
+        self.paths = module[b"xdmvpn_paths"]
+        self.drops_map = module[b"xdmvpn_drops"]
         self._events: list[Event] = []
         self._ring_open = False
 
@@ -247,7 +247,7 @@ class DataplaneMaps:
     def events(self, timeout_ms: int = 0) -> list[Event]:
         """Events waiting in the ring buffer (waits up to timeout_ms for the first)."""
         if not self._ring_open:
-            self._m["xdmvpn_events"].open_ring_buffer(self._on_event)
+            self._m[b"xdmvpn_events"].open_ring_buffer(self._on_event)
             self._ring_open = True
         if timeout_ms:
             self._m.ring_buffer_poll(timeout_ms)

@@ -33,12 +33,17 @@ class TunnelDataplane:
     nhrp_max_send_every: float = 1.0
     mtu: int = 1400
     xdp_mode: str = "native"
+    pin_name: str | None = None    # pins under /sys/fs/bpf/xdmvpn/<pin_name or name>
 
     def __post_init__(self):
         self.module = None
         self.maps: DataplaneMaps | None = None
         self.progs: dict = {}
         self.xdp_used_mode: str | None = None
+
+    @property
+    def pin_key(self) -> str:
+        return self.pin_name or self.name
 
     @property
     def dp_name(self) -> str:
@@ -55,7 +60,7 @@ class TunnelDataplane:
             trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
             adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
             nhrp_max_send_every=self.nhrp_max_send_every,
-            pin_dir=str(attach.pin_dir(self.name)),
+            pin_dir=str(attach.pin_dir(self.pin_key)),
         )
 
     def start(self) -> "TunnelDataplane":
@@ -64,14 +69,14 @@ class TunnelDataplane:
         build.check_environment()
         attach.ensure_bpffs()
         attach.ifindex(self.underlay)  # one-line error when missing
-        attach.pin_dir(self.name).mkdir(parents=True, exist_ok=True)
+        attach.pin_dir(self.pin_key).mkdir(parents=True, exist_ok=True)
         attach.create_overlay(self.name, self.mtu)
         attach.enable_forwarding(self.underlay)
         self.module = build.compile_bpf(self.config())
         types = {"xdmvpn_xdp_underlay": BPF.XDP, "xdmvpn_xdp_pass": BPF.XDP,
                  "xdmvpn_tc_encap": BPF.SCHED_CLS, "xdmvpn_tc_mcast": BPF.SCHED_CLS}
         self.progs = {n: build.load_program(self.module, n, t) for n, t in types.items()}
-        progs = self.module["xdmvpn_progs"]
+        progs = self.module[b"xdmvpn_progs"]
         progs[progs.Key(0)] = progs.Leaf(self.progs["xdmvpn_tc_mcast"].fd)
         self.maps = DataplaneMaps(self.module)
         # Receiving ends first, then the programs that send to them.
@@ -94,7 +99,7 @@ class TunnelDataplane:
         attach.detach_tc(self.dp_name)
         attach.delete_overlay(self.name)
         self.stop()
-        attach.remove_pins(self.name)
+        attach.remove_pins(self.pin_key)
 
     def program_info(self) -> dict:
         if not self.progs:

@@ -1,0 +1,88 @@
+"""Shared set-up for the data-plane tests.
+
+These tests need root, BPF and network namespaces.  They never skip: without
+root they fail with a message saying so (CI runs them as root).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "ctl"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from xdmvpn.dataplane import build, netns  # noqa: E402
+from xdmvpn.dataplane.maps import DataplaneMaps  # noqa: E402
+from xdmvpn.dataplane.testrun import in_netns, run  # noqa: E402
+
+UL_MAC = "02:00:00:00:01:01"
+PEER2_MAC = "02:00:00:00:02:02"
+PEER3_MAC = "02:00:00:00:03:03"
+OVL_MAC = "02:00:00:00:0a:01"
+DP_MAC = "02:00:00:00:0a:02"
+LOCAL = "192.0.2.1"
+
+
+def require_root():
+    if os.geteuid() != 0:
+        pytest.fail("data-plane tests need root (BPF, XDP, netns): run them as root", pytrace=False)
+
+
+def ifindex_in(ns: str, dev: str) -> int:
+    return int(netns.sh("cat", f"/sys/class/net/{dev}/ifindex", ns=ns))
+
+
+class Harness:
+    """Programs compiled for the fixture namespace, run through BPF test-run."""
+
+    def __init__(self, ns: str, **cfg):
+        from bcc import BPF
+
+        self.ns = ns
+        self.config = build.DataplaneConfig(
+            local_nbma=LOCAL, underlay_ifindex=ifindex_in(ns, "ul0"),
+            overlay_ifindex=ifindex_in(ns, "dmvpn0-dp"), overlay_mac=OVL_MAC,
+            overlay_dp_mac=DP_MAC, **cfg)
+        self.module = build.compile_bpf(self.config)
+        self.progs = {n: build.load_program(self.module, n, t) for n, t in (
+            ("xdmvpn_xdp_underlay", BPF.XDP), ("xdmvpn_tc_encap", BPF.SCHED_CLS),
+            ("xdmvpn_tc_mcast", BPF.SCHED_CLS))}
+        pa = self.module[b"xdmvpn_progs"]
+        pa[pa.Key(0)] = pa.Leaf(self.progs["xdmvpn_tc_mcast"].fd)
+        self.maps = DataplaneMaps(self.module)
+
+    def run(self, prog: str, packet: bytes):
+        self.maps.reset_counters()
+        with in_netns(self.ns):
+            res = run(self.progs[prog].fd, packet)
+        counters = {k: v["packets"] for k, v in self.maps.counters().items() if v["packets"]}
+        counters.update({f"drop_{k}": v["packets"] for k, v in self.maps.drops().items()
+                         if v["packets"]})
+        return res, counters
+
+    def close(self):
+        self.module.cleanup()
+
+
+@pytest.fixture(scope="session")
+def fx_ns():
+    """A namespace with an underlay ul0 (192.0.2.1/24), two static neighbours
+    (.2, .3) and an overlay pair dmvpn0/dmvpn0-dp."""
+    require_root()
+    name = f"xdt-fx-{os.getpid()}"
+    netns.add(name)
+    try:
+        netns.veth("ul0", name, "ulp", name, mac_a=UL_MAC)
+        netns.addr(name, "ul0", f"{LOCAL}/24")
+        netns.neigh(name, "ul0", "192.0.2.2", PEER2_MAC)
+        netns.neigh(name, "ul0", "192.0.2.3", PEER3_MAC)
+        netns.sysctl(name, "net.ipv4.conf.ul0.forwarding", "1")
+        netns.veth("dmvpn0", name, "dmvpn0-dp", name, mac_a=OVL_MAC, mac_b=DP_MAC)
+        yield name
+    finally:
+        netns.delete(name)
