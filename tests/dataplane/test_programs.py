@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-import packets as P
+from xdmvpn.dataplane import packets as P
 from conftest import DP_MAC, LOCAL, OVL_MAC, PEER2_MAC, PEER3_MAC, UL_MAC, Harness
 
 XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 1, 2, 3, 4

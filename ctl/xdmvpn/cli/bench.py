@@ -9,12 +9,16 @@ import json
 # name -> module with run(args) -> dict
 BENCHES = {
     "codec": "xdmvpn.bench_codec",
+    "dataplane": "xdmvpn.dataplane.bench",
 }
 
 EXAMPLES = """\
 examples:
   xdmvpn bench codec --json
-      NHRP decode/encode cost per packet against a struct.unpack baseline"""
+      NHRP decode/encode cost per packet against a struct.unpack baseline
+  xdmvpn bench dataplane --json
+      BPF program cost per packet (live frames, restored each run, counters
+      checked), hub hairpin vs kernel forwarding, verifier figures (root)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = importlib.import_module(BENCHES[args.name]).run(args)
+    module = importlib.import_module(BENCHES[args.name])
+    result = module.run(args)
     if not args.json:
         for key, value in result.items():
             print(f"{key:32} {value}")

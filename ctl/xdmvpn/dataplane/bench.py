@@ -16,7 +16,7 @@ import statistics
 import time
 
 from ..errors import XdmvpnError
-from . import build, netns
+from . import build, netns, packets
 from .maps import DataplaneMaps
 from .testrun import in_netns, prog_info, run_live
 from .testrun import run as test_run
@@ -26,23 +26,8 @@ HUB, GEN, SINK = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 KEY = 42
 
 
-def _pk():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parents[3] / "tests" / "dataplane" / "packets.py"
-    if "xdmvpn_bench_packets" in sys.modules:
-        return sys.modules["xdmvpn_bench_packets"]
-    spec = importlib.util.spec_from_file_location("xdmvpn_bench_packets", here)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    sys.modules["xdmvpn_bench_packets"] = mod
-    return mod
-
-
 def _packets():
-    P = _pk()
+    P = packets
     icmp = P.icmp_echo(data=bytes(32))
     to_us = P.ipv4("10.0.0.2", "10.0.0.1", icmp, proto=1)
     to_peer = P.ipv4("10.0.0.2", "10.0.0.3", icmp, proto=1)
@@ -62,7 +47,8 @@ def _ifx(ns, dev):
     return int(netns.sh("cat", f"/sys/class/net/{dev}/ifindex", ns=ns))
 
 
-def run(repeat: int = 200000, pps_frames: int = 256000) -> dict:
+def run(args=None, repeat: int = 200000, pps_frames: int = 256000) -> dict:
+    """Figures as a dict; `args` (the CLI's namespace) is accepted for a uniform call."""
     from bcc import BPF
 
     build.check_environment()
