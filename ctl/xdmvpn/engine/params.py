@@ -43,3 +43,20 @@ class NodeParams:
     @property
     def is_nhc(self) -> bool:
         return bool(self.nhs)
+
+
+def from_config(cfg, nbma: IPAddress) -> NodeParams:
+    """The engine's parameters from a loaded node configuration (xdmvpn.config.NodeConfig);
+    `nbma` is the node's own NBMA address (configured, or read off the underlay)."""
+    n, t = cfg.nhrp, cfg.tunnel
+    targets = {str(m) for m in n.multicast}
+    static = tuple(m for m in n.multicast if str(m) not in ("dynamic", "nhs"))
+    return NodeParams(
+        tunnel_ip=t.address.ip, prefix_len=t.address.network.prefixlen, nbma=nbma,
+        mtu=t.mtu, holdtime=n.holdtime,
+        auth=n.authentication.encode() if n.authentication is not None else None,
+        nhs=tuple(NhsParams(s.nbma, s.tunnel_ip, s.priority) for s in n.nhs),
+        maps=tuple((m.tunnel_ip, m.nbma) for m in n.maps),
+        redirect=n.redirect, shortcut=n.shortcut, unique=not n.registration_no_unique,
+        multicast_dynamic="dynamic" in targets, multicast_nhs="nhs" in targets,
+        multicast_static=static, serve=cfg.role != "spoke")
