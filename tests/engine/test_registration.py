@@ -106,7 +106,7 @@ def test_conflicting_unique_registration_changes_nothing():
 def test_no_unique_registration_may_move_to_a_new_nbma():
     net = Net()
     hub = net.add("192.0.2.1", tunnel_ip=A("10.0.0.1"), prefix_len=24)
-    first = net.add("192.0.2.11", tunnel_ip=A("10.0.0.11"), prefix_len=24, unique=False,
+    net.add("192.0.2.11", tunnel_ip=A("10.0.0.11"), prefix_len=24, unique=False,
                     nhs=(NhsParams(A("192.0.2.1"), A("10.0.0.1")),))
     net.tick()
     del net.nodes[A("192.0.2.11")]                             # new DHCP lease on the spoke

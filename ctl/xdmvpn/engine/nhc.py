@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from ..nhrp import Cie, CieListExtension, ExtType, Flag, RegistrationRequest, encode
-from .build import own_cie, request_extensions
+from ..nhrp import Cie, CieListExtension, ExtType, Flag, RegistrationRequest
+from .build import request_extensions
 from .cache import CacheEntry, EntryType
 from .params import NhsParams
 

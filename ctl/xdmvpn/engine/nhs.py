@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..nhrp import (
     Cie, CieCode, ExtType, Flag, PurgeReply, RegistrationReply,
 )
-from .build import cie_list, own_cie, replace_cie_list, with_own_auth
+from .build import own_cie, replace_cie_list, with_own_auth
 from .cache import CacheEntry, EntryType
 
 if TYPE_CHECKING:

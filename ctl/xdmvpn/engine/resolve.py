@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import TYPE_CHECKING
 
 from ..nhrp import (
-    Cie, CieCode, CieListExtension, ErrorCode, ExtType, Flag, ResolutionReply,
+    Cie, CieCode, ErrorCode, ExtType, Flag, ResolutionReply,
     ResolutionRequest, TrafficIndication,
 )
 from .build import cie_list, own_cie, replace_cie_list, request_extensions, with_own_auth
