@@ -10,6 +10,7 @@ from ..nhrp import (
 )
 from .build import own_cie, replace_cie_list, with_own_auth
 from .cache import CacheEntry, EntryType
+from .resolve import drop_shortcuts_via
 
 if TYPE_CHECKING:
     from .node import Node
@@ -87,7 +88,6 @@ def on_purge_request(node: "Node", pkt, data, observed) -> None:
             if entry.proto in net and entry.nbma == observed:
                 node.cache_remove(entry.proto)
                 purged += 1
-        from .resolve import drop_shortcuts_via
         purged += drop_shortcuts_via(node, net, observed)
     node.stats["purged_entries"] += purged
     if not pkt.flags & Flag.N:

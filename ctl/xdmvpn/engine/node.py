@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from ..nhrp import (
     AuthExtension, ErrorCode, ErrorIndication, ExtType, NhrpDecodeError, Packet, PacketType,
-    decode, encode,
+    decode, encode, end_extension,
 )
 from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
 from . import nhs as nhs_server
@@ -78,11 +78,14 @@ class Node:
         change = self.cache.remove(proto)
         if change is None:
             return None
-        entry = change.entry
-        self.fx.mapping_del(proto)
+        self._forgotten(change.entry)
+        return change.entry
+
+    def _forgotten(self, entry: CacheEntry) -> None:
+        """Mirror an entry's removal from the cache in the data plane."""
+        self.fx.mapping_del(entry.proto)
         if entry.type is EntryType.DYNAMIC:
             self.sync_multicast()
-        return entry
 
     def sync_multicast(self) -> None:
         p = self.p
@@ -96,10 +99,13 @@ class Node:
             self._multicast = targets
             self.fx.multicast_set(targets)
 
+    def preferred_nhs(self) -> NhsClient | None:
+        """The NHS that is up with the lowest priority value (config order breaks ties)."""
+        return min(self.nhs_up(), key=lambda c: (c.nhs.priority, c.index), default=None)
+
     def nhs_changed(self) -> None:
         """An NHS came up or went down: pick where unresolved traffic goes."""
-        up = [c for c in self.nhcs if c.state is NhcState.UP]
-        best = min(up, key=lambda c: (c.nhs.priority, c.index), default=None)
+        best = self.preferred_nhs()
         self.fx.default_nhs_set(best.nhs.nbma if best else None)
         self.sync_multicast()
 
@@ -109,9 +115,7 @@ class Node:
         now = self.clock.now()
         for entry in self.cache.expire(now):
             self.stats["cache_expired"] += 1
-            self.fx.mapping_del(entry.proto)
-            if entry.type is EntryType.DYNAMIC:
-                self.sync_multicast()
+            self._forgotten(entry)
         deadlines = [c.tick(now) for c in self.nhcs]
         deadlines.append(resolve.tick(self, now))
         deadlines.append(self.cache.next_expiry())
@@ -168,7 +172,7 @@ class Node:
                               dst_proto=pkt.src_proto, hop_count=self.p.hop_count,
                               error_code=code, error_offset=offset,
                               contents=data[:ERROR_CONTENTS_MAX],
-                              extensions=auth_ext(self.p) + ([_end()] if self.p.auth else []))
+                              extensions=auth_ext(self.p) + ([end_extension()] if self.p.auth else []))
         self.send(to, err)
 
     def _on_error_indication(self, pkt: ErrorIndication) -> None:
@@ -204,11 +208,6 @@ class Node:
 
     def nhs_up(self) -> list[NhsClient]:
         return [c for c in self.nhcs if c.state is NhcState.UP]
-
-
-def _end():
-    from ..nhrp import end_extension
-    return end_extension()
 
 
 _REQUESTS = frozenset({PacketType.RESOLUTION_REQUEST, PacketType.REGISTRATION_REQUEST,

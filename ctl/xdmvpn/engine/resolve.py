@@ -71,7 +71,7 @@ def on_resolution_request(node: "Node", pkt, data, observed) -> None:
     if target is not None and target.nbma != observed:
         _forward(node, pkt, data, observed, target.nbma)
         return
-    upstream = min(node.nhs_up(), key=lambda c: (c.nhs.priority, c.index), default=None)
+    upstream = node.preferred_nhs()
     if upstream is not None and upstream.nhs.nbma != observed:
         _forward(node, pkt, data, observed, upstream.nhs.nbma)
         return
@@ -291,7 +291,7 @@ def tick(node: "Node", now: float):
         # in the last third of its holdtime: refresh it only if the data plane used it
         sc.refresh_sent = True
         used = node.fx.last_used(sc.via)
-        upstream = min(node.nhs_up(), key=lambda c: (c.nhs.priority, c.index), default=None)
+        upstream = node.preferred_nhs()
         if used is not None and used >= sc.expires - sc.hold and upstream is not None \
                 and sc.dst not in node.resolving:
             send_resolution(node, sc.dst, upstream.nhs.nbma, now)

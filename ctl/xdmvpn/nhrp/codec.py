@@ -11,7 +11,7 @@ import struct
 
 from .constants import (
     CIE_FIXED_LEN, CIE_LIST_EXTENSIONS, EXT_COMPULSORY, EXT_HEADER_LEN, EXT_TYPE_MASK,
-    EXT_UNUSED_BIT, FIXED_HEADER_LEN, NHRP_VERSION, SINGLE_EXTENSIONS, ExtType, PacketType,
+    EXT_UNUSED_BIT, FIXED_HEADER_LEN, NHRP_VERSION, SINGLE_EXTENSIONS, ExtType,
 )
 from .messages import (
     AnyExtension, AuthExtension, Cie, CieListExtension, ErrorIndication, Extension, Packet,
@@ -28,16 +28,15 @@ _EXT = struct.Struct("!HH")
 _TL_LEN = 0x3F
 _TL_TYPE = 0xC0
 
-# Packet types whose receiver must see a hop count of at least 1 (strict decoding):
-# Cisco drops registrations and traffic indications that arrive with 0.
-_HOP_COUNT_REQUIRED = frozenset(PacketType)
+# Every packet must arrive with a hop count of at least 1 (strict decoding): Cisco drops
+# registrations and traffic indications that arrive with 0.
 _HOP_COUNT_ZERO = ("hop count", 9, "0 (must be at least 1)")
 
 
 def protocol_warnings(pkt: Packet) -> list[str]:
     """What strict decoding rejects in a well-formed packet, as messages naming the field
     and offset (for tools that show such packets rather than drop them)."""
-    if pkt.hop_count == 0 and pkt.TYPE in _HOP_COUNT_REQUIRED:
+    if pkt.hop_count == 0:
         return [str(NhrpDecodeError(*_HOP_COUNT_ZERO))]
     return []
 
@@ -62,7 +61,7 @@ def decode(data: bytes, *, strict: bool = True) -> Packet:
         raise NhrpDecodeError("packet size", 10, f"{size} is smaller than the fixed header")
     if size > n:
         raise NhrpDecodeError("packet size", 10, f"{size} exceeds the {n} bytes available")
-    if strict and hops == 0 and op in _HOP_COUNT_REQUIRED:
+    if strict and hops == 0:
         raise NhrpDecodeError("hop count", 9, "0 (must be at least 1)")
     if extoff:
         if extoff < FIXED_HEADER_LEN:
