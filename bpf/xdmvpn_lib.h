@@ -123,6 +123,33 @@ static __always_inline void xdmvpn_set_mac(unsigned char *m, __u64 mac)
  * compare-and-swap, so two CPUs cannot both emit) only when an event is
  * emitted.  Pairs colliding in a slot share its budget: an event for one
  * of them may be delayed by at most one interval.  Returns 1 to emit. */
+/* Reserve an event and fill its header; NULL (counted as lost) when the ring is full.
+ * *n, the inner bytes available, becomes the count to copy: 1..XDMVPN_EVENT_DATA in a
+ * form the verifier can see. */
+static __always_inline struct xdmvpn_event *xdmvpn_event_start(__u32 type, __be32 nbma,
+							       __be32 src, __be32 dst,
+							       __u32 *n)
+{
+	struct xdmvpn_event *ev = xdmvpn_events.ringbuf_reserve(sizeof(*ev));
+	__u32 len = *n;
+
+	if (!ev) {
+		xdmvpn_count_path(XDMVPN_PATH_EVENT_LOST, 0);
+		return 0;
+	}
+	ev->type = type;
+	ev->nbma_src = nbma;
+	ev->inner_src = src;
+	ev->inner_dst = dst;
+	ev->pad = 0;
+	if (len > XDMVPN_EVENT_DATA)
+		len = XDMVPN_EVENT_DATA;
+	len = ((len - 1) & (XDMVPN_EVENT_DATA - 1)) + 1;
+	ev->len = len;
+	*n = len;
+	return ev;
+}
+
 static __always_inline int xdmvpn_rl_allow(__be32 src, __be32 dst, __u64 now,
 					   __u64 interval)
 {

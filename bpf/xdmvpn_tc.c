@@ -92,21 +92,9 @@ static __always_inline void xdmvpn_miss(struct __sk_buff *skb, __be32 src, __be3
 
 	if (!xdmvpn_rl_allow(0, dst, now, XDMVPN_MISS_INTERVAL_NS))
 		return;
-	ev = xdmvpn_events.ringbuf_reserve(sizeof(*ev));
-	if (!ev) {
-		xdmvpn_count_path(XDMVPN_PATH_EVENT_LOST, 0);
+	ev = xdmvpn_event_start(XDMVPN_EV_MISS, 0, src, dst, &n);
+	if (!ev)
 		return;
-	}
-	ev->type = XDMVPN_EV_MISS;
-	ev->nbma_src = 0;
-	ev->inner_src = src;
-	ev->inner_dst = dst;
-	ev->pad = 0;
-	if (n > XDMVPN_EVENT_DATA)
-		n = XDMVPN_EVENT_DATA;
-	/* 1..XDMVPN_EVENT_DATA in a form the verifier can see */
-	n = ((n - 1) & (XDMVPN_EVENT_DATA - 1)) + 1;
-	ev->len = n;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, ev->data, n))
 		ev->len = 0;
 	xdmvpn_events.ringbuf_submit(ev, 0);

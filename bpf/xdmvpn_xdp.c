@@ -78,21 +78,9 @@ static __always_inline void xdmvpn_trigger(struct xdp_md *ctx, __be32 sender,
 		xdmvpn_count_path(XDMVPN_PATH_TRIGGER_HELD, 0);
 		return;
 	}
-	ev = xdmvpn_events.ringbuf_reserve(sizeof(*ev));
-	if (!ev) {
-		xdmvpn_count_path(XDMVPN_PATH_EVENT_LOST, 0);
+	ev = xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src, dst, &n);
+	if (!ev)
 		return;
-	}
-	ev->type = XDMVPN_EV_TRIGGER;
-	ev->nbma_src = sender;
-	ev->inner_src = src;
-	ev->inner_dst = dst;
-	ev->pad = 0;
-	if (n > XDMVPN_EVENT_DATA)
-		n = XDMVPN_EVENT_DATA;
-	/* 1..XDMVPN_EVENT_DATA in a form the verifier can see */
-	n = ((n - 1) & (XDMVPN_EVENT_DATA - 1)) + 1;
-	ev->len = n;
 	if (bpf_xdp_load_bytes(ctx, off, ev->data, n))
 		ev->len = 0;
 	xdmvpn_events.ringbuf_submit(ev, 0);
