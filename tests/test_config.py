@@ -105,6 +105,16 @@ def test_defaults_follow_the_role():
     assert loads(BASE + "[nhrp]\nmulticast = []\n").nhrp.multicast == ()
     named = loads(BASE.replace("[tunnel]", '[tunnel]\nname = "tun100"'))
     assert named.control.socket == "/run/xdmvpn/tun100.sock"
+    assert named.control.instance == "tun100"
+
+
+def test_instance_names_pins_and_default_socket():
+    cfg = loads(BASE + '[control]\ninstance = "lab-hub"\n')
+    assert (cfg.control.instance, cfg.control.socket) == ("lab-hub", "/run/xdmvpn/lab-hub.sock")
+    both = loads(BASE + '[control]\ninstance = "a"\nsocket = "/tmp/x.sock"\n')
+    assert (both.control.instance, both.control.socket) == ("a", "/tmp/x.sock")
+    with pytest.raises(ConfigError, match=r"n.toml:5: control.instance: must be a name"):
+        loads(BASE + '[control]\ninstance = "../etc"\n', "n.toml")
 
 
 def test_redirect_and_shortcut_together_are_fine():
@@ -328,6 +338,7 @@ proposals = ["aes256gcm16-prfsha384-ecp384"]
 esp-proposals = ["aes256gcm16"]
 
 [control]
+instance = "dmvpn0"
 socket = "/run/xdmvpn/dmvpn0.sock"
 
 [metrics]
@@ -376,6 +387,7 @@ EVERY_KEY = [
     ("ipsec.proposals", 'proposals = ["aes256gcm16-prfsha384-ecp384"]',
      'proposals = "aes256gcm16-prfsha384-ecp384"'),
     ("ipsec.esp-proposals[0]", 'esp-proposals = ["aes256gcm16"]', "esp-proposals = [1]"),
+    ("control.instance", 'instance = "dmvpn0"', 'instance = "a b"'),
     ("control.socket", 'socket = "/run/xdmvpn/dmvpn0.sock"',
      f'socket = "/run/{"x" * 110}.sock"'),
     ("metrics.listen", 'listen = "127.0.0.1:9351"', 'listen = "127.0.0.1:0"'),
@@ -639,7 +651,7 @@ def node_configs(draw):
             multicast=multicast,
             max_send=C.MaxSend(draw(st.integers(1, 65535)), draw(st.integers(1, 65535))),
             nhs=tuple(nhs), maps=maps),
-        control=C.ControlConfig(draw(st.just(f"/run/xdmvpn/{name}.sock") | path)),
+        control=C.ControlConfig(draw(st.just(f"/run/xdmvpn/{name}.sock") | path), name),
         metrics=C.MetricsConfig(draw(st.sampled_from([None, "127.0.0.1:9351", "[::1]:1",
                                                       "192.0.2.1:65535"]))),
         ipsec=ipsec,

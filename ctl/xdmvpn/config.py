@@ -38,7 +38,7 @@ MAP_KEYS = ("tunnel-ip", "nbma")
 MAX_SEND_KEYS = ("packets", "interval")
 IPSEC_KEYS = ("profile", "required", "psk", "certificate", "private-key", "ca-certificate",
               "proposals", "esp-proposals")
-CONTROL_KEYS = ("socket",)
+CONTROL_KEYS = ("instance", "socket")
 METRICS_KEYS = ("listen",)
 
 # Names people bring from VyOS 1.3/1.4, Cisco or FRR that difflib would not match.
@@ -142,6 +142,7 @@ class IpsecConfig:
 @dataclass(frozen=True)
 class ControlConfig:
     socket: str
+    instance: str = DEFAULT_NAME           # names the pin dir /sys/fs/bpf/xdmvpn/<instance>
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class NodeConfig:
                 "ca-certificate": self.ipsec.ca_certificate,
                 "proposals": list(self.ipsec.proposals),
                 "esp-proposals": list(self.ipsec.esp_proposals)},
-            "control": {"socket": self.control.socket},
+            "control": {"instance": self.control.instance, "socket": self.control.socket},
             "metrics": {"listen": self.metrics.listen},
         }
 
@@ -437,6 +438,13 @@ def _ifname(limit: int = 15, why: str = ""):
         raise _Invalid(f"must be an interface name of 1..{limit} characters without '/', ':' "
                        f"or whitespace{why}, got {_show(value)}")
     return check
+
+
+def _instance(value):
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", value):
+        return value
+    raise _Invalid("must be a name of 1..32 letters, digits, '_', '.', '-' (starting with a "
+                   f"letter or digit), got {_show(value)}")
 
 
 def _address(value, what: str = "an IPv4 or IPv6 address"):
@@ -791,11 +799,12 @@ def _read(doc: dict, r: _Reader) -> NodeConfig:
     if "multicast" not in doc.get("nhrp", {}):
         default = ("dynamic",) * (role != "spoke") + ("nhs",) * (role != "hub")
         nhrp = replace(nhrp, multicast=default)
-    control = ControlConfig(socket=f"{SOCKET_DIR}/{tunnel.name}.sock")
+    instance, socket_path = tunnel.name, None
     if "control" in doc:
         c = r.table(("control",), doc["control"], CONTROL_KEYS, "[control]")
-        control = ControlConfig(r.get(c, ("control",), "socket", _absolute_path(107),
-                                      control.socket))
+        instance = r.get(c, ("control",), "instance", _instance, instance)
+        socket_path = r.get(c, ("control",), "socket", _absolute_path(107), None)
+    control = ControlConfig(socket_path or f"{SOCKET_DIR}/{instance}.sock", instance)
     metrics = MetricsConfig()
     if "metrics" in doc:
         m = r.table(("metrics",), doc["metrics"], METRICS_KEYS, "[metrics]")
