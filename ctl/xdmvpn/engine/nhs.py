@@ -76,19 +76,25 @@ def _register(node: "Node", proto, claimed, observed, holdtime: int, unique: boo
 
 
 def on_purge_request(node: "Node", pkt, data, observed) -> None:
-    """Remove the purged bindings the sender is entitled to remove: its own registration,
-    or any binding it told us (its NBMA is the entry's), then reply unless N is set."""
+    """Remove the purged bindings the sender is entitled to remove, then reply unless N is
+    set. Entitled: any binding whose NBMA is the sender's, and bindings of the sender's own
+    protocol address from any NBMA (its NBMA changed), except a unique registration, which
+    only changes from the NBMA that made it (as a registration would)."""
     purged = 0
     for cie in pkt.cies or [Cie(prefix_len=32)]:
         proto = cie.client_proto or pkt.src_proto
         if proto is None:
             continue
         net = ip_network(f"{proto}/{cie.prefix_len or proto.max_prefixlen}", strict=False)
+        own = pkt.src_proto is not None and pkt.src_proto in net
         for entry in list(node.cache.of_type(EntryType.DYNAMIC, EntryType.CACHED)):
-            if entry.proto in net and entry.nbma == observed:
+            if entry.proto not in net:
+                continue
+            if entry.nbma == observed or (own and not (entry.type is EntryType.DYNAMIC
+                                                       and entry.unique)):
                 node.cache_remove(entry.proto)
                 purged += 1
-        purged += drop_shortcuts_via(node, net, observed)
+        purged += drop_shortcuts_via(node, net, None if own else observed)
     node.stats["purged_entries"] += purged
     if not pkt.flags & Flag.N:
         reply = PurgeReply(afn=pkt.afn, protocol_type=pkt.protocol_type,

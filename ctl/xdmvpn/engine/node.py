@@ -12,6 +12,7 @@ from ..nhrp import (
 )
 from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
 from . import nhs as nhs_server
+from . import purge
 from . import resolve
 from .build import auth_ext
 from .cache import Cache, CacheEntry, Change, EntryType
@@ -41,6 +42,7 @@ class Node:
         self.shortcuts: dict = {}              # prefix -> resolve.Shortcut
         self.resolving: dict = {}              # destination -> (id, sent, tries, nbma, first)
         self.indications: dict = {}            # (inner src, inner dst) -> last indication
+        self.answered: dict = {}               # requester NBMA -> (its proto, {prefix lens})
         self.setup_latencies: deque = deque(maxlen=4096)   # indication -> shortcut, seconds
         self.serves = params.serve if params.serve is not None else not params.is_nhc
         now = self.clock.now()
@@ -193,13 +195,60 @@ class Node:
 
     # -- operator commands ---------------------------------------------------------------
     def clear_cache(self) -> int:
-        """Drop every dynamic/cached/negative entry (and the shortcuts that use them)."""
+        """Drop every dynamic/cached/negative entry (and the shortcuts that use them); the
+        stations we answered are told to purge what they learnt from us."""
         n = resolve.clear_shortcuts(self)
         for entry in list(self.cache.of_type(EntryType.DYNAMIC, EntryType.CACHED,
                                              EntryType.NEGATIVE, EntryType.INCOMPLETE)):
             self.cache_remove(entry.proto)
             n += 1
+        purge.purge_requesters(self)
         return n
+
+    def clear_shortcuts(self) -> int:
+        """Drop our shortcuts; the peers that resolved us drop theirs toward us too."""
+        n = resolve.clear_shortcuts(self)
+        purge.purge_requesters(self)
+        return n
+
+    def shutdown(self) -> int:
+        """Clean shutdown: de-register and purge the bindings others hold of us."""
+        return purge.shutdown(self)
+
+    def nbma_changed(self, new_nbma: IPAddress) -> int:
+        return purge.nbma_changed(self, new_nbma)
+
+    def reconfigure(self, params: NodeParams) -> None:
+        """New parameters (SIGHUP) without losing state: the cache, registrations at NHSs
+        that stay configured and shortcuts are kept."""
+        old = self.p
+        if (params.tunnel_ip, params.prefix_len) != (old.tunnel_ip, old.prefix_len):
+            raise ValueError("the tunnel address cannot change without a restart")
+        self.p = params
+        now = self.clock.now()
+        want = dict(params.maps)
+        for entry in list(self.cache.of_type(EntryType.STATIC)):
+            if want.get(entry.proto) != entry.nbma:
+                self.cache_remove(entry.proto)
+        for proto, nbma in params.maps:
+            self.cache_put(CacheEntry(proto, EntryType.STATIC, nbma=nbma, claimed_nbma=nbma,
+                                      created=now))
+        kept = {c.nhs: c for c in self.nhcs}
+        for c in self.nhcs:
+            if c.nhs not in params.nhs:
+                c.state = NhcState.DOWN
+                if c.pending_id is not None:
+                    self.pending.pop(c.pending_id, None)
+                if c.proto is not None and (e := self.cache.get(c.proto)) is not None \
+                        and e.type is EntryType.NHS:
+                    self.cache_remove(c.proto)
+        self.nhcs = []
+        for i, n in enumerate(params.nhs):
+            client = kept.get(n) or NhsClient(self, n, i)
+            client.index = i
+            self.nhcs.append(client)
+        self.serves = params.serve if params.serve is not None else not params.is_nhc
+        self.nhs_changed()
 
     def on_trigger(self, sender_nbma: IPAddress, inner_src: IPAddress, inner_dst: IPAddress,
                    head: bytes) -> bool:

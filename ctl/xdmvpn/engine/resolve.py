@@ -119,6 +119,9 @@ def _answer(node: "Node", pkt, observed, prefix_len: int, now: float) -> None:
         flags=_REPLY_FLAGS, request_id=pkt.request_id,
         cies=[own_cie(p, prefix_len=prefix_len)], extensions=with_own_auth(p, exts))
     node.stats["resolution_answered"] += 1
+    if to is not None and pkt.src_proto is not None:
+        # it holds a binding of ours now: purge it when we change or go away
+        node.answered.setdefault(to, (pkt.src_proto, set()))[1].add(prefix_len)
     node.send(to, reply)
 
 
@@ -312,8 +315,9 @@ def _remove_shortcut(node: "Node", prefix) -> None:
 
 
 def drop_shortcuts_via(node: "Node", net, nbma) -> int:
+    """Remove the shortcuts toward net that go to nbma (to any NBMA when nbma is None)."""
     gone = [pfx for pfx, sc in node.shortcuts.items()
-            if sc.nbma == nbma and (sc.via in net or pfx.overlaps(net))]
+            if (nbma is None or sc.nbma == nbma) and (sc.via in net or pfx.overlaps(net))]
     for pfx in gone:
         _remove_shortcut(node, pfx)
     return len(gone)
