@@ -111,7 +111,7 @@ ARCH=$(dpkg --print-architecture)
 readonly ARCH
 PACKAGES=(
     bpfcc-tools python3-bpfcc "linux-headers-$ARCH"
-    iproute2 ethtool tcpdump tshark
+    iproute2 iputils-ping ethtool tcpdump tshark
     strongswan-charon strongswan-swanctl charon-systemd
     python3-venv python3-pip
 )

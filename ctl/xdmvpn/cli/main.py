@@ -15,6 +15,9 @@ COMMAND_MODULES = (
     "xdmvpn.cli.decode",
     "xdmvpn.cli.config_cmd",
     "xdmvpn.cli.bench",
+    "xdmvpn.cli.lab",
+    "xdmvpn.cli.run",
+    "xdmvpn.cli.show_cmd",
 )
 
 

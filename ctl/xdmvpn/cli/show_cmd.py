@@ -1,0 +1,91 @@
+"""`xdmvpn show ...` and `xdmvpn clear ...`: ask a running node over its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import control, show
+from ..config import SOCKET_DIR
+
+EXAMPLES = """\
+examples:
+  xdmvpn show cache                    show ip nhrp cache (VyOS/Cisco columns)
+  xdmvpn show nhs --json               show ip nhrp nhs, FRR's JSON keys
+  xdmvpn show shortcut                 show ip nhrp shortcut
+  xdmvpn show dmvpn                    show dmvpn: one line per peer
+  xdmvpn show stats --json             data-plane counters, NHRP counters, mappings
+  xdmvpn show cache --instance lab-hub   another daemon (its control.instance)
+  xdmvpn show cache --socket /run/xdmvpn/dmvpn0.sock
+
+JSON output of cache, nhs, shortcut and dmvpn is a list (empty when there is nothing)."""
+
+CLEAR_EXAMPLES = """\
+examples:
+  xdmvpn clear shortcut      drop every shortcut (peers that resolved us drop theirs)
+  xdmvpn clear cache         also drop dynamic, cached and negative entries
+  xdmvpn clear cache --instance lab-hub"""
+
+VIEWS = {
+    "cache": (show.cache_json, show.cache_table),
+    "nhs": (show.nhs_json, show.nhs_table),
+    "shortcut": (show.shortcut_json, show.shortcut_table),
+    "dmvpn": (show.dmvpn_json, show.dmvpn_table),
+}
+
+
+def _target(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
+    g.add_argument("--instance", metavar="NAME", default="dmvpn0",
+                   help="daemon's control.instance (default dmvpn0): socket "
+                        f"{SOCKET_DIR}/NAME.sock")
+
+
+def socket_path(args: argparse.Namespace) -> str:
+    return args.socket or f"{SOCKET_DIR}/{args.instance}.sock"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("show", help="show NHRP cache, NHS, shortcuts, DMVPN peers, stats",
+                       description="Show the state of a running node.", epilog=EXAMPLES,
+                       formatter_class=fmt)
+    p.add_argument("what", choices=(*VIEWS, "stats"))
+    p.add_argument("--json", action="store_true", help="JSON (FRR's keys)")
+    _target(p)
+    p.set_defaults(func=run_show)
+    c = sub.add_parser("clear", help="clear NHRP cache entries or shortcuts",
+                       description="Clear dynamic state of a running node.",
+                       epilog=CLEAR_EXAMPLES, formatter_class=fmt)
+    c.add_argument("what", choices=("cache", "shortcut"))
+    _target(c)
+    c.set_defaults(func=run_clear)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    path = socket_path(args)
+    if args.what == "stats":
+        out = control.request(path, {"cmd": "stats"})
+        out.pop("ok", None)
+        print(json.dumps(out, indent=2) if args.json else _stats_text(out))
+        return 0
+    snap = control.request(path, {"cmd": "snapshot"})["snapshot"]
+    as_json, as_table = VIEWS[args.what]
+    print(json.dumps(as_json(snap), indent=2) if args.json else as_table(snap), end="\n")
+    return 0
+
+
+def _stats_text(st: dict) -> str:
+    rows = [(name, c["packets"], c["bytes"]) for name, c in st["paths"].items() if c["packets"]]
+    rows += [(f"drop {name}", c["packets"], c["bytes"]) for name, c in st["drops"].items()
+             if c["packets"]]
+    out = show.render_table(("Counter", "Packets", "Bytes"), rows)
+    nhrp = [(k, v) for k, v in st["nhrp"].items()]
+    return out + "\n\n" + show.render_table(("NHRP", "Count"), nhrp)
+
+
+def run_clear(args: argparse.Namespace) -> int:
+    out = control.request(socket_path(args), {"cmd": "clear", "what": args.what})
+    print(f"cleared {out['cleared']} entr{'y' if out['cleared'] == 1 else 'ies'}")
+    return 0

@@ -1,0 +1,384 @@
+"""`xdmvpn run`: one node's daemon. asyncio; NHRP on the raw GRE socket into the engine,
+data-plane triggers into the engine, the engine's timers, the control socket, signals.
+
+SIGTERM/SIGINT: clean shutdown (purge our bindings, remove routes, detach the data plane),
+or with --keep-dataplane leave forwarding running for the next controller to adopt.
+SIGHUP: reload the configuration without losing state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+from collections import Counter
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from .. import config as config_mod
+from .. import control, show
+from ..dataplane.tunnel import TunnelDataplane
+from ..engine.nhc import NhcState
+from ..engine.node import Node
+from ..engine.params import from_config
+from ..errors import XdmvpnError
+from ..transport import GreSocket
+from .effects import LiveEffects
+from .events import ring_epoll_fd
+from .mirror import DataplaneMirror
+from .routes import KernelRoutes, NetlinkThread, ensure_address, first_ipv4, rtnl_monitor
+
+log = logging.getLogger("xdmvpn")
+
+HOUSEKEEPING = 1.0          # seconds between route-mirror/adoption/NBMA checks
+SYNC_DELAY = 0.01           # seconds from a route/address/mapping change to the mirror sync
+EVENT_POLL = 0.005          # ring-buffer polling period when no epoll fd is available
+RESTART_KEYS = ("name", "address", "source-interface", "source-address", "key")
+DATAPLANE_KEYS = ("mtu", "adjust-mss", "ttl", "df")
+
+
+def _df(value) -> str:
+    """Config df (true, false, "inherit") as the data plane names it."""
+    return {True: "set", False: "clear"}.get(value, "inherit")
+
+
+def stat_name(key) -> str:
+    if isinstance(key, tuple):
+        return ".".join(getattr(k, "name", str(k)).lower() for k in key)
+    return str(key)
+
+
+class Daemon:
+    def __init__(self, cfg, config_path: str | None = None, keep_dataplane: bool = False):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.keep_dataplane = keep_dataplane
+        self.stats: Counter = Counter()
+        self.dp: TunnelDataplane | None = None
+        self.gre: GreSocket | None = None
+        self.routes: KernelRoutes | None = None
+        self.node: Node | None = None
+        self.fx: LiveEffects | None = None
+        self.mirror: DataplaneMirror | None = None
+        self.server = None
+        self._timer = None
+        self._ring_fd = None
+        self._nhs_states: tuple = ()
+        self._stopping: asyncio.Event | None = None
+        self.nbma: IPv4Address | None = None
+        self.netlink = NetlinkThread()
+        self._rtnl = None
+        self._sync_pending = False
+
+    # -- start -------------------------------------------------------------------------------
+    def _own_nbma(self) -> IPv4Address:
+        t = self.cfg.tunnel
+        if t.source_address is not None:
+            return t.source_address
+        addr = self.netlink.call(first_ipv4, t.source_interface)
+        if addr is None:
+            raise XdmvpnError(f"{t.source_interface} has no IPv4 address yet and "
+                              "tunnel.source-address is not set")
+        return addr
+
+    def _dataplane(self, nbma) -> TunnelDataplane:
+        t, n = self.cfg.tunnel, self.cfg.nhrp
+        return TunnelDataplane(
+            name=t.name, underlay=t.source_interface, local_nbma=str(nbma), gre_key=t.key,
+            redirect=n.redirect, ttl=t.ttl, df=_df(t.df), adjust_mss=t.adjust_mss or 0,
+            nhrp_max_send=n.max_send.packets, nhrp_max_send_every=n.max_send.interval,
+            mtu=t.mtu, pin_name=self.cfg.control.instance)
+
+    def _nhs_order(self, params):
+        return tuple(n.nbma for n in sorted(params.nhs, key=lambda n: n.priority))
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise XdmvpnError("xdmvpn run needs root (BPF, raw sockets, netlink): run it as "
+                              "root or under the systemd unit")
+        cfg = self.cfg
+        self.nbma = self._own_nbma()
+        if self.nbma.version != 4:
+            raise XdmvpnError("the data plane carries an IPv4 underlay only "
+                              f"(tunnel.source-address {self.nbma})")
+        self.dp = self.netlink.call(self._dataplane(self.nbma).start)
+        try:
+            self.netlink.call(ensure_address, cfg.tunnel.name, cfg.tunnel.address)
+            self.routes = self.netlink.bind(KernelRoutes, cfg.tunnel.name)
+            self.gre = GreSocket(self.nbma, cfg.tunnel.key,
+                                 device=cfg.tunnel.source_interface)
+        except BaseException:
+            self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
+            raise
+        params = from_config(cfg, self.nbma)
+        self.fx = LiveEffects(self.gre, self.dp.maps, self.routes, self._nhs_order(params))
+        already = {m.prefix.network_address: m.nbma for m in self.dp.maps.mappings()}
+        self.node = Node(params, self.fx, rng=random.Random())
+        self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
+        kept = self.mirror.adopt(self.node.clock.now(), params.holdtime)
+        if already:
+            log.info("adopted the pinned data plane: %d mappings, %d prefixes kept until "
+                     "claimed again", *kept)
+        self.mirror.sync()
+        log.info("%s %s: tunnel %s on %s, NBMA %s, XDP %s", cfg.role, cfg.control.instance,
+                 cfg.tunnel.address, cfg.tunnel.source_interface, self.nbma,
+                 self.dp.xdp_used_mode)
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.start()
+        try:
+            self.server = await control.serve(self.cfg.control.socket, self.handle)
+        except BaseException:
+            self._teardown(purge=False)
+            raise
+        loop.add_reader(self.gre.fileno(), self._on_gre)
+        self._open_events(loop)
+        self._rtnl = rtnl_monitor()
+        loop.add_reader(self._rtnl.fileno(), self._on_rtnl)
+        self.fx.on_mapping_change = self._schedule_sync
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        housekeeping = loop.create_task(self._housekeeping())
+        self._after_event()
+        log.info("control socket %s", self.cfg.control.socket)
+        await self._stopping.wait()
+        housekeeping.cancel()
+        self.server.close()
+        loop.remove_reader(self._rtnl.fileno())
+        self._rtnl.close()
+        loop.remove_reader(self.gre.fileno())
+        if self._ring_fd is not None:
+            loop.remove_reader(self._ring_fd)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._teardown(purge=not self.keep_dataplane)
+        return 0
+
+    def _open_events(self, loop) -> None:
+        self.dp.maps.events(0)                    # opens the ring buffer
+        self._ring_fd = ring_epoll_fd(self.dp.module)
+        if self._ring_fd is not None:
+            loop.add_reader(self._ring_fd, self._on_events)
+        else:
+            log.warning("no epoll fd for the ring buffer: polling every %g ms",
+                        EVENT_POLL * 1000)
+            loop.call_later(EVENT_POLL, self._poll_events)
+
+    def _on_rtnl(self) -> None:
+        """A route or address changed: the mirror and the NBMA check look again, soon (one
+        look for a burst of changes)."""
+        while True:
+            try:
+                if not self._rtnl.recv(65536):
+                    break
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:      # ENOBUFS: we missed some, the look below covers them
+                break
+        self._schedule_sync()
+
+    def _schedule_sync(self) -> None:
+        if self._sync_pending:
+            return
+        self._sync_pending = True
+        asyncio.get_running_loop().call_later(SYNC_DELAY, self._sync)
+
+    def _sync(self) -> None:
+        self._sync_pending = False
+        try:
+            self.routes.invalidate()
+            self.mirror.sync()
+            if self.cfg.tunnel.source_address is None:
+                self._check_nbma()
+        except XdmvpnError as exc:
+            self.stats["sync_error"] += 1
+            log.warning("%s", exc)
+
+    def _poll_events(self) -> None:
+        self._on_events()
+        if not self._stopping.is_set():
+            asyncio.get_running_loop().call_later(EVENT_POLL, self._poll_events)
+
+    def _on_gre(self) -> None:
+        for _ in range(512):
+            got = self.gre.recv()
+            if got is None:
+                break
+            data, src = got
+            if data is None:
+                self.stats[f"gre_drop.{src}"] += 1
+                continue
+            self.node.receive(data, src)
+        self._after_event()
+
+    def _on_events(self) -> None:
+        for ev in self.dp.maps.events(0):
+            if ev.kind == "trigger":
+                self.stats["trigger"] += 1
+                self.node.on_trigger(ev.nbma_src, ev.src, ev.dst, ev.packet)
+            else:
+                self.stats[f"event.{ev.kind}"] += 1
+        self._after_event()
+
+    def _after_event(self) -> None:
+        """Run what is due and arm the timer for the next deadline."""
+        deadline = self.node.tick()
+        loop = asyncio.get_running_loop()
+        if self._timer is not None:
+            self._timer.cancel()
+        if deadline is not None:
+            self._timer = loop.call_at(max(deadline, loop.time()) + 0.001, self._after_event)
+        states = tuple(c.state for c in self.node.nhcs)
+        if states != self._nhs_states:
+            for c in self.node.nhcs:
+                before = self._nhs_states[c.index] if c.index < len(self._nhs_states) else None
+                if c.state is not before and c.state is not NhcState.REGISTERING:
+                    log.info("NHS %s (%s) %s", c.nhs.nbma, c.proto or "dynamic",
+                             c.state.value)
+            self._nhs_states = states
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING)
+            try:
+                self.mirror.expire_adopted(self.node.clock.now())
+            except XdmvpnError as exc:
+                self.stats["housekeeping_error"] += 1
+                log.warning("%s", exc)
+            self._sync()
+
+    # -- NBMA change, reload -----------------------------------------------------------------------
+    def _check_nbma(self) -> None:
+        new = self.netlink.call(first_ipv4, self.cfg.tunnel.source_interface)
+        if new is None or new == self.nbma:
+            return
+        log.info("NBMA address changed %s -> %s: purging and registering again",
+                 self.nbma, new)
+        self.nbma = new
+        self._rebuild_dataplane()
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.gre.fileno())
+        self.gre.close()
+        self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface)
+        self.fx.gre = self.gre
+        loop.add_reader(self.gre.fileno(), self._on_gre)
+        self.node.nbma_changed(new)
+        self._after_event()
+
+    def _rebuild_dataplane(self) -> None:
+        """Recompile with new -D values; the pinned maps are adopted, programs replaced in
+        place, so forwarding does not stop."""
+        loop = asyncio.get_running_loop()
+        if self._ring_fd is not None:
+            loop.remove_reader(self._ring_fd)
+            self._ring_fd = None
+        self.dp.stop()
+        self.dp = self.netlink.call(self._dataplane(self.nbma).start)
+        self.fx.maps = self.dp.maps
+        self._open_events(loop)
+
+    def reload(self) -> None:
+        path = self.config_path
+        try:
+            new = config_mod.load(path)
+        except XdmvpnError as exc:
+            log.error("reload refused, running configuration kept: %s", exc)
+            self.stats["reload_failed"] += 1
+            return
+        old_d, new_d = self.cfg.to_dict(), new.to_dict()
+        fixed = [f"tunnel.{k}" for k in RESTART_KEYS if old_d["tunnel"][k] != new_d["tunnel"][k]]
+        fixed += [f"control.{k}" for k in ("instance", "socket")
+                  if old_d["control"][k] != new_d["control"][k]]
+        if new.role != self.cfg.role:
+            fixed.append("role")
+        if fixed:
+            log.error("reload refused, running configuration kept: %s change only with a "
+                      "restart", ", ".join(fixed))
+            self.stats["reload_failed"] += 1
+            return
+        rebuild = any(old_d["tunnel"][k] != new_d["tunnel"][k] for k in DATAPLANE_KEYS) or (
+            self.cfg.nhrp.redirect != new.nhrp.redirect
+            or self.cfg.nhrp.max_send != new.nhrp.max_send)
+        self.cfg = new
+        params = from_config(new, self.nbma)
+        self.fx.nhs_order = self._nhs_order(params)
+        self.node.reconfigure(params)
+        if rebuild:
+            self._rebuild_dataplane()
+        self.mirror.sync()
+        self.stats["reloads"] += 1
+        log.info("configuration reloaded from %s%s", path,
+                 " (data plane rebuilt)" if rebuild else "")
+        self._after_event()
+
+    # -- stop -------------------------------------------------------------------------------------------
+    def _teardown(self, purge: bool) -> None:
+        if purge and self.node is not None:
+            n = self.node.shutdown()
+            log.info("clean shutdown: %d purge requests sent", n)
+        if self.gre is not None:
+            self.gre.close()
+        if purge:
+            if self.routes is not None:
+                self.routes.flush_ours()
+            if self.dp is not None:
+                self.netlink.call(self.dp.destroy)
+        elif self.dp is not None:
+            self.dp.stop()
+            log.info("data plane left running (pinned under /sys/fs/bpf/xdmvpn/%s)",
+                     self.cfg.control.instance)
+        if self.routes is not None:
+            self.routes.close()
+        self.netlink.close()
+        try:
+            Path(self.cfg.control.socket).unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- control requests ---------------------------------------------------------------------------
+    def handle(self, req: dict) -> dict:
+        cmd = req["cmd"]
+        if cmd == "ping":
+            return {"instance": self.cfg.control.instance, "pid": os.getpid()}
+        if cmd == "snapshot":
+            return {"snapshot": show.snapshot(self.node, self.cfg.tunnel.name)}
+        if cmd == "stats":
+            return self.stats_view()
+        if cmd == "clear":
+            what = req.get("what")
+            if what == "cache":
+                n = self.node.clear_cache()
+            elif what == "shortcut":
+                n = self.node.clear_shortcuts()
+            else:
+                raise XdmvpnError('clear what? "cache" or "shortcut"')
+            self._after_event()
+            return {"cleared": n}
+        if cmd == "reload":
+            self.reload()
+            return {"reloads": self.stats["reloads"]}
+        raise XdmvpnError(f"unknown command {cmd!r}")
+
+    def stats_view(self) -> dict:
+        maps = self.fx.maps
+        mapping = [{"prefix": str(m.prefix), "nbma": str(m.nbma), "packets": m.packets,
+                    "bytes": m.bytes} for m in maps.mappings()]
+        prefixes = [{"prefix": str(m.prefix), "nbma": str(m.nbma), "packets": m.packets,
+                     "bytes": m.bytes} for m in maps.prefixes()]
+        nhrp = {stat_name(k): v for k, v in sorted(self.node.stats.items(), key=str)}
+        return {"paths": maps.counters(), "drops": maps.drops(), "nhrp": nhrp,
+                "daemon": dict(self.stats) | {stat_name(k): v for k, v in self.fx.stats.items()},
+                "mirror": dict(self.mirror.stats), "mappings": mapping, "prefixes": prefixes,
+                "multicast": [str(a) for a in maps.multicast()],
+                "nhs_dataplane": [str(a) for a in maps.nhs()],
+                "setup_latencies": list(self.node.setup_latencies)[-256:],
+                "nbma": str(self.nbma), "xdp_mode": self.dp.xdp_used_mode}
+
+
+def run(cfg, config_path: str | None, keep_dataplane: bool = False) -> int:
+    return asyncio.run(Daemon(cfg, config_path, keep_dataplane).main())

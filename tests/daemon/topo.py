@@ -1,0 +1,233 @@
+"""Hubs and spokes in network namespaces, each running a real `xdmvpn run` process
+(test helper).
+
+Underlay 192.0.2.0/24 on a bridge in its own namespace (hub h at .h, spoke i at .10+i),
+overlay 172.16.0.0/24 (hub .h, spoke .10+i), LAN of spoke i 10.0.i.0/24 (spoke .1, a host
+namespace at .10). Spokes route 10.0.0.0/16 via the first hub; hubs route each LAN via
+its spoke. Names are unique per topology, so tests never meet a lab someone has up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from nsutil import need_root, sh
+from xdmvpn import control
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = 42
+AUTH = "xdmvpn"
+
+
+class Topology:
+    def __init__(self, tmp: Path, spokes: int = 2, hubs: int = 1, holdtime: int = 60,
+                 spoke_extra: str = "", hub_extra: str = "", unique: bool = True):
+        need_root()
+        self.tag = uuid.uuid4().hex[:5]
+        self.tmp = tmp
+        self.hubs = hubs
+        self.spokes = spokes
+        self.holdtime = holdtime
+        self.spoke_extra = spoke_extra
+        self.hub_extra = hub_extra
+        self.unique = unique
+        self.namespaces: list[str] = []
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+        self.ul = self._ns("ul")
+        sh("ip", "-n", self.ul, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.ul, "link", "set", "br0", "up")
+        self.nodes = [f"hub{h}" for h in range(1, hubs + 1)] + \
+            [f"spoke{i}" for i in range(1, spokes + 1)]
+        for name in self.nodes:
+            self._node(name)
+
+    # -- addressing ---------------------------------------------------------------------------
+    @staticmethod
+    def index(name: str) -> int:
+        return int(name[3:]) if name.startswith("hub") else 10 + int(name[5:])
+
+    def nbma(self, name: str) -> str:
+        return f"192.0.2.{self.index(name)}"
+
+    def tunnel_ip(self, name: str) -> str:
+        return f"172.16.0.{self.index(name)}"
+
+    def lan_host(self, name: str) -> str:
+        return f"10.0.{int(name[5:])}.10"
+
+    def ns(self, name: str) -> str:
+        return f"xdd{self.tag}{name}"
+
+    def instance(self, name: str) -> str:
+        return f"t{self.tag}-{name}"
+
+    def socket(self, name: str) -> str:
+        return f"/run/xdmvpn/{self.instance(name)}.sock"
+
+    # -- building -------------------------------------------------------------------------------
+    def _ns(self, short: str) -> str:
+        name = self.ns(short)
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def _veth(self, a_ns, a_if, b_ns, b_if) -> None:
+        tmp_a, tmp_b = f"v{self.tag}{a_if[:3]}{len(self.namespaces)}a", \
+            f"v{self.tag}{a_if[:3]}{len(self.namespaces)}b"
+        sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
+        sh("ip", "link", "set", tmp_a, "netns", a_ns)
+        sh("ip", "link", "set", tmp_b, "netns", b_ns)
+        sh("ip", "-n", a_ns, "link", "set", tmp_a, "name", a_if)
+        sh("ip", "-n", b_ns, "link", "set", tmp_b, "name", b_if)
+        sh("ip", "-n", a_ns, "link", "set", a_if, "up")
+        sh("ip", "-n", b_ns, "link", "set", b_if, "up")
+
+    def _node(self, name: str) -> None:
+        ns = self._ns(name)
+        port = f"p{self.index(name)}"
+        self._veth(ns, "eth0", self.ul, port)
+        sh("ip", "-n", self.ul, "link", "set", port, "master", "br0")
+        sh("ip", "-n", ns, "addr", "add", f"{self.nbma(name)}/24", "dev", "eth0")
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        if name.startswith("spoke"):
+            lan = self._ns(f"{name}lan")
+            i = int(name[5:])
+            self._veth(ns, "lan0", lan, "eth0")
+            sh("ip", "-n", ns, "addr", "add", f"10.0.{i}.1/24", "dev", "lan0")
+            sh("ip", "-n", lan, "addr", "add", f"10.0.{i}.10/24", "dev", "eth0")
+            sh("ip", "-n", lan, "route", "add", "default", "via", f"10.0.{i}.1")
+        (self.tmp / f"{name}.toml").write_text(self.config(name))
+
+    def config(self, name: str) -> str:
+        lines = ["[tunnel]", 'name = "dmvpn0"', f'address = "{self.tunnel_ip(name)}/24"',
+                 'source-interface = "eth0"', f"key = {KEY}", "mtu = 1400",
+                 "adjust-mss = 1360", "", "[nhrp]", f"holdtime = {self.holdtime}",
+                 f'authentication = "{AUTH}"']
+        if name.startswith("hub"):
+            lines += ["redirect = true", 'multicast = ["dynamic"]', self.hub_extra]
+        else:
+            lines += ["shortcut = true", 'multicast = ["nhs"]', self.spoke_extra]
+            if not self.unique:
+                lines.append("registration-no-unique = true")
+            for h in range(1, self.hubs + 1):
+                lines += ["", "[[nhrp.nhs]]", f'tunnel-ip = "172.16.0.{h}"',
+                          f'nbma = "192.0.2.{h}"', f"priority = {h}"]
+        lines += ["", "[control]", f'instance = "{self.instance(name)}"']
+        return "\n".join(lines) + "\n"
+
+    # -- daemons --------------------------------------------------------------------------------
+    def start(self, name: str, *extra: str, wait: bool = True) -> subprocess.Popen:
+        log = self.tmp / f"{name}.log"
+        self.logs[name] = log
+        out = open(log, "ab")
+        env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "xdmvpn", "run",
+             "--config", str(self.tmp / f"{name}.toml"), "--log-level", "debug", *extra],
+            stdout=out, stderr=out, env=env)
+        self.procs[name] = proc
+        if wait:
+            self.wait_ready(name)
+        return proc
+
+    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited {proc.returncode}:\n{self.log(name)}")
+            try:
+                control.request(self.socket(name), {"cmd": "ping"}, timeout=1.0)
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError(f"{name} not ready within {timeout} s:\n{self.log(name)}")
+
+    def start_all(self) -> None:
+        for name in self.nodes:
+            self.start(name, wait=False)
+        for name in self.nodes:
+            self.wait_ready(name)
+        self.add_routes()
+
+    def add_routes(self) -> None:
+        for name in self.nodes:
+            if name.startswith("hub"):
+                for i in range(1, self.spokes + 1):
+                    sh("ip", "-n", self.ns(name), "route", "replace", f"10.0.{i}.0/24", "via",
+                       f"172.16.0.{10 + i}", "dev", "dmvpn0")
+            else:
+                sh("ip", "-n", self.ns(name), "route", "replace", "10.0.0.0/16", "via",
+                   "172.16.0.1", "dev", "dmvpn0")
+
+    def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        return proc.wait(timeout)
+
+    def log(self, name: str) -> str:
+        path = self.logs.get(name)
+        return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
+
+    # -- asking ---------------------------------------------------------------------------------
+    def ask(self, name: str, cmd: str, **kw) -> dict:
+        return control.request(self.socket(name), {"cmd": cmd, **kw}, timeout=5.0)
+
+    def snapshot(self, name: str) -> dict:
+        return self.ask(name, "snapshot")["snapshot"]
+
+    def path(self, name: str, path: str) -> int:
+        return self.ask(name, "stats")["paths"][path]["packets"]
+
+    def cli(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
+        return subprocess.run([sys.executable, "-m", "xdmvpn", *args, "--socket",
+                               self.socket(name)], capture_output=True, text=True,
+                              timeout=30, env=env)
+
+    def wait_for(self, what, timeout: float = 30.0, step: float = 0.1, message: str = ""):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = what()
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{self.log(n)}" for n in self.nodes)
+                raise AssertionError(f"timed out: {message}\n{logs}")
+            time.sleep(step)
+
+    def registered(self, spoke: str, hub: str = "hub1") -> bool:
+        snap = self.snapshot(spoke)
+        return any(c["nbma"] == self.nbma(hub) and c["state"] == "up" for c in snap["nhs"])
+
+    def ping(self, src: str, dst_ip: str, count: int = 1, interval: float = 0.2,
+             wait: int = 2, lan: bool = True) -> subprocess.CompletedProcess:
+        ns = self.ns(f"{src}lan") if lan else self.ns(src)
+        return sh("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count), "-i",
+                  str(interval), "-W", str(wait), dst_ip, check=False)
+
+    def exec(self, name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.ns(name), *cmd, check=check)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            try:
+                self.stop(name, timeout=15)
+            except Exception:
+                self.procs.get(name, None) and self.procs[name].kill()
+        for ns in self.namespaces:
+            sh("ip", "netns", "del", ns, check=False)
+        for name in self.nodes:
+            sh("rm", "-rf", f"/sys/fs/bpf/xdmvpn/{self.instance(name)}", check=False)
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1, default=str)
