@@ -47,6 +47,7 @@ class Topology:
             [f"spoke{i}" for i in range(1, spokes + 1)]
         for name in self.nodes:
             self._node(name)
+        self._xdp_pass_on_bridge_ports()
 
     # -- addressing ---------------------------------------------------------------------------
     @staticmethod
@@ -105,6 +106,17 @@ class Topology:
             sh("ip", "-n", lan, "addr", "add", f"10.0.{i}.10/24", "dev", "eth0")
             sh("ip", "-n", lan, "route", "add", "default", "via", f"10.0.{i}.1")
         (self.tmp / f"{name}.toml").write_text(self.config(name))
+
+    def _xdp_pass_on_bridge_ports(self) -> None:
+        """veth delivers XDP_TX frames (the hub's hairpin) only to a peer end that has an
+        XDP program (DESIGN.md 2): an XDP_PASS one on every bridge port, as a switch port
+        on real hardware needs nothing."""
+        ports = [f"p{self.index(n)}" for n in self.nodes]
+        code = ("from bcc import BPF\n"
+                "b = BPF(text='int pass(struct xdp_md *c) { return XDP_PASS; }')\n"
+                "fn = b.load_func('pass', BPF.XDP)\n"
+                f"for p in {ports!r}: BPF.attach_xdp(p.encode(), fn, 1 << 2)\n")
+        sh("ip", "netns", "exec", self.ul, sys.executable, "-c", code)
 
     def config(self, name: str) -> str:
         lines = ["[tunnel]", 'name = "dmvpn0"', f'address = "{self.tunnel_ip(name)}/24"',

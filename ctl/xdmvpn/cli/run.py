@@ -39,9 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args.config)          # ConfigError: FILE:LINE: KEY: ..., exit 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    # debug is for xdmvpn's own loggers; pyroute2 logs every netlink message at debug
+    level = getattr(logging, args.log_level.upper())
+    logging.basicConfig(level=max(level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("pyroute2", "asyncio"):       # their debug output is per netlink message
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    logging.getLogger("xdmvpn").setLevel(level)
     from ..daemon.service import run as run_daemon
     return run_daemon(cfg, args.config, keep_dataplane=args.keep_dataplane)
