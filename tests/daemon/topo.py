@@ -141,8 +141,11 @@ class Topology:
         self.logs[name] = log
         out = open(log, "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
+        # nsenter, not `ip netns exec`: that one remounts /sys in a private mount namespace,
+        # hiding the shared bpffs, so pinned maps would die with the process
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "xdmvpn", "run",
+            ["nsenter", f"--net=/run/netns/{self.ns(name)}", sys.executable, "-m", "xdmvpn",
+             "run",
              "--config", str(self.tmp / f"{name}.toml"), "--log-level", "debug", *extra],
             stdout=out, stderr=out, env=env)
         self.procs[name] = proc
@@ -171,7 +174,10 @@ class Topology:
         self.add_routes()
 
     def add_routes(self) -> None:
+        """Static routes on the overlay of every running node (a routing daemon's job)."""
         for name in self.nodes:
+            if name not in self.procs:
+                continue
             if name.startswith("hub"):
                 for i in range(1, self.spokes + 1):
                     sh("ip", "-n", self.ns(name), "route", "replace", f"10.0.{i}.0/24", "via",
