@@ -43,6 +43,12 @@ def _df(value) -> str:
     return {True: "set", False: "clear"}.get(value, "inherit")
 
 
+def need_root() -> None:
+    if os.geteuid() != 0:
+        raise XdmvpnError("xdmvpn run needs root (BPF, raw sockets, netlink): run it as "
+                          "root or under the systemd unit")
+
+
 def stat_name(key) -> str:
     if isinstance(key, tuple):
         return ".".join(getattr(k, "name", str(k)).lower() for k in key)
@@ -94,9 +100,7 @@ class Daemon:
         return tuple(n.nbma for n in sorted(params.nhs, key=lambda n: n.priority))
 
     def start(self) -> None:
-        if os.geteuid() != 0:
-            raise XdmvpnError("xdmvpn run needs root (BPF, raw sockets, netlink): run it as "
-                              "root or under the systemd unit")
+        need_root()
         cfg = self.cfg
         self.nbma = self._own_nbma()
         if self.nbma.version != 4:
