@@ -76,6 +76,7 @@ class Daemon:
         self.netlink = NetlinkThread()
         self._rtnl = None
         self._sync_pending = False
+        self._loop = None
 
     # -- start -------------------------------------------------------------------------------
     def _own_nbma(self) -> IPv4Address:
@@ -132,6 +133,7 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------------------
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._stopping = asyncio.Event()
         self.start()
         try:
@@ -367,6 +369,15 @@ class Daemon:
             self.reload()
             return {"reloads": self.stats["reloads"]}
         raise XdmvpnError(f"unknown command {cmd!r}")
+
+    def call_in_loop(self, fn, timeout: float = 5.0):
+        """Run fn() on the daemon's loop thread and return its result: for readers in
+        other threads (the metrics HTTP server), so they never see state mid-change."""
+        loop = self._loop
+
+        async def call():
+            return fn()
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
 
     def stats_view(self) -> dict:
         maps = self.fx.maps

@@ -20,11 +20,11 @@ PATHS = (
     "decap", "hairpin", "nhrp", "encap", "encap_nhs", "mcast",
     "pass_not_ipv4", "pass_not_gre", "pass_fragment", "pass_gre_other", "pass_wrong_key",
     "hairpin_slow", "trigger", "trigger_held", "miss", "event_lost", "mss_clamped",
-    "encap_neigh",
+    "encap_neigh", "nh_fill",
 )
 DROPS = (
     "gre_truncated", "inner_malformed", "inner_proto", "nhrp_rate", "loop", "helper",
-    "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4",
+    "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4", "tail_call",
 )
 MAX_STATS = 32768
 MAX_NHS = 4
@@ -88,8 +88,10 @@ class DataplaneMaps:
         self.stats = module[b"xdmvpn_peer_stats"]
         self.paths = module[b"xdmvpn_paths"]
         self.drops_map = module[b"xdmvpn_drops"]
+        self.nh_cache = module[b"xdmvpn_nh_cache"]
         self._events: list[Event] = []
         self._ring_open = False
+        self._free: list[int] | None = None
 
     # ---- statistics slots -------------------------------------------------
     def _used_slots(self) -> set[int]:
@@ -99,16 +101,25 @@ class DataplaneMaps:
         return used
 
     def _new_slot(self) -> int:
-        used = self._used_slots()
-        for i in range(1, MAX_STATS):
-            if i not in used:
-                self._clear_slot(i)
-                return i
-        raise XdmvpnError("data plane statistics slots exhausted")
+        """A free statistics slot. The free list is built once from the maps (which may
+        be adopted from a previous controller), then kept here: a hub registering
+        100,000 spokes must not scan every entry per registration."""
+        if self._free is None:
+            used = self._used_slots()
+            self._free = [i for i in range(MAX_STATS - 1, 0, -1) if i not in used]
+        if not self._free:
+            raise XdmvpnError("data plane statistics slots exhausted")
+        i = self._free.pop()
+        self._clear_slot(i)
+        return i
+
+    def _release(self, leaf) -> None:
+        if self._free is not None and leaf is not None and leaf.stats_idx:
+            self._free.append(leaf.stats_idx)
 
     def _clear_slot(self, idx: int) -> None:
-        key = self.stats.Key(idx)
-        self.stats[key] = self.stats.Leaf(*[self.stats.sLeaf() for _ in range(self.stats.total_cpu)])
+        for table in (self.stats, self.nh_cache):
+            table[table.Key(idx)] = table.Leaf(*[table.sLeaf() for _ in range(table.total_cpu)])
 
     def _slot_stats(self, idx: int) -> tuple[int, int, int]:
         per_cpu = self.stats[self.stats.Key(idx)]
@@ -131,10 +142,12 @@ class DataplaneMaps:
 
     def remove_mapping(self, overlay) -> bool:
         key = self.peers.Key(_be(overlay))
+        old = self.peers.get(key)
         try:
             del self.peers[key]
         except KeyError:
             return False
+        self._release(old)
         return True
 
     def mappings(self) -> list[Mapping]:
@@ -158,10 +171,13 @@ class DataplaneMaps:
         self.prefixes_map[key] = self._leaf(self.prefixes_map, nbma, old)
 
     def remove_prefix(self, prefix) -> bool:
+        key = self._pkey(prefix)
+        old = self.prefixes_map.get(key)
         try:
-            del self.prefixes_map[self._pkey(prefix)]
+            del self.prefixes_map[key]
         except KeyError:
             return False
+        self._release(old)
         return True
 
     def prefixes(self) -> list[Mapping]:
@@ -183,6 +199,8 @@ class DataplaneMaps:
                 self.nhs_map[key] = self._leaf(self.nhs_map, nbmas[i], old if old.nbma else None)
             else:
                 self.nhs_map[key] = self.nhs_map.Leaf()
+                if old.nbma:
+                    self._release(old)
 
     def nhs(self) -> list[IPv4]:
         return [_addr(v.nbma) for v in self.nhs_map.values() if v.nbma]
@@ -212,6 +230,28 @@ class DataplaneMaps:
 
     def remove_multicast(self, nbma) -> None:
         self.set_multicast([a for a in self.multicast() if a != IPv4(nbma)])
+
+    # ---- next-hop cache ----------------------------------------------------------
+    def flush_nexthops(self) -> None:
+        """Forget every cached underlay next hop (e.g. after a neighbour or route
+        change); the programs look the fib up again on the next packet.  Without
+        a flush an entry is refreshed after nexthop_cache_ms anyway."""
+        for i in sorted(self._used_slots()):
+            self._clear_nh(i)
+
+    def _clear_nh(self, idx: int) -> None:
+        t = self.nh_cache
+        t[t.Key(idx)] = t.Leaf(*[t.sLeaf() for _ in range(t.total_cpu)])
+
+    def nexthops(self) -> dict[IPv4, list[str]]:
+        """Cached next-hop MACs per NBMA address (one per CPU that filled it)."""
+        out: dict[IPv4, list[str]] = {}
+        for i in sorted(self._used_slots()):
+            for e in self.nh_cache[self.nh_cache.Key(i)]:
+                if e.nbma:
+                    out.setdefault(_addr(e.nbma), []).append(
+                        ":".join(f"{b:02x}" for b in bytes(e.dmac)))
+        return out
 
     # ---- counters ----------------------------------------------------------------
     @staticmethod
