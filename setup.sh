@@ -27,7 +27,10 @@ Prepares this Debian machine for xdmvpn, doing only what is missing:
      that Debian's bcc is importable) and installs xdmvpn into it in
      editable mode with its test extras, again only when pyproject.toml
      changed;
-  5. checks that `.venv/bin/python -c 'import bcc, xdmvpn'` works.
+  5. checks that `.venv/bin/python -c 'import bcc, xdmvpn'` works;
+  6. with XDMVPN_SYSTEMD=1: installs the unit xdmvpn@.service (one node per
+     /etc/xdmvpn/<instance>.toml; start with systemctl enable --now
+     xdmvpn@dmvpn0), pointing at this checkout's .venv.
 
 Then: .venv/bin/xdmvpn --help, or .venv/bin/python -m pytest -q
 EOF
@@ -205,4 +208,22 @@ fi
 
 if ! err=$(cd / && "$ROOT/.venv/bin/python" -c 'import bcc, xdmvpn' 2>&1); then
     die ".venv/bin/python cannot import bcc and xdmvpn ($(tail -n 1 <<<"$err")); try: rm -rf .venv && ./setup.sh"
+fi
+
+# --- 6. systemd unit (asked for) ---------------------------------------------
+
+if [[ ${XDMVPN_SYSTEMD:-0} == 1 ]]; then
+    unit=/etc/systemd/system/xdmvpn@.service
+    tmp=$(mktemp)
+    sed -e "s|@VENV@|$ROOT/.venv|g" -e "s|@REPO@|$ROOT|g" \
+        packaging/systemd/xdmvpn@.service >"$tmp"
+    if ! cmp -s "$tmp" "$unit" 2>/dev/null; then
+        install -m 0644 "$tmp" "$unit"
+        mkdir -p /etc/xdmvpn
+        say "installed $unit (configure /etc/xdmvpn/<instance>.toml, then systemctl enable --now xdmvpn@<instance>)"
+        if [[ -d /run/systemd/system ]]; then
+            systemctl daemon-reload
+        fi
+    fi
+    rm -f "$tmp"
 fi

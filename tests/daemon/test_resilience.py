@@ -104,6 +104,27 @@ def test_spoke_killed_and_restarted_keeps_its_shortcut_traffic(topo):
     assert t.path("hub1", "hairpin") == hub_before     # still direct, never via the hub
 
 
+def test_sigterm_with_keep_dataplane_restarts_without_dropping_forwarding(topo):
+    """What the systemd unit does on `systemctl restart`: SIGTERM with --keep-dataplane,
+    no purge, the next start adopts the pinned maps."""
+    t = topo(holdtime=30)
+    t.run_args = ("--keep-dataplane",)
+    up(t)
+    make_shortcut(t)
+    flow = flood(t, "spoke1", t.tunnel_ip("spoke2"), 5, interval=0.02)      # via the hub
+    flow2 = flood(t, "spoke1", t.lan_host("spoke2"), 5, interval=0.02)      # shortcut
+    time.sleep(1)
+    assert t.stop("hub1") == 0
+    assert "data plane left running" in t.log("hub1")
+    assert "purge requests sent" not in t.log("hub1")
+    t.start("hub1")
+    assert "adopted the pinned data plane: 2 mappings, 2 prefixes" in t.log("hub1")
+    for f in (flow, flow2):
+        sent, got = received(f)
+        assert got == sent, f"{sent - got} of {sent} lost across systemctl restart"
+    assert t.registered("spoke1") and t.registered("spoke2")
+
+
 def test_shortcut_refreshed_while_used_and_expires_when_idle(topo):
     t = topo(holdtime=6)
     up(t)

@@ -38,6 +38,7 @@ class Topology:
         self.hub_extra = hub_extra
         self.unique = unique
         self.namespaces: list[str] = []
+        self.run_args: tuple = ()          # extra `xdmvpn run` arguments for every start
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.ul = self._ns("ul")
@@ -146,7 +147,7 @@ class Topology:
         proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.ns(name)}", sys.executable, "-m", "xdmvpn",
              "run",
-             "--config", str(self.tmp / f"{name}.toml"), "--log-level", "debug", *extra],
+             "--config", str(self.tmp / f"{name}.toml"), "--log-level", "debug", *self.run_args, *extra],
             stdout=out, stderr=out, env=env)
         self.procs[name] = proc
         if wait:
