@@ -1,0 +1,169 @@
+"""`xdmvpn lab up|status|ping|exec|down`: a hub and N spokes in network namespaces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import XdmvpnError
+from ..lab import manage, netns, probe
+from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, OVERLAY, TUNNEL,
+                            UNDERLAY, Topology, label)
+from ..show import render_table
+
+EXAMPLES = """\
+examples:
+  xdmvpn lab up
+      a hub and 2 spokes, each with a LAN, registered; prints the topology
+  xdmvpn lab up --spokes 4
+      a hub and 4 spokes
+  xdmvpn lab ping spoke1 spoke2
+      ping spoke2's LAN host from spoke1's: the first packets go via the hub,
+      then the phase-3 shortcut carries them direct
+  xdmvpn lab ping spoke1 spoke2 --count 10 --json
+      one JSON object per packet, then a summary object
+  xdmvpn lab status
+      per node: daemon, NHS state, registered spokes (hub), shortcuts
+  xdmvpn lab exec spoke1 -- ip route
+      any command in a node's namespace (also spoke1-host, hub-host, underlay)
+  xdmvpn lab exec hub -- tcpdump -ni ul0 proto gre
+      watch the hub's underlay
+  xdmvpn lab down
+      stop the daemons, remove namespaces, pinned maps, sockets, configs and logs
+      (also what a crashed lab left behind)
+
+Needs root. Configurations and logs: /run/xdmvpn/lab/NODE.toml, NODE.log.
+Another lab name (several labs side by side): XDMVPN_LAB_NAME=NAME. Addressing and
+output: docs/lab.md."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("lab", help="a hub and spokes in network namespaces on this machine",
+                       description="Build a DMVPN of a hub and N spokes in network namespaces, "
+                                   "each node running `xdmvpn run`; ping through it, look at "
+                                   "it, remove it.", epilog=EXAMPLES, formatter_class=fmt)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                               epilog=EXAMPLES, formatter_class=fmt)
+        a.set_defaults(func=func)
+        return a
+
+    up = add("up", "build the lab, start its daemons, wait until every spoke is registered",
+             run_up)
+    up.add_argument("--spokes", type=int, default=DEFAULT_SPOKES, metavar="N",
+                    help=f"number of spokes, 1..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
+    up.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="how long the daemons may take to register (default 60)")
+    up.add_argument("--no-daemons", action="store_true", help=argparse.SUPPRESS)
+    status = add("status", "per node: daemon, NHS state, registered peers, shortcuts",
+                 run_status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    ping = add("ping", "ping B's LAN host from A's, one packet at a time, and say whether "
+               "each went via the hub or direct", run_ping)
+    ping.add_argument("a", metavar="A", help="node whose LAN host sends (hub, spoke1, ...)")
+    ping.add_argument("b", metavar="B", help="node whose LAN host answers")
+    ping.add_argument("--count", "-c", type=int, default=5, metavar="N",
+                      help="packets to send (default 5)")
+    ping.add_argument("--interval", "-i", type=float, default=0.5, metavar="SECONDS",
+                      help="pause between packets (default 0.5)")
+    ping.add_argument("--json", action="store_true",
+                      help="one JSON object per packet, then the summary")
+    ex = add("exec", "run a command in a node's namespace", run_exec)
+    ex.add_argument("node", metavar="NODE",
+                    help="hub, spokeI, NODE-host (the LAN host) or underlay (the bridge)")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
+                    help="the command and its arguments")
+    add("down", "remove the lab: daemons, namespaces, pinned maps, sockets, state", run_down)
+
+
+def topology_text(topo: Topology, took: float | None) -> str:
+    rows = [(n.name, topo.ns(n), n.underlay.ip, n.overlay.ip, n.lan, n.host.ip)
+            for n in topo.nodes]
+    spokes = len(topo.spokes)
+    head = (f"{label(topo.name).capitalize()} is up: a hub and {spokes} spoke{'s' * (spokes != 1)}"
+            + (f", every spoke registered in {took:.1f} s" if took is not None else
+               " (no daemons)"))
+    return "\n".join([
+        head, "",
+        render_table(("Node", "Namespace", "Underlay", "Tunnel", "LAN", "LAN host"), rows, "  "),
+        "",
+        f"underlay {UNDERLAY}: bridge {BRIDGE} in namespace {topo.bridge_ns}",
+        f"overlay {OVERLAY} on {TUNNEL}, GRE key {GRE_KEY}",
+        f"routes: hub -> each LAN via its spoke; spokes -> {LANS} via the hub",
+        f"configs and logs: {topo.state_dir}/NODE.toml, NODE.log",
+        f"try: xdmvpn lab ping spoke1 {'spoke2' if spokes > 1 else 'hub'}; xdmvpn lab status",
+    ])
+
+
+def run_up(args: argparse.Namespace) -> int:
+    topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons)
+    print(topology_text(topo, None if args.no_daemons else took))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    topo = manage.load()
+    rows = [probe.node_status(topo, n) for n in topo.nodes]
+    ok = all(probe.healthy(r) for r in rows)
+    if args.json:
+        print(json.dumps({"name": topo.name, "healthy": ok, "nodes": rows}, indent=2))
+    else:
+        print(render_table(probe.STATUS_HEADER, [probe.status_cells(r) for r in rows], "  "))
+    return 0 if ok else 1
+
+
+def run_ping(args: argparse.Namespace) -> int:
+    if args.count < 1 or args.interval < 0:
+        raise XdmvpnError("--count must be at least 1 and --interval not negative")
+    topo = manage.load()
+    a, b = topo.node(args.a), topo.node(args.b)
+    if not args.json:
+        print(f"{a.name} -> {b.name}: {a.host.ip} -> {b.host.ip}, {args.count} packet"
+              f"{'s' * (args.count != 1)}, one at a time")
+    results = []
+    for r in probe.ping(topo, a, b, args.count, args.interval):
+        results.append(r)
+        print(json.dumps(r) if args.json else probe.ping_line(r), flush=True)
+    s = probe.summary(a, b, results)
+    print(json.dumps({"summary": s}) if args.json else probe.summary_line(s))
+    return 0 if s["received"] == s["sent"] else 1
+
+
+def run_exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise XdmvpnError("lab exec: give a command, e.g. xdmvpn lab exec spoke1 -- ip route")
+    topo = manage.load()
+    targets = topo.exec_targets()
+    if args.node not in targets:
+        raise XdmvpnError(f"lab exec: no node {args.node!r} (one of: {', '.join(targets)})")
+    if targets[args.node] not in netns.existing(topo.name):
+        raise XdmvpnError(f"lab exec: namespace {targets[args.node]} is gone: run "
+                          "`xdmvpn lab down` and `xdmvpn lab up`")
+    sys.stdout.flush()
+    argv = netns.exec_argv(targets[args.node], cmd)
+    os.execvp(argv[0], argv)
+
+
+def run_down(args: argparse.Namespace) -> int:
+    done = manage.down()
+    parts = []
+    if done["daemons"]:
+        parts.append(f"stopped {done['daemons']} daemon{'s' * (done['daemons'] != 1)}")
+    if done["namespaces"]:
+        parts.append(f"removed {len(done['namespaces'])} namespaces")
+    if done["pins"]:
+        parts.append(f"{len(done['pins'])} pin directories")
+    if done["sockets"]:
+        parts.append(f"{len(done['sockets'])} sockets")
+    if done["state"]:
+        parts.append(done["state"])
+    name = "" if label(done["name"]) == "the lab" else f" ({done['name']})"
+    print(f"lab down{name}: " + (", ".join(parts) if parts else "nothing to remove"))
+    return 0

@@ -1,0 +1,11 @@
+"""`xdmvpn lab`: a hub and N spokes in network namespaces on this machine.
+
+topology  the plan (names, addresses) and each node's configuration; pure
+netns     building and removing the namespaces, links, addresses, routes
+xdp       the pass program the underlay bridge's veth ports need
+runner    the node daemons: start, find, stop, wait until registered
+probe     `lab ping` (per-packet path from the hub's counters) and `lab status`
+manage    up, load, down (with leftovers of a crashed lab)
+
+Usage, addressing and output: docs/lab.md.
+"""

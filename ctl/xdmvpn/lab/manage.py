@@ -1,0 +1,135 @@
+"""A lab's life: `up` (namespaces, configurations, daemons, routes), `load` (the lab that
+is up), `down` (everything, also what a crashed lab left behind).
+
+State lives in /run/xdmvpn/<name>/: lab.json (the plan's parameters), NODE.toml, NODE.log,
+NODE.pid. The lab name is "lab" unless $XDMVPN_LAB_NAME says otherwise (tests use their
+own, so that they never touch a lab a user has up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import XdmvpnError
+from . import netns, runner
+from .topology import (DEFAULT_NAME, NAME_ENV, STATE_ROOT, TUNNEL, Topology, check_name,
+                       label, leftover_pattern, node_configs, plan)
+
+PINS = Path("/sys/fs/bpf/xdmvpn")
+SOCKETS = Path(STATE_ROOT)
+STATE_FILE = "lab.json"
+
+
+def lab_name(name: str | None = None) -> str:
+    return check_name(name or os.environ.get(NAME_ENV) or DEFAULT_NAME)
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        raise XdmvpnError("xdmvpn lab needs root (network namespaces, BPF)")
+
+
+def leftovers(name: str) -> dict:
+    """What a lab called name has on this machine: namespaces, daemons, pins, sockets,
+    state directory (each possibly left by a crash)."""
+    pattern = leftover_pattern(name)
+    state = Path(STATE_ROOT) / name
+
+    def matching(directory: Path, suffix: str = "") -> list[Path]:
+        if not directory.is_dir():
+            return []
+        return sorted(p for p in directory.iterdir()
+                      if p.name.endswith(suffix)
+                      and pattern.fullmatch(p.name[:len(p.name) - len(suffix)]))
+    return {"namespaces": netns.existing(name), "daemons": runner.find(str(state)),
+            "pins": matching(PINS), "sockets": matching(SOCKETS, ".sock"),
+            "state": state if state.exists() else None}
+
+
+def load(name: str | None = None) -> Topology:
+    """The lab that is up, as planned by `up`."""
+    need_root()
+    name = lab_name(name)
+    path = Path(STATE_ROOT) / name / STATE_FILE
+    try:
+        saved = json.loads(path.read_text())
+        return plan(int(saved["spokes"]), name)
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError):
+        raise XdmvpnError(f"{path} is damaged: run `xdmvpn lab down`") from None
+    left = netns.existing(name)
+    if left:
+        raise XdmvpnError(f"{label(name)} is half there (namespaces {', '.join(left)}, no "
+                          f"{path}): run `xdmvpn lab down`")
+    raise XdmvpnError(f"{label(name)} is not up (start it with `xdmvpn lab up`)")
+
+
+def up(spokes: int, name: str | None = None, timeout: float = 60.0,
+       daemons: bool = True) -> tuple[Topology, float]:
+    """Build the lab; with daemons, start them, wait until every spoke is registered and add
+    the routes. Returns the topology and the seconds the daemons took to be ready."""
+    need_root()
+    topo = plan(spokes, lab_name(name))
+    configs = node_configs(topo)
+    found = leftovers(topo.name)
+    if any(found.values()):
+        what = (found["namespaces"][:1] or [f"pid {p}" for p in found["daemons"][:1]]
+                or [str(x) for x in found["pins"][:1] + found["sockets"][:1]]
+                or [str(found["state"])])[0]
+        raise XdmvpnError(f"{label(topo.name)} is already up ({what} exists): run "
+                          "`xdmvpn lab down` first")
+    if daemons and not shutil.which("nsenter"):
+        raise XdmvpnError("nsenter is missing (Debian: apt-get install util-linux)")
+    state = Path(topo.state_dir)
+    try:
+        state.mkdir(parents=True, mode=0o700)
+    except FileExistsError:                     # another `lab up` got there first
+        raise XdmvpnError(f"{label(topo.name)} is already up ({state} exists): run "
+                          "`xdmvpn lab down` first") from None
+    try:
+        (state / STATE_FILE).write_text(json.dumps(topo.to_dict()) + "\n")
+        for node in topo.nodes:
+            Path(topo.config_path(node)).write_text(configs[node.name])
+        netns.build(topo)
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+    if not daemons:
+        return topo, 0.0
+    procs = {node.name: runner.start(topo, node) for node in topo.nodes}
+    try:
+        took = runner.wait_ready(topo, procs, timeout)
+        netns.add_routes(topo, TUNNEL)
+        runner.wait_routes(topo)
+    except XdmvpnError as exc:
+        raise XdmvpnError(f"{exc}; the lab stays up for a look, `xdmvpn lab down` "
+                          "removes it") from None
+    return topo, took
+
+
+def down(name: str | None = None) -> dict:
+    """Stop the daemons (SIGTERM: they purge their registrations), then remove namespaces,
+    pinned maps, sockets and the state directory. Returns what it removed."""
+    need_root()
+    name = lab_name(name)
+    found = leftovers(name)
+    state = Path(STATE_ROOT) / name
+    stopped = runner.stop(found["daemons"], str(state))
+    netns.delete(found["namespaces"])
+    after = leftovers(name)                 # pins and sockets: as the daemons left them
+    for pin in after["pins"]:
+        shutil.rmtree(pin, ignore_errors=True)
+    for sock in after["sockets"]:
+        sock.unlink(missing_ok=True)
+    shutil.rmtree(state, ignore_errors=True)
+    left = leftovers(name)
+    if any(left.values()):
+        raise XdmvpnError(f"{label(name)}: could not remove everything: " + ", ".join(
+            f"{k} {v}" for k, v in left.items() if v))
+    return {"name": name, "daemons": stopped, "namespaces": found["namespaces"],
+            "pins": [str(p) for p in after["pins"]],
+            "sockets": [str(s) for s in after["sockets"]],
+            "state": None if found["state"] is None else str(found["state"])}

@@ -1,0 +1,168 @@
+"""What `lab ping` and `lab status` measure: ICMP echoes between LAN hosts, each packet's
+path judged from the hub's hairpin counter, and each node's daemon and NHRP state."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+from typing import Iterator
+
+from ..control import request
+from ..errors import XdmvpnError
+from . import runner
+from .topology import Node, Topology
+
+#: Data-plane paths of the hub that carry spoke-to-spoke traffic: XDP hairpin, and the
+#: slow path (decapsulated, forwarded by the kernel) when XDP cannot hairpin.
+HUB_PATHS = ("hairpin", "hairpin_slow")
+
+#: path -> how a ping line says it
+PATH_TEXT = {"hub": "via hub", "direct": "direct", "mixed": "one way via hub, one way direct",
+             None: "lost"}
+
+
+# --- ICMP echo -----------------------------------------------------------------------------
+
+def _checksum(data: bytes) -> int:
+    data += b"\0" * (len(data) % 2)
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+class Pinger:
+    """ICMP echo from inside a namespace: a raw socket made there (no ping binary needed)."""
+
+    def __init__(self, ns: str):
+        from ..dataplane.testrun import in_netns
+        with in_netns(ns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.ident = (os.getpid() ^ id(self)) & 0xFFFF
+
+    def echo(self, dst: str, seq: int, timeout: float = 1.0) -> float | None:
+        """Round-trip time in ms of one echo, None when no reply came within timeout."""
+        body = struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + b"xdmvpn-lab" + bytes(46)
+        body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+        sent = time.monotonic()
+        self.sock.sendto(body, (dst, 0))
+        while (left := sent + timeout - time.monotonic()) > 0:
+            if not select.select([self.sock], [], [], left)[0]:
+                break
+            pkt, (src, _) = self.sock.recvfrom(2048)
+            ihl = (pkt[0] & 15) * 4
+            kind, _, _, ident, rseq = struct.unpack("!BBHHH", pkt[ihl:ihl + 8])
+            if kind == 0 and ident == self.ident and rseq == seq and src == dst:
+                return (time.monotonic() - sent) * 1000
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# --- per-packet path -----------------------------------------------------------------------
+
+def hub_passes(topo: Topology) -> int:
+    """Packets the hub has forwarded spoke to spoke so far (its data-plane counters)."""
+    try:
+        stats = request(topo.socket(topo.hub), {"cmd": "stats"}, timeout=2.0)
+    except XdmvpnError:
+        raise XdmvpnError(f"the hub's daemon does not answer on {topo.socket(topo.hub)}, "
+                          f"so no path can be told (see `xdmvpn lab status` and "
+                          f"{topo.log_path(topo.hub)})") from None
+    paths = stats.get("paths", {})
+    return sum(int(paths.get(p, {}).get("packets", 0)) for p in HUB_PATHS)
+
+
+def classify(received: bool, hub_delta: int, hub_endpoint: bool) -> str | None:
+    """An echo's path: "hub" (request and reply through the hub), "direct" (neither),
+    "mixed" (one of the two), None (lost). With the hub as an end, every packet is "hub"."""
+    if not received:
+        return None
+    if hub_endpoint:
+        return "hub"
+    return "direct" if hub_delta <= 0 else "hub" if hub_delta >= 2 else "mixed"
+
+
+def ping(topo: Topology, a: Node, b: Node, count: int, interval: float,
+         timeout: float = 1.0) -> Iterator[dict]:
+    """One echo at a time from a's LAN host to b's; yields a result per packet as it ends."""
+    if a is b:
+        raise XdmvpnError(f"ping {a.name} {b.name}: give two different nodes")
+    hub_end = topo.hub in (a, b)
+    pinger = Pinger(topo.host_ns(a))
+    try:
+        for seq in range(1, count + 1):
+            if seq > 1:
+                time.sleep(interval)
+            before = None if hub_end else hub_passes(topo)
+            rtt = pinger.echo(str(b.host.ip), seq, timeout)
+            delta = 0 if hub_end else hub_passes(topo) - before
+            yield {"seq": seq, "src": str(a.host.ip), "dst": str(b.host.ip),
+                   "received": rtt is not None,
+                   "rtt_ms": None if rtt is None else round(rtt, 3),
+                   "hub_forwarded": delta, "path": classify(rtt is not None, delta, hub_end)}
+    finally:
+        pinger.close()
+
+
+def summary(a: Node, b: Node, results: list[dict]) -> dict:
+    paths = [r["path"] for r in results]
+    return {"from": a.name, "to": b.name, "src": str(a.host.ip), "dst": str(b.host.ip),
+            "sent": len(results), "received": sum(r["received"] for r in results),
+            "via_hub": paths.count("hub"), "direct": paths.count("direct"),
+            "mixed": paths.count("mixed")}
+
+
+def ping_line(r: dict) -> str:
+    rtt = "lost" if r["rtt_ms"] is None else f"{r['rtt_ms']:7.2f} ms"
+    extra = f" (hub forwarded {r['hub_forwarded']})" if r["hub_forwarded"] else ""
+    return f"seq {r['seq']:<3} {rtt:>10}  {PATH_TEXT[r['path']]}{extra}"
+
+
+def summary_line(s: dict) -> str:
+    parts = [f"{s['via_hub']} via hub", f"{s['direct']} direct"]
+    if s["mixed"]:
+        parts.append(f"{s['mixed']} one way via hub")
+    return (f"{s['from']} -> {s['to']}: {s['sent']} sent, {s['received']} received, "
+            f"{s['sent'] - s['received']} lost; " + ", ".join(parts))
+
+
+# --- status --------------------------------------------------------------------------------
+
+def node_status(topo: Topology, node: Node) -> dict:
+    """Daemon (pid, answers), NHS states (spokes), registered peers (hub), shortcuts."""
+    pid = runner.pid_of(topo, node)
+    row = {"node": node.name, "role": node.role, "namespace": topo.ns(node),
+           "underlay": str(node.underlay.ip), "tunnel": str(node.overlay.ip),
+           "lan": str(node.lan), "pid": pid, "running": pid is not None, "answers": False,
+           "nhs": None, "registered": None, "shortcuts": None}
+    if pid is None:
+        return row
+    try:
+        snap = request(topo.socket(node), {"cmd": "snapshot"}, timeout=2.0)["snapshot"]
+    except (XdmvpnError, KeyError):
+        return row
+    row["answers"] = True
+    row["nhs"] = [{"nbma": n.get("nbma"), "state": n.get("state")} for n in snap.get("nhs", [])]
+    row["registered"] = sum(e.get("type") == "dynamic" for e in snap.get("cache", []))
+    row["shortcuts"] = len(snap.get("shortcuts", []))
+    return row
+
+
+def healthy(row: dict) -> bool:
+    return row["answers"] and all(n["state"] == "up" for n in row["nhs"] or [])
+
+
+def status_cells(row: dict) -> tuple:
+    daemon = ("no daemon" if not row["running"] else
+              f"pid {row['pid']}" + ("" if row["answers"] else " (no answer)"))
+    nhs = None if not row["nhs"] else ",".join(n["state"] for n in row["nhs"])
+    registered = row["registered"] if row["role"] == "hub" else None
+    return (row["node"], row["namespace"], daemon, nhs, registered, row["shortcuts"])
+
+
+STATUS_HEADER = ("Node", "Namespace", "Daemon", "NHS", "Registered", "Shortcuts")

@@ -1,0 +1,160 @@
+"""`xdmvpn lab` with real node daemons: up (every spoke registered), status, ping
+(first packets via the hub, then direct over the phase-3 shortcut), down, down after the
+daemons were killed, and a registration timeout. Root, real namespaces and BPF."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from labutil import cli, remove_stale_test_labs, unique_name
+from nsutil import need_root
+from xdmvpn.lab import manage, runner
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    need_root()
+    remove_stale_test_labs()
+    name = unique_name("d")
+    manage.down(name)
+    out = cli(name, "lab", "up", "--spokes", "2", "--timeout", "90")
+    try:
+        assert out.returncode == 0, out.stderr
+        yield name, out.stdout
+    finally:
+        manage.down(name)
+
+
+def test_up_prints_the_topology(lab):
+    name, stdout = lab
+    lines = stdout.splitlines()
+    assert re.fullmatch(rf"Lab {name} is up: a hub and 2 spokes, every spoke registered in "
+                        r"\d+\.\d s", lines[0]), lines[0]
+    assert lines[3].split() == ["hub", f"{name}-hub", "192.0.2.1", "172.16.0.1",
+                                "10.0.0.0/24", "10.0.0.10"]
+    assert lines[5].split() == ["spoke2", f"{name}-spoke2", "192.0.2.12", "172.16.0.12",
+                                "10.0.2.0/24", "10.0.2.10"]
+
+
+def test_status_every_spoke_registered(lab):
+    name, _ = lab
+    out = cli(name, "lab", "status", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    status = json.loads(out.stdout)
+    assert status["healthy"] is True
+    nodes = {n["node"]: n for n in status["nodes"]}
+    assert nodes["hub"]["registered"] == 2 and nodes["hub"]["answers"]
+    for spoke in ("spoke1", "spoke2"):
+        assert nodes[spoke]["nhs"] == [{"nbma": "192.0.2.1", "state": "up"}]
+    out = cli(name, "lab", "status")
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows[0] == ["Node", "Namespace", "Daemon", "NHS", "Registered", "Shortcuts"]
+    assert rows[1][:3] == ["hub", f"{name}-hub", "pid"] and rows[1][4:6] == ["-", "2"]
+    assert rows[2][4:6] == ["up", "-"]
+
+
+def test_ping_goes_via_the_hub_then_direct(lab):
+    name, _ = lab
+    out = cli(name, "lab", "ping", "spoke1", "spoke2", "--count", "8", "--interval", "0.3",
+              "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    packets, summary = lines[:-1], lines[-1]["summary"]
+    paths = [p["path"] for p in packets]
+    assert paths[0] == "hub" and packets[0]["hub_forwarded"] >= 2, paths
+    assert paths[-1] == "direct", paths
+    first_direct = paths.index("direct")
+    assert set(paths[first_direct:]) == {"direct"}, paths       # once direct, stays direct
+    assert summary["sent"] == summary["received"] == 8
+    assert summary["via_hub"] + summary["direct"] + summary["mixed"] == 8
+    assert summary["via_hub"] >= 1 and summary["direct"] >= 1
+    status = json.loads(cli(name, "lab", "status", "--json").stdout)
+    assert {n["node"]: n["shortcuts"] for n in status["nodes"]}["spoke1"] >= 1
+
+
+def test_ping_text_output(lab):
+    name, _ = lab
+    out = cli(name, "lab", "ping", "spoke2", "hub", "-c", "2", "-i", "0")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "spoke2 -> hub: 10.0.2.10 -> 10.0.0.10, 2 packets, one at a time"
+    assert all(re.fullmatch(r"seq \d +\d+\.\d\d ms  via hub", line) for line in lines[1:3])
+    assert lines[3] == "spoke2 -> hub: 2 sent, 2 received, 0 lost; 2 via hub, 0 direct"
+
+
+def test_exec_sees_the_daemon_made_tunnel(lab):
+    name, _ = lab
+    out = cli(name, "lab", "exec", "spoke1", "--", "ip", "-4", "-br", "addr", "show", "dmvpn0")
+    assert out.returncode == 0 and "172.16.0.11/24" in out.stdout
+
+
+def test_down_stops_the_daemons_and_removes_everything():
+    need_root()
+    name = unique_name("s")
+    manage.down(name)
+    try:
+        out = cli(name, "lab", "up", "--spokes", "1", "--timeout", "90")
+        assert out.returncode == 0, out.stderr
+        pins = [Path(f"/sys/fs/bpf/xdmvpn/{name}-{n}") for n in ("hub", "spoke1")]
+        assert all(p.is_dir() for p in pins)       # the daemons pin in the machine's bpffs
+        out = cli(name, "lab", "down")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(f"lab down ({name}): stopped 2 daemons, removed 5 "
+                                     "namespaces"), out.stdout
+        assert not any(manage.leftovers(name).values())
+    finally:
+        manage.down(name)
+
+
+def test_down_after_the_daemons_were_killed():
+    need_root()
+    name = unique_name("k")
+    manage.down(name)
+    try:
+        out = cli(name, "lab", "up", "--spokes", "1", "--timeout", "90")
+        assert out.returncode == 0, out.stderr
+        topo = manage.load(name)
+        pids = [runner.pid_of(topo, n) for n in topo.nodes]
+        assert None not in pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while runner.find(topo.state_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = manage.leftovers(name)
+        assert left["daemons"] == [] and len(left["pins"]) == 2 and len(left["sockets"]) == 2
+        out = cli(name, "lab", "down")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == (f"lab down ({name}): removed 5 namespaces, 2 pin directories, "
+                              f"2 sockets, /run/xdmvpn/{name}\n")
+        assert not any(manage.leftovers(name).values())
+    finally:
+        manage.down(name)
+
+
+def test_registration_timeout_is_one_line_naming_the_node_and_its_log():
+    need_root()
+    name = unique_name("t")
+    manage.down(name)
+    try:
+        out = cli(name, "lab", "up", "--spokes", "1", "--timeout", "0.1")
+        assert out.returncode == 2
+        assert out.stderr.count("\n") == 1
+        assert re.fullmatch(
+            rf"xdmvpn: error: (hub|spoke1): (no answer on its control socket \S+|not "
+            rf"registered to the hub \(NHS .*\)) after 0.1 s \(log: /run/xdmvpn/{name}/"
+            r"(hub|spoke1)\.log\); the lab stays up for a look, `xdmvpn lab down` removes "
+            r"it\n", out.stderr), out.stderr
+        out = cli(name, "lab", "down")
+        assert out.returncode == 0 and "stopped 2 daemons" in out.stdout, out.stdout
+    finally:
+        manage.down(name)

@@ -1,0 +1,193 @@
+"""The lab's plan and configuration generator (pure), the per-packet path rule, the
+output lines, and the CLI's help and argument errors (no root needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from xdmvpn.cli.lab import topology_text
+from xdmvpn.config import loads
+from xdmvpn.errors import XdmvpnError
+from xdmvpn.lab import probe
+from xdmvpn.lab.topology import (MAX_SPOKES, leftover_pattern, node_config, node_configs,
+                                 plan)
+
+
+def test_addresses_of_the_default_plan():
+    topo = plan()
+    rows = [(n.name, str(n.underlay), str(n.overlay), str(n.lan), str(n.router), str(n.host))
+            for n in topo.nodes]
+    assert rows == [
+        ("hub", "192.0.2.1/24", "172.16.0.1/24", "10.0.0.0/24", "10.0.0.1/24", "10.0.0.10/24"),
+        ("spoke1", "192.0.2.11/24", "172.16.0.11/24", "10.0.1.0/24", "10.0.1.1/24",
+         "10.0.1.10/24"),
+        ("spoke2", "192.0.2.12/24", "172.16.0.12/24", "10.0.2.0/24", "10.0.2.1/24",
+         "10.0.2.10/24"),
+    ]
+    assert [n.role for n in topo.nodes] == ["hub", "spoke", "spoke"]
+    assert topo.hub.name == "hub" and [s.name for s in topo.spokes] == ["spoke1", "spoke2"]
+
+
+def test_routes_hub_to_each_lan_spokes_to_all_via_hub():
+    topo = plan(3)
+    assert topo.routes(topo.hub) == [
+        (IPv4Network(f"10.0.{i}.0/24"), IPv4Address(f"172.16.0.{10 + i}")) for i in (1, 2, 3)]
+    for s in topo.spokes:
+        assert topo.routes(s) == [(IPv4Network("10.0.0.0/16"), IPv4Address("172.16.0.1"))]
+
+
+def test_names_paths_and_instances_are_distinct_and_prefixed():
+    topo = plan(MAX_SPOKES, "xyz")
+    nodes = topo.nodes
+    for per_node in (topo.ns, topo.host_ns, topo.instance, topo.socket, topo.config_path,
+                     topo.log_path, topo.pid_path):
+        values = [per_node(n) for n in nodes]
+        assert len(set(values)) == len(nodes), per_node
+    assert topo.ns(topo.hub) == "xyz-hub" and topo.host_ns(nodes[5]) == "xyz-spoke5-host"
+    assert topo.socket(topo.hub) == "/run/xdmvpn/xyz-hub.sock"
+    assert topo.config_path(topo.hub) == "/run/xdmvpn/xyz/hub.toml"
+    pattern = leftover_pattern("xyz")
+    for name in topo.namespaces() + [topo.instance(n) for n in nodes]:
+        assert pattern.fullmatch(name), name
+    # a user's own namespaces, and another lab's, are never taken for leftovers
+    for other in ("xyz", "xyz-foo", "xyz-hubx", "xyzz-hub", "lab-hub", "xyz-a-hub"):
+        assert not pattern.fullmatch(other), other
+    assert len(set(n.mac for n in nodes)) == len(nodes)
+    assert len(set(n.underlay for n in nodes) | set(n.overlay for n in nodes)) == 2 * len(nodes)
+
+
+def test_every_generated_config_loads_with_the_lab_settings():
+    topo = plan(3, "t1")
+    texts = node_configs(topo)
+    assert set(texts) == {"hub", "spoke1", "spoke2", "spoke3"}
+    cfgs = {name: loads(text, f"{name}.toml") for name, text in texts.items()}
+    hub = cfgs["hub"]
+    assert hub.role == "hub" and hub.nhrp.redirect and not hub.nhrp.nhs
+    assert hub.nhrp.multicast == ("dynamic",)
+    for name, cfg in cfgs.items():
+        node = topo.node(name)
+        assert cfg.tunnel.address == node.overlay
+        assert cfg.tunnel.source_address == node.underlay.ip
+        assert cfg.tunnel.source_interface == "ul0" and cfg.tunnel.name == "dmvpn0"
+        assert cfg.tunnel.key == 42 and cfg.nhrp.holdtime == 60
+        assert cfg.nhrp.authentication == "labauth"
+        assert cfg.control.instance == f"t1-{name}"
+        assert cfg.control.socket == topo.socket(node)
+        if name != "hub":
+            assert cfg.role == "spoke" and cfg.nhrp.shortcut and not cfg.nhrp.redirect
+            assert cfg.nhrp.multicast == ("nhs",)
+            assert [(str(s.tunnel_ip), str(s.nbma)) for s in cfg.nhrp.nhs] == [
+                ("172.16.0.1", "192.0.2.1")]
+    assert len({c.control.instance for c in cfgs.values()}) == len(cfgs)
+
+
+def test_vagrant_target_same_addresses_eth1_default_instance():
+    topo = plan(2)
+    netns_cfgs = {n: loads(t) for n, t in node_configs(topo, "netns").items()}
+    vm_cfgs = {n: loads(t) for n, t in node_configs(topo, "vagrant").items()}
+    for name, vm in vm_cfgs.items():
+        assert vm.tunnel.source_interface == "eth1"
+        assert vm.control.instance == "dmvpn0"
+        assert vm.control.socket == "/run/xdmvpn/dmvpn0.sock"
+        assert vm.tunnel.address == netns_cfgs[name].tunnel.address
+        assert vm.nhrp == netns_cfgs[name].nhrp
+    with pytest.raises(XdmvpnError, match="unknown target"):
+        node_config(topo, topo.hub, "docker")
+
+
+@pytest.mark.parametrize("spokes", [0, -1, MAX_SPOKES + 1])
+def test_spoke_count_out_of_range(spokes):
+    with pytest.raises(XdmvpnError, match=rf"--spokes must be 1\.\.{MAX_SPOKES}"):
+        plan(spokes)
+
+
+@pytest.mark.parametrize("name", ["", "Lab", "1lab", "la-b", "a" * 17, "lab/x"])
+def test_bad_lab_names(name):
+    with pytest.raises(XdmvpnError, match="lab name"):
+        plan(2, name)
+
+
+def test_unknown_node_lists_the_nodes():
+    with pytest.raises(XdmvpnError,
+                       match=r"no node 'spoke3' in lab lab \(nodes: hub, spoke1, spoke2\)"):
+        plan(2).node("spoke3")
+
+
+def test_exec_targets():
+    topo = plan(1, "q")
+    assert topo.exec_targets() == {"hub": "q-hub", "spoke1": "q-spoke1",
+                                   "hub-host": "q-hub-host", "spoke1-host": "q-spoke1-host",
+                                   "underlay": "q-underlay"}
+
+
+@pytest.mark.parametrize("received,delta,hub_end,path", [
+    (True, 2, False, "hub"), (True, 3, False, "hub"), (True, 0, False, "direct"),
+    (True, 1, False, "mixed"), (False, 2, False, None), (True, 0, True, "hub"),
+    (False, 0, True, None)])
+def test_path_of_a_packet_from_the_hub_counter(received, delta, hub_end, path):
+    assert probe.classify(received, delta, hub_end) == path
+
+
+def test_ping_lines_and_summary():
+    topo = plan(2)
+    a, b = topo.node("spoke1"), topo.node("spoke2")
+    results = [
+        {"seq": 1, "received": True, "rtt_ms": 3.5, "hub_forwarded": 2, "path": "hub"},
+        {"seq": 2, "received": True, "rtt_ms": 0.41, "hub_forwarded": 1, "path": "mixed"},
+        {"seq": 3, "received": True, "rtt_ms": 0.2, "hub_forwarded": 0, "path": "direct"},
+        {"seq": 4, "received": False, "rtt_ms": None, "hub_forwarded": 0, "path": None},
+    ]
+    assert [probe.ping_line(r) for r in results] == [
+        "seq 1      3.50 ms  via hub (hub forwarded 2)",
+        "seq 2      0.41 ms  one way via hub, one way direct (hub forwarded 1)",
+        "seq 3      0.20 ms  direct",
+        "seq 4         lost  lost",
+    ]
+    s = probe.summary(a, b, results)
+    assert s == {"from": "spoke1", "to": "spoke2", "src": "10.0.1.10", "dst": "10.0.2.10",
+                 "sent": 4, "received": 3, "via_hub": 1, "direct": 1, "mixed": 1}
+    assert probe.summary_line(s) == ("spoke1 -> spoke2: 4 sent, 3 received, 1 lost; "
+                                     "1 via hub, 1 direct, 1 one way via hub")
+
+
+def test_status_cells():
+    row = {"node": "spoke1", "role": "spoke", "namespace": "lab-spoke1", "pid": 7,
+           "running": True, "answers": True, "nhs": [{"nbma": "192.0.2.1", "state": "up"}],
+           "registered": 0, "shortcuts": 1}
+    assert probe.status_cells(row) == ("spoke1", "lab-spoke1", "pid 7", "up", None, 1)
+    assert probe.healthy(row)
+    row.update(answers=False)
+    assert probe.status_cells(row)[2] == "pid 7 (no answer)" and not probe.healthy(row)
+    row.update(running=False, pid=None)
+    assert probe.status_cells(row)[2] == "no daemon"
+
+
+def test_topology_text():
+    text = topology_text(plan(2), 3.21)
+    lines = text.splitlines()
+    assert lines[0] == "The lab is up: a hub and 2 spokes, every spoke registered in 3.2 s"
+    assert lines[2].split() == ["Node", "Namespace", "Underlay", "Tunnel", "LAN", "LAN", "host"]
+    assert lines[4].split() == ["spoke1", "lab-spoke1", "192.0.2.11", "172.16.0.11",
+                                "10.0.1.0/24", "10.0.1.10"]
+    assert all(len(line) <= 80 for line in lines)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "xdmvpn", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("action", [[], ["up"], ["down"], ["status"], ["ping"], ["exec"]])
+def test_every_lab_help_has_examples(action):
+    out = cli("lab", *action, "--help")
+    assert out.returncode == 0 and "examples:" in out.stdout
+
+
+def test_bad_spoke_count_is_one_line_exit_2():
+    out = cli("lab", "up", "--spokes", "0")
+    assert out.returncode == 2
+    assert out.stderr == "xdmvpn: error: --spokes must be 1..32, got 0\n"
