@@ -158,3 +158,23 @@ def test_registration_timeout_is_one_line_naming_the_node_and_its_log():
         assert out.returncode == 0 and "stopped 2 daemons" in out.stdout, out.stdout
     finally:
         manage.down(name)
+
+
+def test_demo_replaces_a_lab_and_shows_the_shortcut_appearing():
+    """The README's main job, on a lab of its own: run twice, the second replaces the first."""
+    name = unique_name("d")
+    try:
+        first = cli(name, "lab", "demo")
+        assert first.returncode == 0, first.stdout + first.stderr
+        again = cli(name, "lab", "demo")
+        assert again.returncode == 0, again.stdout + again.stderr
+        out = again.stdout
+        assert out.startswith("removed the previous lab\n")
+        seqs = [ln for ln in out.splitlines() if ln.startswith("seq ")]
+        assert len(seqs) == 8 and "via hub" in seqs[0] and "direct" in seqs[-1]
+        assert "spoke1 -> spoke2: 8 sent, 8 received, 0 lost" in out
+        table = out.split("xdmvpn show shortcut\n")[1].splitlines()
+        assert table[0].split()[:3] == ["Type", "Prefix", "Via"]
+        assert table[1].split()[:3] == ["dynamic", "10.0.2.0/24", "172.16.0.12"]
+    finally:
+        manage.down(name)
