@@ -72,10 +72,11 @@ static __always_inline __u16 xdmvpn_ipv4_csum(struct iphdr *ip)
 	return (__u16)~sum;
 }
 
-/* Fill a 20-byte outer IPv4 header for GRE toward nbma.  tot_len in bytes. */
+/* Fill a 20-byte outer IPv4 header for GRE toward nbma.  tot_len in bytes;
+ * inner_ttl is used when the tunnel's TTL is 0 (inherit). */
 static __always_inline void xdmvpn_outer_ipv4(struct iphdr *ip, __u8 tos,
 					      __u16 inner_frag, __u16 tot_len,
-					      __be16 id, __be32 nbma)
+					      __be16 id, __be32 nbma, __u8 inner_ttl)
 {
 	__u16 frag = 0;
 
@@ -87,7 +88,7 @@ static __always_inline void xdmvpn_outer_ipv4(struct iphdr *ip, __u8 tos,
 	ip->tot_len = xdmvpn_htons(tot_len);
 	ip->id = id;
 	ip->frag_off = xdmvpn_htons(frag);
-	ip->ttl = XDMVPN_TTL;
+	ip->ttl = XDMVPN_TTL ? XDMVPN_TTL : inner_ttl;
 	ip->protocol = IPPROTO_GRE;
 	ip->check = 0;
 	ip->saddr = XDMVPN_LOCAL_NBMA_BE;
@@ -117,12 +118,6 @@ static __always_inline void xdmvpn_set_mac(unsigned char *m, __u64 mac)
 	m[5] = mac & 0xff;
 }
 
-/* Rate limit for events.  A shared direct-mapped array indexed by a
- * multiplicative hash of (src, dst): the hot path is one inlined array
- * lookup and a compare of a coarse timestamp; the slot is written (with a
- * compare-and-swap, so two CPUs cannot both emit) only when an event is
- * emitted.  Pairs colliding in a slot share its budget: an event for one
- * of them may be delayed by at most one interval.  Returns 1 to emit. */
 /* Reserve an event and fill its header; NULL (counted as lost) when the ring is full.
  * *n, the inner bytes available, becomes the count to copy: 1..XDMVPN_EVENT_DATA in a
  * form the verifier can see. */
@@ -150,6 +145,12 @@ static __always_inline struct xdmvpn_event *xdmvpn_event_start(__u32 type, __be3
 	return ev;
 }
 
+/* Rate limit for events.  A shared direct-mapped array indexed by a
+ * multiplicative hash of (src, dst): the hot path is one inlined array
+ * lookup and a compare of a coarse timestamp; the slot is written (with a
+ * compare-and-swap, so two CPUs cannot both emit) only when an event is
+ * emitted.  Pairs colliding in a slot share its budget: an event for one
+ * of them may be delayed by at most one interval.  Returns 1 to emit. */
 static __always_inline int xdmvpn_rl_allow(__be32 src, __be32 dst, __u64 now,
 					   __u64 interval)
 {
@@ -184,5 +185,57 @@ static __always_inline int xdmvpn_rl_allow(__be32 src, __be32 dst, __u64 now,
 		(fib_)->ipv4_dst = (nbma_);                                   \
 		bpf_fib_lookup((ctx_), (fib_), sizeof(*(fib_)), (flags_));    \
 	})
+
+/* (Re)fill the next-hop cache entry nh toward nbma from the fib.  Returns the
+ * BPF_FIB_LKUP_RET_* code; nh is valid only after SUCCESS.  fib is the
+ * caller's (NO_NEIGH: its ifindex and ipv4_dst name the gateway).
+ * XDP (tc == 0): the fib reports the route MTU only with FRAG_NEEDED, so the
+ * first lookup asks for 64 KiB, the second one (length 0) for the MACs.
+ * tc: one lookup, which checks the skb against the device MTU and reports it. */
+static __always_inline int xdmvpn_nh_fill(void *ctx, struct bpf_fib_lookup *fib,
+					  struct xdmvpn_nh *nh, __be32 nbma, __u64 now,
+					  int tc)
+{
+	__u16 mtu = 0xffff;
+	int rc;
+
+	if (!tc) {
+		rc = xdmvpn_fib(ctx, fib, nbma, 0, 0xffff, 0);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			mtu = fib->mtu_result;
+		else if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+			return rc;
+		rc = xdmvpn_fib(ctx, fib, nbma, 0, 0, 0);
+	} else {
+		rc = xdmvpn_fib(ctx, fib, nbma, 0, 0, BPF_FIB_LOOKUP_OUTPUT);
+		mtu = fib->mtu_result;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return rc;
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	nh->ifindex = fib->ifindex;
+	nh->mtu = mtu;
+	nh->nbma = nbma;
+	nh->stamp_ns = now;
+	xdmvpn_count_path(XDMVPN_PATH_NH_FILL, 0);
+	return rc;
+}
+
+/* The cached next hop of mapping slot idx when it is fresh for nbma, else
+ * NULL with *slot set to the entry to fill (NULL: no slot). */
+static __always_inline struct xdmvpn_nh *xdmvpn_nh_get(__u32 idx, __be32 nbma, __u64 now,
+						       struct xdmvpn_nh **slot)
+{
+	struct xdmvpn_nh *nh = xdmvpn_nh_cache.lookup(&idx);
+
+	*slot = nh;
+	if (nh && nh->nbma == nbma && now - nh->stamp_ns < XDMVPN_NH_CACHE_NS)
+		return nh;
+	return 0;
+}
+
+/* A failed tail call: the program slot is empty (start-up or teardown). */
+#define xdmvpn_tail_failed(bytes_) xdmvpn_count_drop(XDMVPN_DROP_TAIL_CALL, (bytes_))
 
 #endif /* XDMVPN_LIB_H */

@@ -45,10 +45,13 @@
 #define XDMVPN_MISS_INTERVAL_NS 1000000000ULL    /* per inner destination */
 #endif
 #ifndef XDMVPN_TTL
-#define XDMVPN_TTL 64             /* outer TTL */
+#define XDMVPN_TTL 64             /* outer TTL; 0: copy the inner packet's TTL */
 #endif
 #ifndef XDMVPN_DF
 #define XDMVPN_DF 2               /* outer DF: 0 clear, 1 set, 2 copy inner */
+#endif
+#ifndef XDMVPN_NH_CACHE_NS
+#define XDMVPN_NH_CACHE_NS 1000000000ULL /* age after which a cached next hop is looked up again */
 #endif
 #ifndef XDMVPN_ADJUST_MSS
 #define XDMVPN_ADJUST_MSS 0       /* clamp TCP MSS of SYNs to this; 0 = off */
@@ -78,8 +81,23 @@
 #define XDMVPN_GRE_PROTO_NHRP 0x2001
 #define XDMVPN_GRE_HLEN (4 + (XDMVPN_HAS_KEY ? 4 : 0))
 
-/* Program slots of xdmvpn_progs. */
-#define XDMVPN_PROG_MCAST 0
+/* Program slots of xdmvpn_progs (tc). */
+#define XDMVPN_PROG_MCAST 0   /* xdmvpn_tc_mcast: one batch of multicast copies */
+#define XDMVPN_PROG_BUILD 1   /* xdmvpn_tc_build: outer headers, next hop, send */
+#define XDMVPN_PROG_MSS   2   /* xdmvpn_tc_mss: MSS clamp, one TCP option per call */
+
+/* Program slots of xdmvpn_xdp_progs. */
+#define XDMVPN_XDP_DECAP   0  /* xdmvpn_xdp_decap: strip, redirect into the overlay */
+#define XDMVPN_XDP_HAIRPIN 1  /* xdmvpn_xdp_hairpin: rewrite outer, XDP_TX (+ trigger) */
+#define XDMVPN_XDP_NHRP    2  /* xdmvpn_xdp_nhrp: token bucket, XDP_PASS */
+#define XDMVPN_XDP_ENTRY   3  /* xdmvpn_xdp_underlay (used by the benchmark harness) */
+#define XDMVPN_XDP_SLOTS   4
+
+/* skb->cb words handed from xdmvpn_tc_encap to xdmvpn_tc_build. */
+#define XDMVPN_CB_NBMA  0     /* peer NBMA (network order); multicast: position */
+#define XDMVPN_CB_PATH  1     /* enum xdmvpn_path to count on success, PATH_MCAST: multicast */
+#define XDMVPN_CB_STATS 2     /* stats/next-hop slot of the mapping */
+#define XDMVPN_CB_MSS   3     /* MSS clamp: option offset | options seen << 8 */
 
 /* ---- counters ----------------------------------------------------------- */
 /* Packets and bytes per path, index of xdmvpn_paths. */
@@ -102,6 +120,7 @@ enum xdmvpn_path {
 	XDMVPN_PATH_EVENT_LOST,     /* ring buffer full */
 	XDMVPN_PATH_MSS_CLAMPED,    /* SYN whose MSS was lowered */
 	XDMVPN_PATH_ENCAP_NEIGH,    /* encap through bpf_redirect_neigh (no neighbour yet) */
+	XDMVPN_PATH_NH_FILL,        /* next-hop cache (re)filled from bpf_fib_lookup */
 	XDMVPN_PATH_MAX
 };
 
@@ -118,6 +137,7 @@ enum xdmvpn_drop {
 	XDMVPN_DROP_NO_NEIGH,          /* multicast copy to a peer without a neighbour entry */
 	XDMVPN_DROP_TOO_BIG,           /* outer packet above the underlay MTU */
 	XDMVPN_DROP_OVERLAY_NOT_IPV4,  /* encap: overlay frame not IPv4 */
+	XDMVPN_DROP_TAIL_CALL,         /* tail call failed (program slot empty) */
 	XDMVPN_DROP_MAX
 };
 
@@ -154,6 +174,29 @@ struct xdmvpn_rl_slot {
 	__u64 stamp_ns;   /* coarse time of the last event from this slot */
 	__be32 src;       /* pair that emitted it (for inspection) */
 	__be32 dst;
+};
+
+/* Cached underlay next hop of one mapping (per CPU, indexed like the
+ * statistics by xdmvpn_peer.stats_idx).  Valid while nbma matches the
+ * mapping's and stamp_ns is younger than XDMVPN_NH_CACHE_NS. */
+struct xdmvpn_nh {
+	__u64 stamp_ns;   /* coarse time of the fill (empty: nbma 0) */
+	__be32 nbma;      /* the NBMA address it was filled for */
+	__u32 ifindex;    /* egress interface */
+	__u16 mtu;        /* of the route, outer IPv4 bytes */
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u16 pad;
+};
+
+/* Hand-over between the XDP programs of one packet (per CPU: a packet's
+ * tail calls run on one CPU without interruption). */
+struct xdmvpn_scratch {
+	__u64 bytes;      /* frame length at entry */
+	__u32 strip;      /* outer IPv4 + GRE bytes after Ethernet */
+	__be32 nbma;      /* hairpin: NBMA of the destination's peer */
+	__u32 stats_idx;  /* hairpin: the mapping's slot */
+	__u32 pad;
 };
 
 /* NHRP token bucket of one sender. */
@@ -218,8 +261,17 @@ XDMVPN_MAP("array", __u32, struct xdmvpn_rl_slot, xdmvpn_ratelimit, XDMVPN_RL_SL
 XDMVPN_MAP("lru_hash", __be32, struct xdmvpn_bucket, xdmvpn_nhrp_buckets,
 	   XDMVPN_NHRP_SOURCES, 0);
 
-/* Tail-call targets (XDMVPN_PROG_*). */
+/* Next hops per mapping (struct xdmvpn_nh), filled by the programs. */
+XDMVPN_MAP("percpu_array", __u32, struct xdmvpn_nh, xdmvpn_nh_cache, XDMVPN_MAX_STATS, 0);
+
+/* Per-packet hand-over between tail-called XDP programs. */
+XDMVPN_MAP("percpu_array", __u32, struct xdmvpn_scratch, xdmvpn_scratch, 1, 0);
+
+/* Tail-call targets of the tc programs (XDMVPN_PROG_*). */
 XDMVPN_MAP("prog", __u32, __u32, xdmvpn_progs, 4, 0);
+
+/* Tail-call targets of the XDP programs (XDMVPN_XDP_*). */
+XDMVPN_MAP("prog", __u32, __u32, xdmvpn_xdp_progs, XDMVPN_XDP_SLOTS, 0);
 
 /* Events to the controller (struct xdmvpn_event). */
 struct xdmvpn_events_table_t {

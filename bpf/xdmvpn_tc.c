@@ -20,67 +20,72 @@ static long (*xdmvpn_redirect_neigh)(__u32 ifindex, struct bpf_redir_neigh *para
 				     int plen, __u64 flags) =
 	(void *)BPF_FUNC_redirect_neigh;
 
-/* Lower the MSS option of a TCP SYN to XDMVPN_ADJUST_MSS. */
-static __always_inline void xdmvpn_clamp_mss(struct __sk_buff *skb)
+/* 0 and *out = the TCP header for a SYN carrying options (not a fragment). */
+static __always_inline int xdmvpn_syn(struct __sk_buff *skb, struct tcphdr **out)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct xdmvpn_cursor c = { .pos = data, .end = data_end };
+	struct xdmvpn_cursor c = { .pos = (void *)(long)skb->data,
+				   .end = (void *)(long)skb->data_end };
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	struct tcphdr *tcp;
-	__u32 optlen, i = 0;
-	__u8 *opt;
-	int ihl;
 
-	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP))
-		return;
-	ihl = xdmvpn_parse_ipv4(&c, &ip);
-	if (ihl < 0 || ip->protocol != IPPROTO_TCP ||
+	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP) ||
+	    xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != IPPROTO_TCP ||
 	    (ip->frag_off & xdmvpn_htons(XDMVPN_IP_MF | XDMVPN_IP_OFFSET)))
-		return;
+		return -1;
 	if (xdmvpn_parse_tcp(&c, &tcp) || !tcp->syn || tcp->doff <= 5)
-		return;
-	optlen = tcp->doff * 4 - sizeof(*tcp);
-	opt = (__u8 *)(tcp + 1);
-#pragma unroll
-	for (int n = 0; n < 8; n++) {
-		__u8 *p;
+		return -1;
+	*out = tcp;
+	return 0;
+}
 
-		if (i >= optlen)
-			return;
-		p = opt + i;
-		if ((void *)(p + 4) > data_end)
-			return;
-		if (p[0] == 0)
-			return;
-		if (p[0] == 1) {
-			i++;
-			continue;
-		}
-		if (p[0] == 2 && p[1] == 4) {
-			__u16 mss = (p[2] << 8) | p[3];
-			__u32 off = (void *)(p + 2) - data;
-			__u32 csum_off = (void *)tcp - data + 16;
-			__be16 old_v = *(__be16 *)(p + 2);
-			__be16 new_v = xdmvpn_htons(XDMVPN_ADJUST_MSS);
+/* MSS clamp, one TCP option per call: xdmvpn_tc_mss looks at the option at
+ * offset cb[XDMVPN_CB_MSS] & 0xff (count of options seen in bits 8..15),
+ * lowers an MSS above XDMVPN_ADJUST_MSS, and tail-calls itself for the next
+ * option (8 at most), then xdmvpn_tc_build.  One option per program keeps the
+ * verifier's work small; only SYNs with options take this path. */
+int xdmvpn_tc_mss(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct tcphdr *tcp;
+	__u32 st = skb->cb[XDMVPN_CB_MSS];
+	__u32 i = st & 0xff, n = st >> 8;
+	__u8 *p;
 
-			if (mss <= XDMVPN_ADJUST_MSS)
-				return;
-			*(__be16 *)(p + 2) = new_v;
-			if (off & 1) {
-				/* Odd offset: the word sits byte-swapped in the sum. */
-				old_v = __builtin_bswap16(old_v);
-				new_v = __builtin_bswap16(new_v);
-			}
-			bpf_l4_csum_replace(skb, csum_off, old_v, new_v, 2);
-			xdmvpn_count_path(XDMVPN_PATH_MSS_CLAMPED, 0);
-			return;
+	if (xdmvpn_syn(skb, &tcp) || n >= 8 || i >= tcp->doff * 4 - sizeof(*tcp))
+		goto done;
+	p = (__u8 *)(tcp + 1) + i;
+	if ((void *)(p + 4) > data_end || p[0] == 0)
+		goto done;
+	if (p[0] == 2 && p[1] == 4) {
+		__u16 mss = (p[2] << 8) | p[3];
+		__u32 tcp_off = (void *)tcp - data;
+		__u32 off = tcp_off + sizeof(*tcp) + i + 2;
+		__u32 csum_off = tcp_off + 16;
+		__be16 old_v = *(__be16 *)(p + 2);
+		__be16 new_v = xdmvpn_htons(XDMVPN_ADJUST_MSS);
+
+		if (mss <= XDMVPN_ADJUST_MSS)
+			goto done;
+		*(__be16 *)(p + 2) = new_v;
+		if (off & 1) {
+			/* Odd offset: the word sits byte-swapped in the sum. */
+			old_v = __builtin_bswap16(old_v);
+			new_v = __builtin_bswap16(new_v);
 		}
-		if (p[1] < 2)
-			return;
-		i += p[1];
+		bpf_l4_csum_replace(skb, csum_off, old_v, new_v, 2);
+		xdmvpn_count_path(XDMVPN_PATH_MSS_CLAMPED, 0);
+		goto done;
 	}
+	if (p[0] != 1 && p[1] < 2)
+		goto done;
+	skb->cb[XDMVPN_CB_MSS] = (i + (p[0] == 1 ? 1 : p[1])) | ((n + 1) << 8);
+	xdmvpn_progs.call(skb, XDMVPN_PROG_MSS);
+done:
+	xdmvpn_progs.call(skb, XDMVPN_PROG_BUILD);
+	xdmvpn_tail_failed(skb->len);
+	return TC_ACT_SHOT;
 }
 
 /* Miss event: the inner packet's pair and start. */
@@ -101,9 +106,10 @@ static __always_inline void xdmvpn_miss(struct __sk_buff *skb, __be32 src, __be3
 	xdmvpn_count_path(XDMVPN_PATH_MISS, 0);
 }
 
-/* Make room after Ethernet and write outer IPv4 (destination left 0) + GRE. */
+/* Make room after Ethernet and write outer IPv4 (destination left 0) + GRE
+ * in front of the inner packet described by tos, frag and ttl. */
 static __always_inline int xdmvpn_push_outer(struct __sk_buff *skb, __u8 tos,
-					     __u16 inner_frag)
+					     __u16 inner_frag, __u8 inner_ttl)
 {
 	__u16 tot_len = skb->len - ETH_HLEN + XDMVPN_OUTER_LEN;
 	void *data, *data_end;
@@ -114,6 +120,7 @@ static __always_inline int xdmvpn_push_outer(struct __sk_buff *skb, __u8 tos,
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
 				BPF_F_ADJ_ROOM_ENCAP_L4_GRE))
 		return -1;
+	/* adjust_room moved the data: derive the pointers again. */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	ip = data + ETH_HLEN;
@@ -121,52 +128,97 @@ static __always_inline int xdmvpn_push_outer(struct __sk_buff *skb, __u8 tos,
 		return -1;
 	if (!(XDMVPN_DF == 1 || (XDMVPN_DF == 2 && (inner_frag & XDMVPN_IP_DF))))
 		id = (__be16)bpf_get_prandom_u32();
-	xdmvpn_outer_ipv4(ip, tos, inner_frag, tot_len, id, 0);
+	xdmvpn_outer_ipv4(ip, tos, inner_frag, tot_len, id, 0, inner_ttl);
 	xdmvpn_gre_header(ip + 1);
 	return 0;
 }
 
-/* Address the encapsulated skb to nbma and send it (clone: a copy). */
-static __always_inline int xdmvpn_send(struct __sk_buff *skb, __be32 nbma, int clone)
+/* Write the outer destination (and header checksum) of the encapsulated skb. */
+static __always_inline int xdmvpn_set_dst(struct __sk_buff *skb, __be32 nbma)
 {
-	struct bpf_fib_lookup fib;
-	void *data, *data_end;
-	struct ethhdr *eth;
-	struct iphdr *ip;
-	int rc;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
 
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
-		return -XDMVPN_DROP_HELPER;
+		return -1;
 	ip->daddr = nbma;
 	ip->check = 0;
 	ip->check = xdmvpn_ipv4_csum(ip);
-	rc = xdmvpn_fib(skb, &fib, nbma, ip->tos, 0, BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		struct bpf_redir_neigh nh = { .nh_family = AF_INET,
-					      .ipv4_nh = fib.ipv4_dst };
+	return 0;
+}
 
-		if (clone)
-			return -XDMVPN_DROP_NO_NEIGH;
-		xdmvpn_count_path(XDMVPN_PATH_ENCAP_NEIGH, 0);
-		return xdmvpn_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-	}
+/* Write the Ethernet addresses (after the pointers are derived again). */
+static __always_inline int xdmvpn_set_l2(struct __sk_buff *skb, const __u8 *dmac,
+					 const __u8 *smac)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	return 0;
+}
+
+/* Send a copy of the encapsulated skb to nbma (multicast: fib lookup per copy). */
+static __always_inline int xdmvpn_send_copy(struct __sk_buff *skb, __be32 nbma)
+{
+	struct bpf_fib_lookup fib;
+	int rc;
+
+	if (xdmvpn_set_dst(skb, nbma))
+		return -XDMVPN_DROP_HELPER;
+	rc = xdmvpn_fib(skb, &fib, nbma, 0, 0, BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -XDMVPN_DROP_NO_NEIGH;
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return -XDMVPN_DROP_TOO_BIG;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return -XDMVPN_DROP_NO_ROUTE;
-	/* bpf_fib_lookup does not move packet data: eth is still valid. */
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	if (clone)
-		return bpf_clone_redirect(skb, fib.ifindex, 0) ? -XDMVPN_DROP_HELPER : 0;
-	return bpf_redirect(fib.ifindex, 0);
+	if (xdmvpn_set_l2(skb, fib.dmac, fib.smac))
+		return -XDMVPN_DROP_HELPER;
+	return bpf_clone_redirect(skb, fib.ifindex, 0) ? -XDMVPN_DROP_HELPER : 0;
 }
 
-static __always_inline int xdmvpn_encap(struct __sk_buff *skb)
+/* Send the encapsulated skb to nbma, the next hop from the mapping's cache
+ * entry nh (NULL: no slot; refilled from the fib when stale). */
+static __always_inline int xdmvpn_send(struct __sk_buff *skb, __be32 nbma,
+				       struct xdmvpn_nh *nh, __u64 now)
+{
+	struct bpf_fib_lookup fib;
+	struct xdmvpn_nh tmp;
+	int rc;
+
+	if (xdmvpn_set_dst(skb, nbma))
+		return -XDMVPN_DROP_HELPER;
+	if (!nh || nh->nbma != nbma || now - nh->stamp_ns >= XDMVPN_NH_CACHE_NS) {
+		if (!nh)
+			nh = &tmp;
+		rc = xdmvpn_nh_fill(skb, &fib, nh, nbma, now, 1);
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+			struct bpf_redir_neigh rn = { .nh_family = AF_INET,
+						      .ipv4_nh = fib.ipv4_dst };
+
+			xdmvpn_count_path(XDMVPN_PATH_ENCAP_NEIGH, 0);
+			return xdmvpn_redirect_neigh(fib.ifindex, &rn, sizeof(rn), 0);
+		}
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return -XDMVPN_DROP_TOO_BIG;
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return -XDMVPN_DROP_NO_ROUTE;
+	} else if (skb->len - ETH_HLEN > nh->mtu) {
+		return -XDMVPN_DROP_TOO_BIG;
+	}
+	if (xdmvpn_set_l2(skb, nh->dmac, nh->smac))
+		return -XDMVPN_DROP_HELPER;
+	return bpf_redirect(nh->ifindex, 0);
+}
+
+/* Classify the overlay packet and hand it to xdmvpn_tc_build through skb->cb. */
+int xdmvpn_tc_encap(struct __sk_buff *skb)
 {
 	struct xdmvpn_cursor c;
 	struct xdmvpn_peer *peer;
@@ -175,12 +227,7 @@ static __always_inline int xdmvpn_encap(struct __sk_buff *skb)
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	__be32 src, dst;
-	__u16 frag;
-	__u8 tos;
-	int rc;
 
-	if (XDMVPN_ADJUST_MSS)
-		xdmvpn_clamp_mss(skb);
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
 	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP) ||
@@ -190,39 +237,71 @@ static __always_inline int xdmvpn_encap(struct __sk_buff *skb)
 	}
 	src = ip->saddr;
 	dst = ip->daddr;
-	tos = ip->tos;
-	frag = xdmvpn_ntohs(ip->frag_off);
 
 	if ((dst & xdmvpn_htonl(0xf0000000)) == xdmvpn_htonl(0xe0000000) ||
 	    dst == 0xffffffff) {
-		if (xdmvpn_push_outer(skb, tos, frag)) {
-			xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-			return TC_ACT_SHOT;
+		skb->cb[XDMVPN_CB_PATH] = XDMVPN_PATH_MCAST;
+	} else {
+		peer = xdmvpn_route(dst);
+		if (!peer) {
+			__u32 i = 0;
+
+			xdmvpn_miss(skb, src, dst);
+			peer = xdmvpn_nhs.lookup(&i);
+			if (!peer || !peer->nbma) {
+				xdmvpn_count_drop(XDMVPN_DROP_NO_MAPPING, bytes);
+				return TC_ACT_SHOT;
+			}
+			path = XDMVPN_PATH_ENCAP_NHS;
 		}
-		skb->cb[0] = 0;
+		skb->cb[XDMVPN_CB_NBMA] = peer->nbma;
+		skb->cb[XDMVPN_CB_STATS] = peer->stats_idx;
+		skb->cb[XDMVPN_CB_PATH] = path;
+		struct tcphdr *tcp;
+
+		if (XDMVPN_ADJUST_MSS && !xdmvpn_syn(skb, &tcp)) {
+			skb->cb[XDMVPN_CB_MSS] = 0;
+			xdmvpn_progs.call(skb, XDMVPN_PROG_MSS);
+		}
+	}
+	xdmvpn_progs.call(skb, XDMVPN_PROG_BUILD);
+	xdmvpn_tail_failed(bytes);
+	return TC_ACT_SHOT;
+}
+
+/* Outer headers for the packet xdmvpn_tc_encap classified; unicast: next hop
+ * from the cache, send; multicast: on to xdmvpn_tc_mcast. */
+int xdmvpn_tc_build(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 path = skb->cb[XDMVPN_CB_PATH];
+	__u32 idx = skb->cb[XDMVPN_CB_STATS];
+	__be32 nbma = skb->cb[XDMVPN_CB_NBMA];
+	struct iphdr *ip = data + ETH_HLEN;
+	__u64 bytes = skb->len, now;
+	struct xdmvpn_nh *nh;
+	int rc;
+
+	if ((void *)(ip + 1) > data_end ||
+	    xdmvpn_push_outer(skb, ip->tos, xdmvpn_ntohs(ip->frag_off), ip->ttl)) {
+		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+		return TC_ACT_SHOT;
+	}
+	if (path == XDMVPN_PATH_MCAST) {
+		skb->cb[XDMVPN_CB_NBMA] = 0;
 		xdmvpn_progs.call(skb, XDMVPN_PROG_MCAST);
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+		xdmvpn_tail_failed(bytes);
 		return TC_ACT_SHOT;
 	}
+	now = bpf_ktime_get_coarse_ns();
+	{
+		struct xdmvpn_peer p = { .stats_idx = idx };
 
-	peer = xdmvpn_route(dst);
-	if (!peer) {
-		__u32 i = 0;
-
-		xdmvpn_miss(skb, src, dst);
-		peer = xdmvpn_nhs.lookup(&i);
-		if (!peer || !peer->nbma) {
-			xdmvpn_count_drop(XDMVPN_DROP_NO_MAPPING, bytes);
-			return TC_ACT_SHOT;
-		}
-		path = XDMVPN_PATH_ENCAP_NHS;
+		xdmvpn_count_peer(&p, bytes, now);
 	}
-	xdmvpn_count_peer(peer, bytes, bpf_ktime_get_coarse_ns());
-	if (xdmvpn_push_outer(skb, tos, frag)) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return TC_ACT_SHOT;
-	}
-	rc = xdmvpn_send(skb, peer->nbma, 0);
+	nh = xdmvpn_nh_cache.lookup(&idx);
+	rc = xdmvpn_send(skb, nbma, nh, now);
 	if (rc < 0) {
 		xdmvpn_count_drop(-rc, bytes);
 		return TC_ACT_SHOT;
@@ -231,14 +310,9 @@ static __always_inline int xdmvpn_encap(struct __sk_buff *skb)
 	return rc;
 }
 
-int xdmvpn_tc_encap(struct __sk_buff *skb)
-{
-	return xdmvpn_encap(skb);
-}
-
 int xdmvpn_tc_mcast(struct __sk_buff *skb)
 {
-	__u32 base = skb->cb[0];
+	__u32 base = skb->cb[XDMVPN_CB_NBMA];
 	__u64 bytes = skb->len - XDMVPN_OUTER_LEN;
 
 #pragma unroll
@@ -252,13 +326,13 @@ int xdmvpn_tc_mcast(struct __sk_buff *skb)
 		nbma = xdmvpn_mcast.lookup(&i);
 		if (!nbma || !*nbma)
 			return TC_ACT_SHOT;
-		rc = xdmvpn_send(skb, *nbma, 1);
+		rc = xdmvpn_send_copy(skb, *nbma);
 		if (rc < 0)
 			xdmvpn_count_drop(-rc, bytes);
 		else
 			xdmvpn_count_path(XDMVPN_PATH_MCAST, bytes);
 	}
-	skb->cb[0] = base + XDMVPN_MCAST_BATCH;
+	skb->cb[XDMVPN_CB_NBMA] = base + XDMVPN_MCAST_BATCH;
 	xdmvpn_progs.call(skb, XDMVPN_PROG_MCAST);
 	return TC_ACT_SHOT;
 }

@@ -1,41 +1,271 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* xdmvpn XDP programs.
  *
- * xdmvpn_xdp_underlay (on the underlay interface):
+ * xdmvpn_xdp_underlay (attached to the underlay interface) parses and
+ * dispatches; the work is done by programs it tail-calls through
+ * xdmvpn_xdp_progs, handing over in the per-CPU xdmvpn_scratch:
  *   GRE v0 with our key to our NBMA address:
- *     NHRP (0x2001)            -> per-sender token bucket, XDP_PASS to the controller
- *     IPv4 for a mapped peer   -> hairpin: rewrite outer header, XDP_TX (+ trigger)
- *     IPv4 otherwise           -> decap: strip outer headers, redirect into dmvpn0-dp
- *                                 so that the inner packet arrives on dmvpn0
+ *     NHRP (0x2001)            -> xdmvpn_xdp_nhrp: per-sender token bucket,
+ *                                 XDP_PASS to the controller
+ *     IPv4 for a mapped peer   -> xdmvpn_xdp_hairpin: rewrite the outer header
+ *                                 from the next-hop cache, XDP_TX (+ trigger)
+ *     IPv4 otherwise           -> xdmvpn_xdp_decap: strip the outer headers,
+ *                                 redirect into dmvpn0-dp (arrives on dmvpn0)
  *   anything else              -> XDP_PASS untouched (counted by reason)
  *   malformed GRE that is ours -> XDP_DROP (counted by reason)
  * xdmvpn_xdp_pass (on dmvpn0): lets veth deliver redirected frames.
  */
 #include "xdmvpn_lib.h"
 
-/* Strip outer IPv4 + GRE (strip bytes after Ethernet), give the inner packet a
- * fresh Ethernet header addressed to dmvpn0 and redirect it into the pair. */
-static __always_inline int xdmvpn_decap(struct xdp_md *ctx, int strip, __u64 bytes)
+/* Final verdicts.  The benchmark build counts them and drops the frame so
+ * that a live-frames run measures the programs, not the transmission. */
+#ifdef XDMVPN_BENCH
+BPF_PERCPU_ARRAY(xdmvpn_bench_verdicts, __u64, 8);
+
+static __always_inline int xdmvpn_verdict(int v)
 {
+	__u32 k = v & 7;
+	__u64 *n = xdmvpn_bench_verdicts.lookup(&k);
+
+	if (n)
+		(*n)++;
+	return XDP_DROP;
+}
+#else
+#define xdmvpn_verdict(v) (v)
+#endif
+
+static __always_inline struct xdmvpn_scratch *xdmvpn_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return xdmvpn_scratch.lookup(&zero);
+}
+
+/* Tail call slot of xdmvpn_xdp_progs; returns only when the slot is empty. */
+static __always_inline int xdmvpn_xdp_tail(struct xdp_md *ctx, __u32 slot, __u64 bytes)
+{
+	xdmvpn_xdp_progs.call(ctx, slot);
+	xdmvpn_tail_failed(bytes);
+	return xdmvpn_verdict(XDP_DROP);
+}
+
+int xdmvpn_xdp_underlay(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xdmvpn_cursor c = { .pos = data, .end = data_end };
+	__u64 bytes = data_end - data;
+	struct xdmvpn_scratch *s;
+	struct xdmvpn_gre_info gi;
+	struct iphdr *ip, *inner;
+	struct xdmvpn_peer *peer;
+	struct ethhdr *eth;
+	int ihl, rc;
+
+	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP)) {
+		xdmvpn_count_path(XDMVPN_PATH_PASS_NOT_IPV4, bytes);
+		return xdmvpn_verdict(XDP_PASS);
+	}
+	ihl = xdmvpn_parse_ipv4(&c, &ip);
+	if (ihl < 0) {
+		xdmvpn_count_path(XDMVPN_PATH_PASS_NOT_IPV4, bytes);
+		return xdmvpn_verdict(XDP_PASS);
+	}
+	if (ip->protocol != IPPROTO_GRE || ip->daddr != XDMVPN_LOCAL_NBMA_BE) {
+		xdmvpn_count_path(XDMVPN_PATH_PASS_NOT_GRE, bytes);
+		return xdmvpn_verdict(XDP_PASS);
+	}
+	if (ip->frag_off & xdmvpn_htons(XDMVPN_IP_MF | XDMVPN_IP_OFFSET)) {
+		xdmvpn_count_path(XDMVPN_PATH_PASS_FRAGMENT, bytes);
+		return xdmvpn_verdict(XDP_PASS);
+	}
+	rc = xdmvpn_parse_gre(&c, &gi);
+	if (rc == XDMVPN_GRE_TRUNCATED) {
+		xdmvpn_count_drop(XDMVPN_DROP_GRE_TRUNCATED, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
+	if (rc != XDMVPN_GRE_OK) {
+		xdmvpn_count_path(XDMVPN_PATH_PASS_GRE_OTHER, bytes);
+		return xdmvpn_verdict(XDP_PASS);
+	}
+#if XDMVPN_HAS_KEY
+	if (!(gi.flags & XDMVPN_GRE_F_KEY) || gi.key != (__u32)XDMVPN_GRE_KEY) {
+#else
+	if (gi.flags & XDMVPN_GRE_F_KEY) {
+#endif
+		xdmvpn_count_path(XDMVPN_PATH_PASS_WRONG_KEY, bytes);
+		return xdmvpn_verdict(XDP_PASS);
+	}
+	if (gi.proto == XDMVPN_GRE_PROTO_NHRP)
+		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_NHRP, bytes);
+	if (gi.proto != XDMVPN_GRE_PROTO_IPV4) {
+		xdmvpn_count_drop(XDMVPN_DROP_INNER_PROTO, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
+	if (xdmvpn_parse_ipv4(&c, &inner) < 0) {
+		xdmvpn_count_drop(XDMVPN_DROP_INNER_MALFORMED, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
+	s = xdmvpn_scratch_get();
+	if (!s) {
+		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
+	s->bytes = bytes;
+	s->strip = ihl + gi.hlen;
+
+	peer = xdmvpn_route(inner->daddr);
+	if (!peer || peer->nbma == XDMVPN_LOCAL_NBMA_BE)
+		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
+	if (peer->nbma == ip->saddr) {
+		xdmvpn_count_drop(XDMVPN_DROP_LOOP, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
+	/* Hairpin.  Unusual packets (outer options, inner TTL about to expire)
+	 * take the decap path so that the kernel forwards them or answers. */
+	if (ihl != sizeof(struct iphdr) || inner->ttl <= 1) {
+		xdmvpn_count_path(XDMVPN_PATH_HAIRPIN_SLOW, bytes);
+		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
+	}
+	s->nbma = peer->nbma;
+	s->stats_idx = peer->stats_idx;
+	return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_HAIRPIN, bytes);
+}
+
+/* Strip outer IPv4 + GRE (scratch.strip bytes after Ethernet), give the inner
+ * packet a fresh Ethernet header addressed to dmvpn0, redirect it into the pair. */
+int xdmvpn_xdp_decap(struct xdp_md *ctx)
+{
+	struct xdmvpn_scratch *s = xdmvpn_scratch_get();
 	void *data, *data_end;
 	struct ethhdr *eth;
+	__u64 bytes;
+	__u32 strip;
 
-	if (bpf_xdp_adjust_head(ctx, strip)) {
+	if (!s)
+		return xdmvpn_verdict(XDP_DROP);
+	bytes = s->bytes;
+	strip = s->strip;
+	if (strip > 60 + 16 || bpf_xdp_adjust_head(ctx, strip)) {
 		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return XDP_DROP;
+		return xdmvpn_verdict(XDP_DROP);
 	}
+	/* adjust_head moved the data: derive the pointers again. */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;
 	if ((void *)(eth + 1) > data_end) {
 		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return XDP_DROP;
+		return xdmvpn_verdict(XDP_DROP);
 	}
 	xdmvpn_set_mac(eth->h_dest, XDMVPN_OVERLAY_MAC);
 	xdmvpn_set_mac(eth->h_source, XDMVPN_OVERLAY_DP_MAC);
 	eth->h_proto = xdmvpn_htons(ETH_P_IP);
 	xdmvpn_count_path(XDMVPN_PATH_DECAP, bytes);
-	return bpf_redirect(XDMVPN_OVERLAY_IFINDEX, 0);
+	return xdmvpn_verdict(bpf_redirect(XDMVPN_OVERLAY_IFINDEX, 0));
+}
+
+/* Traffic-indication trigger: sender NBMA, inner pair, start of the packet. */
+static __always_inline void xdmvpn_trigger(struct xdp_md *ctx, __be32 sender,
+					   __be32 src, __be32 dst, __u32 off,
+					   __u32 avail, __u64 now)
+{
+	struct xdmvpn_event *ev;
+	__u32 n = avail;
+
+	if (!xdmvpn_rl_allow(src, dst, now, XDMVPN_TRIGGER_INTERVAL_NS)) {
+		xdmvpn_count_path(XDMVPN_PATH_TRIGGER_HELD, 0);
+		return;
+	}
+	ev = xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src, dst, &n);
+	if (!ev)
+		return;
+	if (bpf_xdp_load_bytes(ctx, off, ev->data, n))
+		ev->len = 0;
+	xdmvpn_events.ringbuf_submit(ev, 0);
+	xdmvpn_count_path(XDMVPN_PATH_TRIGGER, 0);
+}
+
+/* Hairpin: outer IPv4 of 20 bytes (the dispatcher checked), GRE of
+ * scratch.strip - 20 bytes, inner IPv4 for the peer in scratch. */
+int xdmvpn_xdp_hairpin(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xdmvpn_scratch *s = xdmvpn_scratch_get();
+	struct xdmvpn_nh *nh, *slot;
+	struct iphdr *ip, *inner;
+	struct ethhdr *eth = data;
+	__be32 nbma, sender;
+	__u32 off, check;
+	__u64 bytes, now;
+
+	if (!s)
+		return xdmvpn_verdict(XDP_DROP);
+	bytes = s->bytes;
+	nbma = s->nbma;
+	off = ETH_HLEN + s->strip;
+	if (off > ETH_HLEN + sizeof(*ip) + 16)
+		goto bad;
+	ip = (void *)(eth + 1);
+	inner = data + off;
+	if ((void *)(ip + 1) > data_end || (void *)(inner + 1) > data_end)
+		goto bad;
+
+	now = bpf_ktime_get_coarse_ns();
+	nh = xdmvpn_nh_get(s->stats_idx, nbma, now, &slot);
+	if (!nh) {
+		struct bpf_fib_lookup fib;
+		int rc;
+
+		if (!slot)
+			goto bad;
+		rc = xdmvpn_nh_fill(ctx, &fib, slot, nbma, now, 0);
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+			/* The kernel resolves the neighbour on its way out. */
+			xdmvpn_count_path(XDMVPN_PATH_HAIRPIN_SLOW, bytes);
+			return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
+		}
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+			xdmvpn_count_drop(XDMVPN_DROP_NO_ROUTE, bytes);
+			return xdmvpn_verdict(XDP_DROP);
+		}
+		nh = slot;
+	}
+	if (bytes - ETH_HLEN > nh->mtu) {
+		xdmvpn_count_drop(XDMVPN_DROP_TOO_BIG, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
+
+	/* Inner TTL: one overlay hop (header sum unchanged, so an optional GRE
+	 * checksum stays valid). */
+	check = inner->check;
+	check += xdmvpn_htons(0x0100);
+	inner->check = (__u16)(check + (check >= 0xffff));
+	inner->ttl--;
+
+	sender = ip->saddr;
+	xdmvpn_outer_ipv4(ip, inner->tos, xdmvpn_ntohs(inner->frag_off),
+			  bytes - ETH_HLEN, ip->id, nbma, inner->ttl);
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+
+	{
+		struct xdmvpn_peer p = { .stats_idx = s->stats_idx };
+
+		xdmvpn_count_peer(&p, bytes, now);
+	}
+	xdmvpn_count_path(XDMVPN_PATH_HAIRPIN, bytes);
+	if (XDMVPN_REDIRECT)
+		xdmvpn_trigger(ctx, sender, inner->saddr, inner->daddr, off,
+			       data_end - (void *)inner, now);
+	if (nh->ifindex == XDMVPN_UNDERLAY_IFINDEX)
+		return xdmvpn_verdict(XDP_TX);
+	return xdmvpn_verdict(bpf_redirect(nh->ifindex, 0));
+bad:
+	xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+	return xdmvpn_verdict(XDP_DROP);
 }
 
 /* Token bucket per sender NBMA (Cisco "ip nhrp max-send").  Racy across
@@ -66,151 +296,24 @@ static __always_inline int xdmvpn_nhrp_allow(__be32 src)
 	return 1;
 }
 
-/* Traffic-indication trigger: sender NBMA, inner pair, start of the packet. */
-static __always_inline void xdmvpn_trigger(struct xdp_md *ctx, __be32 sender,
-					   __be32 src, __be32 dst, __u32 off,
-					   __u32 avail, __u64 now)
-{
-	struct xdmvpn_event *ev;
-	__u32 n = avail;
-
-	if (!xdmvpn_rl_allow(src, dst, now, XDMVPN_TRIGGER_INTERVAL_NS)) {
-		xdmvpn_count_path(XDMVPN_PATH_TRIGGER_HELD, 0);
-		return;
-	}
-	ev = xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src, dst, &n);
-	if (!ev)
-		return;
-	if (bpf_xdp_load_bytes(ctx, off, ev->data, n))
-		ev->len = 0;
-	xdmvpn_events.ringbuf_submit(ev, 0);
-	xdmvpn_count_path(XDMVPN_PATH_TRIGGER, 0);
-}
-
-static __always_inline int xdmvpn_underlay(struct xdp_md *ctx)
+/* NHRP for us (the dispatcher checked GRE and key): rate limit per sender. */
+int xdmvpn_xdp_nhrp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct xdmvpn_cursor c = { .pos = data, .end = data_end };
+	struct iphdr *ip = data + ETH_HLEN;
 	__u64 bytes = data_end - data;
-	struct xdmvpn_gre_info gi;
-	struct iphdr *ip, *inner;
-	struct xdmvpn_peer *peer;
-	struct ethhdr *eth;
-	int ihl, rc;
 
-	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP)) {
-		xdmvpn_count_path(XDMVPN_PATH_PASS_NOT_IPV4, bytes);
-		return XDP_PASS;
+	if ((void *)(ip + 1) > data_end) {
+		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+		return xdmvpn_verdict(XDP_DROP);
 	}
-	ihl = xdmvpn_parse_ipv4(&c, &ip);
-	if (ihl < 0) {
-		xdmvpn_count_path(XDMVPN_PATH_PASS_NOT_IPV4, bytes);
-		return XDP_PASS;
+	if (!xdmvpn_nhrp_allow(ip->saddr)) {
+		xdmvpn_count_drop(XDMVPN_DROP_NHRP_RATE, bytes);
+		return xdmvpn_verdict(XDP_DROP);
 	}
-	if (ip->protocol != IPPROTO_GRE || ip->daddr != XDMVPN_LOCAL_NBMA_BE) {
-		xdmvpn_count_path(XDMVPN_PATH_PASS_NOT_GRE, bytes);
-		return XDP_PASS;
-	}
-	if (ip->frag_off & xdmvpn_htons(XDMVPN_IP_MF | XDMVPN_IP_OFFSET)) {
-		xdmvpn_count_path(XDMVPN_PATH_PASS_FRAGMENT, bytes);
-		return XDP_PASS;
-	}
-	rc = xdmvpn_parse_gre(&c, &gi);
-	if (rc == XDMVPN_GRE_TRUNCATED) {
-		xdmvpn_count_drop(XDMVPN_DROP_GRE_TRUNCATED, bytes);
-		return XDP_DROP;
-	}
-	if (rc != XDMVPN_GRE_OK) {
-		xdmvpn_count_path(XDMVPN_PATH_PASS_GRE_OTHER, bytes);
-		return XDP_PASS;
-	}
-#if XDMVPN_HAS_KEY
-	if (!(gi.flags & XDMVPN_GRE_F_KEY) || gi.key != (__u32)XDMVPN_GRE_KEY) {
-#else
-	if (gi.flags & XDMVPN_GRE_F_KEY) {
-#endif
-		xdmvpn_count_path(XDMVPN_PATH_PASS_WRONG_KEY, bytes);
-		return XDP_PASS;
-	}
-	if (gi.proto == XDMVPN_GRE_PROTO_NHRP) {
-		if (!xdmvpn_nhrp_allow(ip->saddr)) {
-			xdmvpn_count_drop(XDMVPN_DROP_NHRP_RATE, bytes);
-			return XDP_DROP;
-		}
-		xdmvpn_count_path(XDMVPN_PATH_NHRP, bytes);
-		return XDP_PASS;
-	}
-	if (gi.proto != XDMVPN_GRE_PROTO_IPV4) {
-		xdmvpn_count_drop(XDMVPN_DROP_INNER_PROTO, bytes);
-		return XDP_DROP;
-	}
-	if (xdmvpn_parse_ipv4(&c, &inner) < 0) {
-		xdmvpn_count_drop(XDMVPN_DROP_INNER_MALFORMED, bytes);
-		return XDP_DROP;
-	}
-
-	peer = xdmvpn_route(inner->daddr);
-	if (!peer || peer->nbma == XDMVPN_LOCAL_NBMA_BE)
-		goto decap;
-	if (peer->nbma == ip->saddr) {
-		xdmvpn_count_drop(XDMVPN_DROP_LOOP, bytes);
-		return XDP_DROP;
-	}
-
-	/* Hairpin.  Unusual packets (outer options, inner TTL about to expire)
-	 * take the decap path so that the kernel forwards them or answers. */
-	if (ihl != 20 || inner->ttl <= 1)
-		goto slow;
-	{
-		struct bpf_fib_lookup fib;
-		__be32 sender = ip->saddr, nbma = peer->nbma;
-		__u32 check;
-		__u64 now;
-
-		rc = xdmvpn_fib(ctx, &fib, nbma, inner->tos, bytes - ETH_HLEN, 0);
-		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-			goto slow; /* the kernel resolves the neighbour on its way out */
-		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-			xdmvpn_count_drop(XDMVPN_DROP_TOO_BIG, bytes);
-			return XDP_DROP;
-		}
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-			xdmvpn_count_drop(XDMVPN_DROP_NO_ROUTE, bytes);
-			return XDP_DROP;
-		}
-
-		/* Inner TTL: one overlay hop (header sum unchanged, so an
-		 * optional GRE checksum stays valid). */
-		check = inner->check;
-		check += xdmvpn_htons(0x0100);
-		inner->check = (__u16)(check + (check >= 0xffff));
-		inner->ttl--;
-
-		xdmvpn_outer_ipv4(ip, inner->tos, xdmvpn_ntohs(inner->frag_off),
-				  bytes - ETH_HLEN, ip->id, nbma);
-		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-
-		now = bpf_ktime_get_coarse_ns();
-		xdmvpn_count_peer(peer, bytes, now);
-		xdmvpn_count_path(XDMVPN_PATH_HAIRPIN, bytes);
-		if (XDMVPN_REDIRECT)
-			xdmvpn_trigger(ctx, sender, inner->saddr, inner->daddr,
-				       (void *)inner - data, data_end - (void *)inner, now);
-		if (fib.ifindex == XDMVPN_UNDERLAY_IFINDEX)
-			return XDP_TX;
-		return bpf_redirect(fib.ifindex, 0);
-	}
-slow:
-	xdmvpn_count_path(XDMVPN_PATH_HAIRPIN_SLOW, bytes);
-decap:
-	return xdmvpn_decap(ctx, ihl + gi.hlen, bytes);
-}
-
-int xdmvpn_xdp_underlay(struct xdp_md *ctx)
-{
-	return xdmvpn_underlay(ctx);
+	xdmvpn_count_path(XDMVPN_PATH_NHRP, bytes);
+	return xdmvpn_verdict(XDP_PASS);
 }
 
 int xdmvpn_xdp_pass(struct xdp_md *ctx)
@@ -220,15 +323,14 @@ int xdmvpn_xdp_pass(struct xdp_md *ctx)
 
 #ifdef XDMVPN_BENCH
 /* Benchmark harness for live-frames test runs: every run first restores the
- * template packet (the previous run may have rewritten the page), then runs
- * the program and turns the verdict into XDP_DROP so that only the program
- * is measured.  xdmvpn_bench_base does the same restore and nothing else. */
+ * template packet (the previous run may have rewritten the page), then
+ * tail-calls the underlay program, whose verdicts the bench build turns into
+ * XDP_DROP.  xdmvpn_bench_base does the same restore and verdict count only. */
 struct xdmvpn_bench_tmpl {
 	__u32 len;
 	__u8 data[256];
 };
 BPF_ARRAY(xdmvpn_bench_pkt, struct xdmvpn_bench_tmpl, 1);
-BPF_PERCPU_ARRAY(xdmvpn_bench_verdicts, __u64, 8);
 
 static __always_inline int xdmvpn_bench_restore(struct xdp_md *ctx)
 {
@@ -242,37 +344,52 @@ static __always_inline int xdmvpn_bench_restore(struct xdp_md *ctx)
 
 int xdmvpn_bench_xdp(struct xdp_md *ctx)
 {
-	__u32 v;
-	__u64 *n;
-
 	if (xdmvpn_bench_restore(ctx))
 		return XDP_ABORTED;
-	v = xdmvpn_underlay(ctx) & 7;
-	n = xdmvpn_bench_verdicts.lookup(&v);
-	if (n)
-		(*n)++;
-	return XDP_DROP;
+	xdmvpn_xdp_progs.call(ctx, XDMVPN_XDP_ENTRY);
+	return XDP_ABORTED;
 }
 
 int xdmvpn_bench_base(struct xdp_md *ctx)
 {
-	__u32 v = XDP_DROP;
-	__u64 *n;
-
 	if (xdmvpn_bench_restore(ctx))
 		return XDP_ABORTED;
-	n = xdmvpn_bench_verdicts.lookup(&v);
-	if (n)
-		(*n)++;
-	return XDP_DROP;
+	return xdmvpn_verdict(XDP_DROP);
 }
+#endif
 
-/* Traffic generator (live frames: XDP_TX sends each frame out of the
- * ingress device) and counting sink for the pps comparison. */
+#ifdef XDMVPN_BENCH
+/* Traffic generator for the forwarding comparison (live frames: XDP_TX sends
+ * each frame out of the generator's interface), paced: at most one frame per
+ * pace.interval_ns (0: every repetition), the others are dropped; each frame
+ * sent is first restored from the template.  And a counting sink. */
+struct xdmvpn_bench_pace {
+	__u64 interval_ns;
+	__u64 next_ns;
+	__u64 sent;
+};
+BPF_ARRAY(xdmvpn_bench_pacer, struct xdmvpn_bench_pace, 1);
 BPF_PERCPU_ARRAY(xdmvpn_bench_sunk, __u64, 1);
 
 int xdmvpn_bench_gen(struct xdp_md *ctx)
 {
+	__u32 zero = 0;
+	struct xdmvpn_bench_pace *p = xdmvpn_bench_pacer.lookup(&zero);
+	__u64 now;
+
+	if (!p)
+		return XDP_ABORTED;
+	if (p->interval_ns) {
+		now = bpf_ktime_get_ns();
+		if (now < p->next_ns)
+			return XDP_DROP;
+		p->next_ns = (p->next_ns + p->interval_ns > now) ? p->next_ns + p->interval_ns
+								 : now + p->interval_ns;
+	}
+	/* Frames are recycled with whatever the far end wrote into them. */
+	if (xdmvpn_bench_restore(ctx))
+		return XDP_ABORTED;
+	p->sent++;
 	return XDP_TX;
 }
 

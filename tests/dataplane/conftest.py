@@ -41,25 +41,26 @@ class Harness:
     """Programs compiled for the fixture namespace, run through BPF test-run."""
 
     def __init__(self, ns: str, **cfg):
-        from bcc import BPF
-
         self.ns = ns
         self.config = build.DataplaneConfig(
             local_nbma=LOCAL, underlay_ifindex=ifindex_in(ns, "ul0"),
             overlay_ifindex=ifindex_in(ns, "dmvpn0-dp"), overlay_mac=OVL_MAC,
             overlay_dp_mac=DP_MAC, **cfg)
         self.module = build.compile_bpf(self.config)
-        self.progs = {n: build.load_program(self.module, n, t) for n, t in (
-            ("xdmvpn_xdp_underlay", BPF.XDP), ("xdmvpn_tc_encap", BPF.SCHED_CLS),
-            ("xdmvpn_tc_mcast", BPF.SCHED_CLS))}
-        pa = self.module[b"xdmvpn_progs"]
-        pa[pa.Key(0)] = pa.Leaf(self.progs["xdmvpn_tc_mcast"].fd)
+        self.progs = build.load_programs(self.module)
         self.maps = DataplaneMaps(self.module)
 
     def run(self, prog: str, packet: bytes):
         self.maps.reset_counters()
-        with in_netns(self.ns):
-            res = run(self.progs[prog].fd, packet)
+        # One CPU for every run: the next-hop cache and the counters are per CPU,
+        # so "filled once, then cached" must not depend on where the test runs.
+        saved = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(saved)})
+        try:
+            with in_netns(self.ns):
+                res = run(self.progs[prog].fd, packet)
+        finally:
+            os.sched_setaffinity(0, saved)
         counters = {k: v["packets"] for k, v in self.maps.counters().items() if v["packets"]}
         counters.update({f"drop_{k}": v["packets"] for k, v in self.maps.drops().items()
                          if v["packets"]})

@@ -73,9 +73,9 @@ XDP_TABLE = [
     ("decap-unmapped", outer(P.gre(inner(dst="10.99.0.1"), key=KEY)), XDP_REDIRECT,
      decapped(inner(dst="10.99.0.1")), {"decap": 1}),
     ("hairpin-host-entry", outer(P.gre(I_PEER, key=KEY)), XDP_TX, hairpinned(I_PEER),
-     {"hairpin": 1, "trigger": 1}),
+     {"hairpin": 1, "trigger": 1, "nh_fill": 1}),
     ("hairpin-prefix", outer(P.gre(I_PREFIX, key=KEY)), XDP_TX, hairpinned(I_PREFIX),
-     {"hairpin": 1, "trigger": 1}),
+     {"hairpin": 1, "trigger": 1, "nh_fill": 1}),
     ("hairpin-inner-ttl-1-goes-to-kernel", outer(P.gre(I_TTL1, key=KEY)), XDP_REDIRECT,
      decapped(I_TTL1), {"hairpin_slow": 1, "decap": 1}),
     ("hairpin-no-underlay-route", outer(P.gre(inner(dst="10.0.0.9"), key=KEY)), XDP_DROP, None,
@@ -133,6 +133,7 @@ XDP_TABLE = [
 def test_xdp_underlay(hub, name, pkt, verdict, expected, counters):
     hub.maps.events()  # drain
     hub.module[b"xdmvpn_ratelimit"].clear()
+    hub.maps.flush_nexthops()
     res, got = hub.run("xdmvpn_xdp_underlay", pkt)
     assert res.retval == verdict
     if expected == "same":
@@ -168,13 +169,15 @@ def test_xdp_jumbo_frame(hub):
 def test_trigger_rate_limited_and_carries_packet(hub):
     hub.module[b"xdmvpn_ratelimit"].clear()
     hub.maps.events()
+    hub.maps.flush_nexthops()
     pkt = outer(P.gre(I_PEER, key=KEY))
     seen = {}
     for _ in range(5):
         _, c = hub.run("xdmvpn_xdp_underlay", pkt)
         for k, v in c.items():
             seen[k] = seen.get(k, 0) + v
-    assert seen == {"hairpin": 5, "trigger": 1, "trigger_held": 4}
+    # one fib lookup, then the next-hop cache
+    assert seen == {"hairpin": 5, "trigger": 1, "trigger_held": 4, "nh_fill": 1}
     events = hub.maps.events()
     assert len(events) == 1
     ev = events[0]
@@ -235,8 +238,10 @@ E_MISS = inner(src="10.0.0.1", dst="10.77.0.1")
 E_BIG = P.ipv4("10.0.0.1", "10.0.0.3", bytes(1480 - 20), proto=17)
 
 TC_TABLE = [
-    ("encap-host-entry", ovl(E_PEER), TC_ACT_REDIRECT, encapped(E_PEER), {"encap": 1}),
-    ("encap-prefix", ovl(E_PREFIX), TC_ACT_REDIRECT, encapped(E_PREFIX), {"encap": 1}),
+    ("encap-host-entry", ovl(E_PEER), TC_ACT_REDIRECT, encapped(E_PEER),
+     {"encap": 1, "nh_fill": 1}),
+    ("encap-prefix", ovl(E_PREFIX), TC_ACT_REDIRECT, encapped(E_PREFIX),
+     {"encap": 1, "nh_fill": 1}),
     ("no-mapping-hub-drops", ovl(E_MISS), TC_ACT_SHOT, None,
      {"drop_no_mapping": 1, "miss": 1}),
     ("not-ipv4-drops", P.eth(DP_MAC, OVL_MAC, 0x86DD) + bytes(40), TC_ACT_SHOT, None,
@@ -250,6 +255,7 @@ TC_TABLE = [
                          ids=[r[0] for r in TC_TABLE])
 def test_tc_encap(hub, name, pkt, verdict, expected, counters):
     hub.module[b"xdmvpn_ratelimit"].clear()
+    hub.maps.flush_nexthops()
     res, got = hub.run("xdmvpn_tc_encap", pkt)
     assert res.retval == verdict
     if expected is not None:
@@ -266,7 +272,7 @@ def test_miss_event_and_nhs_fallback(hub):
         res, c = hub.run("xdmvpn_tc_encap", ovl(E_MISS))
         assert res.retval == TC_ACT_REDIRECT
         assert res.data.hex() == encapped(E_MISS, "192.0.2.2", PEER2_MAC).hex()
-        assert c == {"encap_nhs": 1, "miss": 1}
+        assert c == {"encap_nhs": 1, "miss": 1, "nh_fill": 1}
         _, c = hub.run("xdmvpn_tc_encap", ovl(E_MISS))
         assert c == {"encap_nhs": 1}  # miss rate-limited
         ev = hub.maps.events()
@@ -313,8 +319,10 @@ def test_mss_clamp(fx_ns):
         for prefix in (b"", b"\x01"):  # MSS at an even and at an odd offset
             syn = P.ipv4("10.0.0.1", "10.0.0.3", P.tcp_syn("10.0.0.1", "10.0.0.3", 1460, prefix),
                          proto=6)
+            h.maps.flush_nexthops()
             res, c = h.run("xdmvpn_tc_encap", ovl(syn))
-            assert res.retval == TC_ACT_REDIRECT and c == {"encap": 1, "mss_clamped": 1}
+            assert res.retval == TC_ACT_REDIRECT
+            assert c == {"encap": 1, "mss_clamped": 1, "nh_fill": 1}
             out_inner = res.data[14 + 20 + 8:]
             seg = out_inner[20:]
             opt = seg[20 + len(prefix):]

@@ -56,9 +56,35 @@ def _mac_int(mac: str | bytes | None) -> int:
     return int(mac.replace(":", ""), 16)
 
 
+# df as accepted: the config's true/false/"inherit" and the older set/clear names.
+_DF = {True: 1, False: 0, "inherit": 2, "set": 1, "clear": 0, "true": 1, "false": 0}
+
+
+def df_code(df) -> int:
+    """XDMVPN_DF for a df setting: 0 clear, 1 set, 2 copy the inner packet's DF."""
+    try:
+        return _DF[df.lower() if isinstance(df, str) else df]
+    except (KeyError, TypeError):
+        raise XdmvpnError(f'df must be true, false or "inherit" (or set/clear), '
+                          f"not {df!r}") from None
+
+
+def _int_in(name: str, value, lo: int, hi: int, note: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise XdmvpnError(f"{name} must be an integer {lo}..{hi}{note}, not {value!r}")
+    return value
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise XdmvpnError(f"{name} must be a positive number, not {value!r}")
+    return value
+
+
 @dataclasses.dataclass
 class DataplaneConfig:
-    """Per-tunnel settings that become -D flags (see bpf/xdmvpn_maps.h)."""
+    """Per-tunnel settings that become -D flags (see bpf/xdmvpn_maps.h).
+    Defaults follow the node configuration (ctl/xdmvpn/config.py)."""
 
     local_nbma: str = "0.0.0.0"
     underlay_ifindex: int = 0
@@ -69,28 +95,33 @@ class DataplaneConfig:
     redirect: bool = False
     trigger_interval_ms: int = 1000
     miss_interval_ms: int = 1000
-    ttl: int = 64
-    df: str = "inherit"               # "set", "clear" or "inherit"
+    ttl: int = 64                     # outer TTL; 0: copy the inner packet's
+    df: bool | str = True             # True/"set", False/"clear", "inherit"
     adjust_mss: int = 0
     nhrp_max_send: int = 100          # packets ...
-    nhrp_max_send_every: float = 1.0  # ... every this many seconds, per source
+    nhrp_max_send_every: float = 10   # ... every this many seconds, per source
+    nexthop_cache_ms: int = 1000      # age of a cached underlay next hop
     pin_dir: str | None = None
     bench: bool = False
     bench_len: int = 0
 
     def cflags(self) -> list[str]:
-        if not 1 <= self.ttl <= 255:
-            raise XdmvpnError(f"ttl {self.ttl} out of range 1..255")
-        if self.gre_key is not None and not 0 <= self.gre_key <= 0xFFFFFFFF:
-            raise XdmvpnError(f"GRE key {self.gre_key} out of range 0..4294967295")
-        df = {"clear": 0, "set": 1, "inherit": 2}.get(self.df)
-        if df is None:
-            raise XdmvpnError(f"df must be set, clear or inherit, not {self.df!r}")
-        if self.nhrp_max_send <= 0 or self.nhrp_max_send_every <= 0:
-            raise XdmvpnError("nhrp max-send must be positive")
-        cost = int(self.nhrp_max_send_every * 1e9 / self.nhrp_max_send)
+        ttl = _int_in("ttl", self.ttl, 0, 255, " (0: inherit)")
+        if self.gre_key is not None:
+            _int_in("GRE key", self.gre_key, 0, 0xFFFFFFFF)
+        df = df_code(self.df)
+        packets = _int_in("nhrp max-send packets", self.nhrp_max_send, 1, 65535)
+        every = _positive("nhrp max-send interval (seconds)", self.nhrp_max_send_every)
+        cost = max(int(every * 1e9 / packets), 1)
+        mss = _int_in("adjust-mss", int(self.adjust_mss or 0), 0, 65535)
+        for name in ("trigger_interval_ms", "miss_interval_ms", "nexthop_cache_ms"):
+            _int_in(name.replace("_", "-"), getattr(self, name), 1, 3600_000)
+        try:
+            local = int(ipaddress.IPv4Address(self.local_nbma))
+        except ValueError as exc:
+            raise XdmvpnError(f"local NBMA address: {exc}") from None
         flags = {
-            "XDMVPN_LOCAL_NBMA": f"{int(ipaddress.IPv4Address(self.local_nbma))}U",
+            "XDMVPN_LOCAL_NBMA": f"{local}U",
             "XDMVPN_UNDERLAY_IFINDEX": str(self.underlay_ifindex),
             "XDMVPN_OVERLAY_IFINDEX": str(self.overlay_ifindex),
             "XDMVPN_OVERLAY_MAC": f"{_mac_int(self.overlay_mac):#x}ULL",
@@ -100,11 +131,12 @@ class DataplaneConfig:
             "XDMVPN_REDIRECT": "1" if self.redirect else "0",
             "XDMVPN_TRIGGER_INTERVAL_NS": f"{int(self.trigger_interval_ms) * 1000000}ULL",
             "XDMVPN_MISS_INTERVAL_NS": f"{int(self.miss_interval_ms) * 1000000}ULL",
-            "XDMVPN_TTL": str(self.ttl),
+            "XDMVPN_NH_CACHE_NS": f"{int(self.nexthop_cache_ms) * 1000000}ULL",
+            "XDMVPN_TTL": str(ttl),
             "XDMVPN_DF": str(df),
-            "XDMVPN_ADJUST_MSS": str(int(self.adjust_mss)),
+            "XDMVPN_ADJUST_MSS": str(mss),
             "XDMVPN_NHRP_COST_NS": f"{cost}ULL",
-            "XDMVPN_NHRP_BURST": f"{int(self.nhrp_max_send)}ULL",
+            "XDMVPN_NHRP_BURST": f"{packets}ULL",
         }
         out = [f"-D{k}={v}" for k, v in flags.items()]
         if self.pin_dir:
@@ -184,3 +216,29 @@ def load_program(module, name: str, prog_type, with_log: bool = False):
         raise XdmvpnError(f"kernel rejected BPF program {name}: {failure}; verifier: "
                           f"{' | '.join(lines[-3:])}")
     return fn
+
+
+# Programs and their tail-call slots (bpf/xdmvpn_maps.h XDMVPN_XDP_* / XDMVPN_PROG_*).
+XDP_PROGRAMS = {"xdmvpn_xdp_decap": 0, "xdmvpn_xdp_hairpin": 1, "xdmvpn_xdp_nhrp": 2,
+                "xdmvpn_xdp_underlay": 3, "xdmvpn_xdp_pass": None}
+TC_PROGRAMS = {"xdmvpn_tc_mcast": 0, "xdmvpn_tc_build": 1, "xdmvpn_tc_mss": 2,
+               "xdmvpn_tc_encap": None}
+
+
+def load_programs(module, extra: dict | None = None) -> dict:
+    """Load every data-plane program of module (plus extra {name: bcc type}) and
+    fill the tail-call arrays, targets before the programs that call them.
+    Returns {name: bcc function}."""
+    from bcc import BPF
+
+    progs = {}
+    for table, names, kind in ((b"xdmvpn_xdp_progs", XDP_PROGRAMS, BPF.XDP),
+                               (b"xdmvpn_progs", TC_PROGRAMS, BPF.SCHED_CLS)):
+        arr = module[table]
+        for name, slot in names.items():
+            progs[name] = load_program(module, name, kind)
+            if slot is not None:
+                arr[arr.Key(slot)] = arr.Leaf(progs[name].fd)
+    for name, kind in (extra or {}).items():
+        progs[name] = load_program(module, name, kind)
+    return progs

@@ -20,11 +20,11 @@ PATHS = (
     "decap", "hairpin", "nhrp", "encap", "encap_nhs", "mcast",
     "pass_not_ipv4", "pass_not_gre", "pass_fragment", "pass_gre_other", "pass_wrong_key",
     "hairpin_slow", "trigger", "trigger_held", "miss", "event_lost", "mss_clamped",
-    "encap_neigh",
+    "encap_neigh", "nh_fill",
 )
 DROPS = (
     "gre_truncated", "inner_malformed", "inner_proto", "nhrp_rate", "loop", "helper",
-    "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4",
+    "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4", "tail_call",
 )
 MAX_STATS = 32768
 MAX_NHS = 4
@@ -88,6 +88,7 @@ class DataplaneMaps:
         self.stats = module[b"xdmvpn_peer_stats"]
         self.paths = module[b"xdmvpn_paths"]
         self.drops_map = module[b"xdmvpn_drops"]
+        self.nh_cache = module[b"xdmvpn_nh_cache"]
         self._events: list[Event] = []
         self._ring_open = False
         self._free: list[int] | None = None
@@ -117,8 +118,8 @@ class DataplaneMaps:
             self._free.append(leaf.stats_idx)
 
     def _clear_slot(self, idx: int) -> None:
-        key = self.stats.Key(idx)
-        self.stats[key] = self.stats.Leaf(*[self.stats.sLeaf() for _ in range(self.stats.total_cpu)])
+        for table in (self.stats, self.nh_cache):
+            table[table.Key(idx)] = table.Leaf(*[table.sLeaf() for _ in range(table.total_cpu)])
 
     def _slot_stats(self, idx: int) -> tuple[int, int, int]:
         per_cpu = self.stats[self.stats.Key(idx)]
@@ -229,6 +230,28 @@ class DataplaneMaps:
 
     def remove_multicast(self, nbma) -> None:
         self.set_multicast([a for a in self.multicast() if a != IPv4(nbma)])
+
+    # ---- next-hop cache ----------------------------------------------------------
+    def flush_nexthops(self) -> None:
+        """Forget every cached underlay next hop (e.g. after a neighbour or route
+        change); the programs look the fib up again on the next packet.  Without
+        a flush an entry is refreshed after nexthop_cache_ms anyway."""
+        for i in sorted(self._used_slots()):
+            self._clear_nh(i)
+
+    def _clear_nh(self, idx: int) -> None:
+        t = self.nh_cache
+        t[t.Key(idx)] = t.Leaf(*[t.sLeaf() for _ in range(t.total_cpu)])
+
+    def nexthops(self) -> dict[IPv4, list[str]]:
+        """Cached next-hop MACs per NBMA address (one per CPU that filled it)."""
+        out: dict[IPv4, list[str]] = {}
+        for i in sorted(self._used_slots()):
+            for e in self.nh_cache[self.nh_cache.Key(i)]:
+                if e.nbma:
+                    out.setdefault(_addr(e.nbma), []).append(
+                        ":".join(f"{b:02x}" for b in bytes(e.dmac)))
+        return out
 
     # ---- counters ----------------------------------------------------------------
     @staticmethod

@@ -15,7 +15,9 @@ from . import attach, build
 from .maps import DataplaneMaps
 from .testrun import prog_info
 
-PROGRAMS = ("xdmvpn_xdp_underlay", "xdmvpn_xdp_pass", "xdmvpn_tc_encap", "xdmvpn_tc_mcast")
+PROGRAMS = ("xdmvpn_xdp_underlay", "xdmvpn_xdp_pass", "xdmvpn_tc_encap", "xdmvpn_tc_mcast",
+            "xdmvpn_xdp_decap", "xdmvpn_xdp_hairpin", "xdmvpn_xdp_nhrp", "xdmvpn_tc_build",
+            "xdmvpn_tc_mss")
 
 
 @dataclasses.dataclass
@@ -26,11 +28,12 @@ class TunnelDataplane:
     gre_key: int | None = None
     redirect: bool = False
     trigger_interval_ms: int = 1000
-    ttl: int = 64
-    df: str = "inherit"
+    ttl: int = 64                  # 0: copy the inner packet's TTL
+    df: bool | str = True          # True/False/"inherit" (also "set"/"clear")
     adjust_mss: int = 0
-    nhrp_max_send: int = 100
-    nhrp_max_send_every: float = 1.0
+    nhrp_max_send: int = 100       # packets ...
+    nhrp_max_send_every: float = 10  # ... per this many seconds (config: max-send.interval)
+    nexthop_cache_ms: int = 1000
     mtu: int = 1400
     xdp_mode: str = "native"
     pin_name: str | None = None    # pins under /sys/fs/bpf/xdmvpn/<pin_name or name>
@@ -49,35 +52,40 @@ class TunnelDataplane:
     def dp_name(self) -> str:
         return f"{self.name}-dp"
 
+    def _settings(self) -> dict:
+        return dict(local_nbma=self.local_nbma, gre_key=self.gre_key, redirect=self.redirect,
+                    trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
+                    adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
+                    nhrp_max_send_every=self.nhrp_max_send_every,
+                    nexthop_cache_ms=self.nexthop_cache_ms)
+
+    def check(self) -> None:
+        """One-line XdmvpnError for a bad setting, before anything is created."""
+        build.DataplaneConfig(**self._settings()).cflags()
+
     def config(self) -> build.DataplaneConfig:
         return build.DataplaneConfig(
-            local_nbma=self.local_nbma,
             underlay_ifindex=attach.ifindex(self.underlay),
             overlay_ifindex=attach.ifindex(self.dp_name),
             overlay_mac=attach.mac_of(self.name),
             overlay_dp_mac=attach.mac_of(self.dp_name),
-            gre_key=self.gre_key, redirect=self.redirect,
-            trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
-            adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
-            nhrp_max_send_every=self.nhrp_max_send_every,
             pin_dir=str(attach.pin_dir(self.pin_key)),
+            **self._settings(),
         )
 
     def start(self) -> "TunnelDataplane":
-        from bcc import BPF
-
         build.check_environment()
+        self.check()
         attach.ensure_bpffs()
         attach.ifindex(self.underlay)  # one-line error when missing
         attach.pin_dir(self.pin_key).mkdir(parents=True, exist_ok=True)
         attach.create_overlay(self.name, self.mtu)
         attach.enable_forwarding(self.underlay)
-        self.module = build.compile_bpf(self.config())
-        types = {"xdmvpn_xdp_underlay": BPF.XDP, "xdmvpn_xdp_pass": BPF.XDP,
-                 "xdmvpn_tc_encap": BPF.SCHED_CLS, "xdmvpn_tc_mcast": BPF.SCHED_CLS}
-        self.progs = {n: build.load_program(self.module, n, t) for n, t in types.items()}
-        progs = self.module[b"xdmvpn_progs"]
-        progs[progs.Key(0)] = progs.Leaf(self.progs["xdmvpn_tc_mcast"].fd)
+        cfg = self.config()
+        self.module = build.compile_bpf(cfg)
+        # Tail-call targets go into the (pinned, shared) program arrays before
+        # the new entry programs replace the old ones.
+        self.progs = build.load_programs(self.module)
         self.maps = DataplaneMaps(self.module)
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
