@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -143,3 +144,26 @@ def test_bad_requests_on_the_control_socket_get_one_line_errors(lab):
     missing = run_cli("show", "cache", "--socket", "/run/xdmvpn/none.sock")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "no daemon at /run/xdmvpn/none.sock" in missing.stderr
+
+
+def test_malformed_nhrp_on_the_wire_is_counted_and_the_hub_goes_on(lab):
+    """Garbage, truncated and bad-checksum NHRP from a spoke's NBMA: counted, no answer
+    that changes state, the daemon keeps serving."""
+    from topo import REPO
+    code = (
+        "import socket, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'ctl')!r})\n"
+        "from xdmvpn.transport import gre_header\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)\n"
+        "h = gre_header(42)\n"
+        "good = bytes.fromhex('0001080000000000000000000000000000000000')\n"
+        "bad_size = good[:8] + bytes([0, 48]) + good[10:]\n"
+        "for body in (b'', bytes(3), bytes([255]) * 40, good, bad_size):\n"
+        f"    s.sendto(h + body, ({lab.nbma('hub1')!r}, 0))\n")
+    before = lab.ask("hub1", "stats")["nhrp"].get("drop.malformed", 0)
+    lab.exec("spoke1", sys.executable, "-c", code)
+    lab.wait_for(lambda: lab.ask("hub1", "stats")["nhrp"].get("drop.malformed", 0)
+                 >= before + 5, 5, message="malformed NHRP counted")
+    assert lab.procs["hub1"].poll() is None
+    assert lab.registered("spoke1")
+    assert "bug." not in json.dumps(lab.ask("hub1", "stats")["daemon"])

@@ -43,6 +43,26 @@ def _df(value) -> str:
     return {True: "set", False: "clear"}.get(value, "inherit")
 
 
+def guarded(fn):
+    """A loop callback that must not stop the daemon: an unexpected error (a bug) is
+    logged once per kind with its traceback at debug level, counted, and the loop goes on."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args):
+        try:
+            return fn(self, *args)
+        except XdmvpnError as exc:
+            self.stats[f"error.{fn.__name__}"] += 1
+            log.warning("%s", exc)
+        except Exception as exc:
+            self.stats[f"bug.{fn.__name__}"] += 1
+            log.error("internal error in %s: %s: %s (counted as bug.%s; the daemon goes on)",
+                      fn.__name__, type(exc).__name__, exc, fn.__name__)
+            log.debug("traceback", exc_info=True)
+    return wrapper
+
+
 def need_root() -> None:
     if os.geteuid() != 0:
         raise XdmvpnError("xdmvpn run needs root (BPF, raw sockets, netlink): run it as "
@@ -175,6 +195,7 @@ class Daemon:
                         EVENT_POLL * 1000)
             loop.call_later(EVENT_POLL, self._poll_events)
 
+    @guarded
     def _on_rtnl(self) -> None:
         """A route or address changed: the mirror and the NBMA check look again, soon (one
         look for a burst of changes)."""
@@ -194,6 +215,7 @@ class Daemon:
         self._sync_pending = True
         asyncio.get_running_loop().call_later(SYNC_DELAY, self._sync)
 
+    @guarded
     def _sync(self) -> None:
         self._sync_pending = False
         try:
@@ -210,6 +232,7 @@ class Daemon:
         if not self._stopping.is_set():
             asyncio.get_running_loop().call_later(EVENT_POLL, self._poll_events)
 
+    @guarded
     def _on_gre(self) -> None:
         for _ in range(512):
             got = self.gre.recv()
@@ -222,6 +245,7 @@ class Daemon:
             self.node.receive(data, src)
         self._after_event()
 
+    @guarded
     def _on_events(self) -> None:
         for ev in self.dp.maps.events(0):
             if ev.kind == "trigger":
@@ -231,13 +255,17 @@ class Daemon:
                 self.stats[f"event.{ev.kind}"] += 1
         self._after_event()
 
+    @guarded
     def _after_event(self) -> None:
         """Run what is due and arm the timer for the next deadline."""
-        deadline = self.node.tick()
         loop = asyncio.get_running_loop()
         if self._timer is not None:
             self._timer.cancel()
+        # armed first: if tick() fails (a bug), the timers still run a second later
+        self._timer = loop.call_at(loop.time() + 1.0, self._after_event)
+        deadline = self.node.tick()
         if deadline is not None:
+            self._timer.cancel()
             self._timer = loop.call_at(max(deadline, loop.time()) + 0.001, self._after_event)
         states = tuple(c.state for c in self.node.nhcs)
         if states != self._nhs_states:
@@ -288,6 +316,7 @@ class Daemon:
         self.fx.maps = self.dp.maps
         self._open_events(loop)
 
+    @guarded
     def reload(self) -> None:
         path = self.config_path
         try:
