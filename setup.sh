@@ -19,8 +19,10 @@ Prepares this Debian machine for xdmvpn, doing only what is missing:
   1. checks: root, Debian-like system (apt-get, dpkg), kernel with BPF
      (BPF syscall, bpf filesystem; mounts /sys/fs/bpf if needed);
   2. installs the Debian packages it needs (bcc, kernel headers, iproute2,
-     ethtool, tcpdump, tshark, strongSwan, python3-venv, pip), calling apt
-     only when some are missing; apt output goes to /tmp/xdmvpn-setup.log;
+     ethtool, tcpdump, tshark, strongSwan, python3-venv, pip; vagrant and
+     vagrant-libvirt without their recommends, for `vagrant validate` of the
+     lab's Vagrantfile), calling apt only when some are missing; apt output
+     goes to /tmp/xdmvpn-setup.log;
   3. if the running kernel has no headers (/lib/modules/$(uname -r)/build),
      links the newest Debian linux-headers package there, for bcc;
   4. creates .venv (from /usr/bin/python3, with system site packages so
@@ -118,21 +120,35 @@ PACKAGES=(
     strongswan-charon strongswan-swanctl charon-systemd
     python3-venv python3-pip
 )
+# Installed without their recommends: with them, vagrant-libvirt brings the libvirt daemon,
+# QEMU and libguestfs (1.2 GB). `vagrant validate` needs none of them (tests/test_vagrant.py).
+PACKAGES_NO_RECOMMENDS=(vagrant vagrant-libvirt)
 
-missing=()
-installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+missing=() missing_nr=()
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' \
+    "${PACKAGES[@]}" "${PACKAGES_NO_RECOMMENDS[@]}" 2>/dev/null || true)
 for pkg in "${PACKAGES[@]}"; do
     grep -qx "$pkg ii *" <<<"$installed" || missing+=("$pkg")
 done
-if ((${#missing[@]} > 0)); then
-    say "installing ${#missing[@]} Debian package(s): ${missing[*]} (log: $LOG)"
+for pkg in "${PACKAGES_NO_RECOMMENDS[@]}"; do
+    grep -qx "$pkg ii *" <<<"$installed" || missing_nr+=("$pkg")
+done
+if ((${#missing[@]} + ${#missing_nr[@]} > 0)); then
+    say "installing $((${#missing[@]} + ${#missing_nr[@]})) Debian package(s):" \
+        "${missing[*]}${missing[*]:+ }${missing_nr[*]} (log: $LOG)"
     export DEBIAN_FRONTEND=noninteractive
     echo 'wireshark-common wireshark-common/install-setuid boolean false' |
         debconf-set-selections
     logged "apt-get update" apt-get -o DPkg::Lock::Timeout=300 update
-    logged "apt-get install" apt-get -y -o DPkg::Lock::Timeout=300 \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-        install "${missing[@]}"
+    apt_install=(apt-get -y -o DPkg::Lock::Timeout=300
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install)
+    if ((${#missing[@]} > 0)); then
+        logged "apt-get install" "${apt_install[@]}" "${missing[@]}"
+    fi
+    if ((${#missing_nr[@]} > 0)); then
+        logged "apt-get install (no recommends)" "${apt_install[@]}" --no-install-recommends \
+            "${missing_nr[@]}"
+    fi
 fi
 
 # --- 3. kernel headers for bcc -----------------------------------------------

@@ -3,6 +3,7 @@ output lines, and the CLI's help and argument errors (no root needed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Network
@@ -13,7 +14,7 @@ from xdmvpn.cli.lab import topology_text
 from xdmvpn.config import loads
 from xdmvpn.errors import XdmvpnError
 from xdmvpn.lab import probe
-from xdmvpn.lab.topology import (MAX_SPOKES, leftover_pattern, node_config, node_configs,
+from xdmvpn.lab.topology import (MAX_SPOKES, PSK, leftover_pattern, node_config, node_configs,
                                  plan)
 
 
@@ -99,6 +100,16 @@ def test_vagrant_target_same_addresses_eth1_default_instance():
         node_config(topo, topo.hub, "docker")
 
 
+@pytest.mark.parametrize("target", ["netns", "vagrant"])
+def test_ipsec_adds_an_ipsec_block_with_the_lab_psk_and_nothing_else(target):
+    topo = plan(2)
+    plain = {n: loads(t) for n, t in node_configs(topo, target).items()}
+    for name, text in node_configs(topo, target, ipsec=True).items():
+        cfg = loads(text)
+        assert cfg.ipsec is not None and cfg.ipsec.psk == PSK and cfg.ipsec.required
+        assert dataclasses.replace(cfg, ipsec=None) == plain[name]
+
+
 @pytest.mark.parametrize("spokes", [0, -1, MAX_SPOKES + 1])
 def test_spoke_count_out_of_range(spokes):
     with pytest.raises(XdmvpnError, match=rf"--spokes must be 1\.\.{MAX_SPOKES}"):
@@ -181,7 +192,8 @@ def cli(*args):
                           text=True, timeout=60)
 
 
-@pytest.mark.parametrize("action", [[], ["up"], ["down"], ["status"], ["ping"], ["exec"]])
+@pytest.mark.parametrize("action", [[], ["up"], ["down"], ["status"], ["ping"], ["exec"],
+                                    ["config"]])
 def test_every_lab_help_has_examples(action):
     out = cli("lab", *action, "--help")
     assert out.returncode == 0 and "examples:" in out.stdout

@@ -1,4 +1,5 @@
-"""`xdmvpn lab up|status|ping|exec|down`: a hub and N spokes in network namespaces."""
+"""`xdmvpn lab up|status|ping|exec|down`: a hub and N spokes in network namespaces;
+`xdmvpn lab config`: a node's generated configuration (also for the Vagrant VMs)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from ..errors import XdmvpnError
 from ..lab import manage, netns, probe
 from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, OVERLAY, TUNNEL,
-                            UNDERLAY, Topology, label)
+                            UNDERLAY, UNDERLAY_IF, Topology, label, node_configs, plan)
 from ..show import render_table
 
 EXAMPLES = """\
@@ -36,10 +37,15 @@ examples:
   xdmvpn lab down
       stop the daemons, remove namespaces, pinned maps, sockets, configs and logs
       (also what a crashed lab left behind)
+  xdmvpn lab config spoke1 --target vagrant --ipsec
+      print the configuration the generator makes for spoke1 on a VM (underlay eth1,
+      instance dmvpn0), with an [ipsec] block; what the Vagrantfile writes
+  xdmvpn lab config hub --routes --spokes 3
+      print the hub's static routes of the plan, one `ip route` argument list a line
 
-Needs root. Configurations and logs: /run/xdmvpn/lab/NODE.toml, NODE.log.
-Another lab name (several labs side by side): XDMVPN_LAB_NAME=NAME. Addressing and
-output: docs/lab.md."""
+Needs root, except config. Configurations and logs: /run/xdmvpn/lab/NODE.toml,
+NODE.log. Another lab name (several labs side by side): XDMVPN_LAB_NAME=NAME.
+Addressing and output: docs/lab.md; the same lab on VMs: Vagrantfile, docs/vagrant.md."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +89,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
                     help="the command and its arguments")
     add("down", "remove the lab: daemons, namespaces, pinned maps, sockets, state", run_down)
+    config = add("config", "print a node's generated configuration (or its routes); no root, "
+                 "nothing started", run_config)
+    config.add_argument("node", metavar="NODE", help="hub, spoke1, ...")
+    config.add_argument("--target", choices=sorted(UNDERLAY_IF), default="netns",
+                        help="netns: this machine's lab (underlay ul0, instance lab-NODE); "
+                             "vagrant: one VM per node (underlay eth1, instance dmvpn0); "
+                             "default netns")
+    config.add_argument("--spokes", type=int, default=DEFAULT_SPOKES, metavar="N",
+                        help=f"number of spokes, 1..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
+    config.add_argument("--ipsec", action="store_true",
+                        help="add an [ipsec] block with the lab's pre-shared key")
+    config.add_argument("--routes", action="store_true",
+                        help="print the node's routes instead: PREFIX via GATEWAY dev "
+                             f"{TUNNEL}, one a line")
     demo = add("demo", "replace any lab with a fresh one, ping spoke1 -> spoke2 and show the "
                "shortcut that phase 3 built", run_demo)
     demo.add_argument("--spokes", type=int, default=DEFAULT_SPOKES, metavar="N",
@@ -173,6 +193,18 @@ def run_down(args: argparse.Namespace) -> int:
         parts.append(done["state"])
     name = "" if label(done["name"]) == "the lab" else f" ({done['name']})"
     print(f"lab down{name}: " + (", ".join(parts) if parts else "nothing to remove"))
+    return 0
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """The generator's text, unchanged: the lab and the Vagrant VMs use this very function."""
+    topo = plan(args.spokes, manage.lab_name())
+    node = topo.node(args.node)
+    if args.routes:
+        for prefix, gateway in topo.routes(node):
+            print(f"{prefix} via {gateway} dev {TUNNEL}")
+    else:
+        sys.stdout.write(node_configs(topo, args.target, args.ipsec)[node.name])
     return 0
 
 
