@@ -9,6 +9,7 @@ import json
 # name -> module with run(args) -> dict
 BENCHES = {
     "codec": "xdmvpn.bench_codec",
+    "control": "xdmvpn.bench_control",
     "dataplane": "xdmvpn.dataplane.bench",
 }
 
@@ -16,6 +17,8 @@ EXAMPLES = """\
 examples:
   xdmvpn bench codec --json
       NHRP decode/encode cost per packet against a struct.unpack baseline
+  xdmvpn bench control --json
+      hub registrations/s on the wire (10,000 spokes), RSS per entry, shortcut setup ms (root)
   xdmvpn bench dataplane --json
       BPF program cost per packet (live frames, restored each run, counters
       checked), hub hairpin vs kernel forwarding, verifier figures (root)"""
