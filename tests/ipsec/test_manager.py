@@ -1,0 +1,184 @@
+"""The connection manager against a scripted vici server (fakevici): wanted peers are
+loaded and initiated, events drive the view, unwanted peers are terminated and unloaded,
+a lost connection fails closed and is reconciled with list-sas. No root needed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from ipaddress import ip_address
+
+import pytest
+
+from fakevici import FakeCharon, ike_sa
+from xdmvpn import config as C
+from xdmvpn.ipsec import manager as M
+from xdmvpn.ipsec.manager import IpsecManager
+from xdmvpn.ipsec.sas import EVENTS
+
+ME, HUB, TUN = ip_address("192.0.2.11"), ip_address("192.0.2.1"), ip_address("172.16.0.11")
+SPOKE = ip_address("192.0.2.12")
+
+
+def ipsec_cfg(path: str):
+    return C.loads('[tunnel]\naddress = "172.16.0.11/24"\nsource-interface = "eth0"\n'
+                   f'[ipsec]\npsk = "s"\nvici-socket = "unix://{path}"\n').ipsec
+
+
+async def until(what, timeout: float = 5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not what():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setattr(M, "INITIATE_MIN", 0.2)
+    monkeypatch.setattr(M, "RECONNECT_MIN", 0.1)
+    monkeypatch.setattr(M, "TICK", 0.05)
+
+
+async def setup(tmp_path):
+    server = FakeCharon(str(tmp_path / "c.vici"))
+    await server.start()
+    changes: list = []
+    m = IpsecManager(ipsec_cfg(server.path), TUN, ME, on_change=changes.append,
+                     rng=random.Random(7))
+    return server, m, changes
+
+
+def test_want_loads_initiates_and_events_drive_the_view(tmp_path):
+    async def go():
+        server, m, changes = await setup(tmp_path)
+        m.want(HUB)
+        m.start()
+        await until(lambda: server.commands("initiate"))
+        assert server.registered == list(EVENTS)
+        assert server.commands("load-shared")[0]["data"] == "s"
+        assert [next(iter(c)) for c in server.commands("load-conn")] == ["dmvpn",
+                                                                         "dmvpn-192.0.2.1"]
+        assert server.commands("initiate") == [{"child": "dmvpn-192.0.2.1",
+                                                "ike": "dmvpn-192.0.2.1", "timeout": "-1"}]
+        assert m.connected and not m.view(HUB).ike_up
+        await server.event("ike-updown", {"up": "yes", **ike_sa(1, "192.0.2.1", "172.16.0.1")})
+        await until(lambda: m.view(HUB).ike_up)
+        assert changes[-1] == {HUB} and m.view(HUB).identity == "172.16.0.1"
+        await asyncio.sleep(0.5)                        # up: no further initiation
+        assert len(server.commands("initiate")) == 1
+        m.unwant(HUB)
+        await until(lambda: server.commands("unload-conn"))
+        assert server.commands("terminate") == [{"ike-id": "1", "timeout": "-1"}]
+        assert server.commands("unload-conn") == [{"name": "dmvpn-192.0.2.1"}]
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+def test_retries_with_backoff_but_never_while_connecting(tmp_path):
+    async def go():
+        server, m, _ = await setup(tmp_path)
+        m.want(SPOKE)
+        m.start()
+        await until(lambda: len(server.commands("initiate")) >= 3, 10)
+        # doubling: 0.2, 0.4 ... between tries (jittered)
+        connecting = ike_sa(5, "192.0.2.12", "", state="CONNECTING")
+        server.streams["list-sas"] = lambda msg: [("list-sa", connecting)] if msg.get(
+            "ike") else []
+        n = len(server.commands("initiate"))
+        await asyncio.sleep(1.5)
+        assert len(server.commands("initiate")) == n          # one is being set up
+        assert m.stats["initiate"] == n
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+def test_refused_commands_are_counted_not_fatal(tmp_path):
+    async def go():
+        server, m, _ = await setup(tmp_path)
+        server.handlers["initiate"] = lambda msg: {"success": "no", "errmsg": "no config"}
+        m.want(SPOKE)
+        m.start()
+        await until(lambda: m.stats["command_errors"] >= 2, 10)
+        assert m.stats["vici_connects"] == 1 and m.connected
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+def test_lost_connection_fails_closed_then_reconciles(tmp_path):
+    async def go():
+        server, m, changes = await setup(tmp_path)
+        server.streams["list-sas"] = lambda msg: [("list-sa", ike_sa(3, "192.0.2.1", "h"))]
+        m.want(HUB)
+        m.start()
+        await until(lambda: m.view(HUB).ike_up)
+        assert server.commands("initiate") == []             # list-sas said it is up
+        server.streams["list-sas"] = lambda msg: []           # charon restarted: no SAs
+        server.drop_clients()
+        await until(lambda: not m.view(HUB).ike_up)           # failing closed at once
+        assert HUB in changes[-1] or any(HUB in c for c in changes)
+        await until(lambda: m.stats["vici_connects"] == 2 and server.commands("initiate"))
+        assert m.stats["reconcile"] == 2 and m.stats["vici_lost"] == 1
+        assert [next(iter(c)) for c in server.commands("load-conn")] == [
+            "dmvpn", "dmvpn-192.0.2.1", "dmvpn", "dmvpn-192.0.2.1"]
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+def test_charon_absent_is_counted_and_retried(tmp_path):
+    async def go():
+        m = IpsecManager(ipsec_cfg(str(tmp_path / "none.vici")), TUN, ME,
+                         rng=random.Random(1))
+        m.start()
+        await until(lambda: m.stats["vici_errors"] >= 3, 10)
+        assert not m.connected and "cannot connect to vici" in m.last_error
+        await m.stop(terminate=True)
+    run(go())
+
+
+def test_stop_terminates_and_unloads(tmp_path):
+    async def go():
+        server, m, _ = await setup(tmp_path)
+        server.streams["list-sas"] = lambda msg: [] if msg.get("ike") else [
+            ("list-sa", ike_sa(3, "192.0.2.1", "h")),
+            ("list-sa", ike_sa(4, "192.0.2.12", "s", conn="dmvpn"))]
+        m.want(HUB)
+        m.start()
+        await until(lambda: m.view(SPOKE).ike_up)
+        await m.stop(terminate=True)
+        assert sorted(t["ike-id"] for t in server.commands("terminate")) == ["3", "4"]
+        assert {c["name"] for c in server.commands("unload-conn")} == {"dmvpn",
+                                                                      "dmvpn-192.0.2.1"}
+        await server.close()
+    run(go())
+
+
+def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
+    async def go():
+        server = FakeCharon(str(tmp_path / "c.vici"))
+        await server.start()
+        m = IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True, rng=random.Random(3))
+        m.want(HUB)
+        m.start()
+        await until(lambda: server.commands("initiate"))
+        assert server.commands("load-conn")[1]["dmvpn-192.0.2.1"]["children"][
+            "dmvpn-192.0.2.1"]["start_action"] == "trap"
+        await server.event("ike-updown", {"up": "yes", **ike_sa(1, "192.0.2.1", "h")})
+        await until(lambda: len(server.commands("initiate")) >= 2, 5)   # IKE only: again
+        child = ike_sa(1, "192.0.2.1", "h", children={"dmvpn-192.0.2.1": (2, "INSTALLED")})
+        await server.event("child-updown", {"up": "yes", **child})
+        await until(lambda: m.view(HUB).child_up)
+        n = len(server.commands("initiate"))
+        await asyncio.sleep(1.0)
+        assert len(server.commands("initiate")) == n
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
