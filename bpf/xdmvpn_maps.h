@@ -66,9 +66,9 @@
 #define XDMVPN_LOCAL_NBMA_BE ((__be32)__builtin_bswap32((__u32)(XDMVPN_LOCAL_NBMA)))
 
 /* ---- sizes -------------------------------------------------------------- */
-#define XDMVPN_MAX_PEERS     16384 /* NBMA mappings (host entries) */
+#define XDMVPN_MAX_PEERS    131072 /* NBMA mappings (host entries): a hub of 100,000 spokes */
 #define XDMVPN_MAX_PREFIXES  16384 /* shortcut prefixes */
-#define XDMVPN_MAX_STATS     32768 /* per-mapping statistics slots */
+#define XDMVPN_MAX_STATS    147456 /* per-mapping statistics slots (mappings + prefixes + NHS) */
 #define XDMVPN_MAX_NHS       4     /* next-hop servers of a spoke */
 #define XDMVPN_MCAST_MAX     64    /* NBMA addresses in the multicast set */
 #define XDMVPN_MCAST_BATCH   4     /* multicast copies per tail call */

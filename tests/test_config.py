@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from dataclasses import replace
 from ipaddress import IPv4Address, ip_interface
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def test_defaults_of_a_minimal_hub():
                                     multicast=("dynamic",), max_send=C.MaxSend(100, 10))
     assert cfg.control.socket == "/run/xdmvpn/dmvpn0.sock"
     assert cfg.metrics == C.MetricsConfig(None) and cfg.ipsec is None
+    assert (cfg.metrics.per_peer, cfg.metrics.per_peer_limit) == (False, 100)
 
 
 def test_defaults_follow_the_role():
@@ -152,6 +154,28 @@ def test_ipsec_section():
                                       proposals=("aes256gcm16-prfsha384-ecp384",))
     cert = loads(BASE + '[ipsec]\ncertificate = "/etc/a.crt"\nprivate-key = "/etc/a.key"\n')
     assert (cert.ipsec.certificate, cert.ipsec.private_key) == ("/etc/a.crt", "/etc/a.key")
+    assert (cfg.ipsec.bind, cfg.ipsec.local_id, cfg.ipsec.identities) == (
+        "tunnel-address", None, ())
+    assert cfg.ipsec.vici_socket == "unix:///var/run/charon.vici"
+
+
+def test_ipsec_identities():
+    cfg = loads(BASE + '[ipsec]\npsk = "s"\nbind = "table"\nlocal-id = "hub.example.net"\n'
+                'vici-socket = "unix:///run/xdmvpn/charon/hub.vici"\n'
+                '[[ipsec.identities]]\nid = "CN=spoke1, O=Example"\n'
+                'tunnel-ip = ["10.0.0.11", "10.0.0.128/28"]\n'
+                '[[ipsec.identities]]\nid = "spoke2.example.net"\ntunnel-ip = ["10.0.0.12/32"]\n')
+    i = cfg.ipsec
+    assert (i.bind, i.local_id, i.vici_socket) == ("table", "hub.example.net",
+                                                   "unix:///run/xdmvpn/charon/hub.vici")
+    assert i.identities == (
+        C.IdentityConfig("CN=spoke1, O=Example", (ipaddress.ip_network("10.0.0.11/32"),
+                                                  ipaddress.ip_network("10.0.0.128/28"))),
+        C.IdentityConfig("spoke2.example.net", (ipaddress.ip_network("10.0.0.12/32"),)))
+    assert cfg.to_dict()["ipsec"]["identities"] == [
+        {"id": "CN=spoke1, O=Example", "tunnel-ip": ["10.0.0.11", "10.0.0.128/28"]},
+        {"id": "spoke2.example.net", "tunnel-ip": ["10.0.0.12"]}]
+    assert loads(render_toml(cfg)) == cfg
 
 
 # --- exact messages for a representative set --------------------------------------------
@@ -252,6 +276,8 @@ EXACT = [
     (BASE + '[metrics]\nlisten = "localhost:9351"\n',
      'n.toml:5: metrics.listen: must be "address:port" with port 1..65535, IPv6 in '
      'brackets, e.g. "127.0.0.1:9351" or "[::1]:9351", got "localhost:9351"'),
+    (BASE + '[metrics]\nper-peer-limit = 100001\n',
+     "n.toml:5: metrics.per-peer-limit: must be an integer 1..100000, got 100001"),
     (BASE + '[control]\nsocket = "run/x.sock"\n',
      'n.toml:5: control.socket: must be an absolute path of at most 107 bytes, '
      'got "run/x.sock"'),
@@ -264,6 +290,26 @@ EXACT = [
     (BASE + '[ipsec]\npsk = "x"\nesp-proposals = ["aes256-sha1", "AES 128"]\n',
      "n.toml:6: ipsec.esp-proposals[1]: must be a strongSwan proposal (lower-case algorithms "
      "joined by '-', e.g. \"aes256gcm16-prfsha384-ecp384\"), got \"AES 128\""),
+    (BASE + '[ipsec]\npsk = "x"\nbind = "table"\n',
+     'n.toml:6: ipsec.bind: "table" needs [[ipsec.identities]] entries (else no peer may '
+     'register)'),
+    (BASE + '[ipsec]\npsk = "x"\nbind = "cn"\n',
+     'n.toml:6: ipsec.bind: must be "tunnel-address", "table" or "none", got "cn"'),
+    (BASE + '[ipsec]\npsk = "x"\nvici-socket = "/var/run/charon.vici"\n',
+     'n.toml:6: ipsec.vici-socket: must be "unix://" and an absolute path of at most 107 '
+     'bytes, e.g. "unix:///var/run/charon.vici", got "/var/run/charon.vici"'),
+    (BASE + '[ipsec]\npsk = "x"\n[[ipsec.identities]]\nid = "a"\ntunnel-ip = ["10.0.1.1"]\n',
+     'n.toml:8: ipsec.identities[0].tunnel-ip[0]: must be an address or prefix inside the '
+     'tunnel prefix 10.0.0.0/24, got "10.0.1.1"'),
+    (BASE + '[ipsec]\npsk = "x"\n[[ipsec.identities]]\nid = "a"\n',
+     'n.toml:6: ipsec.identities[0].tunnel-ip: required (the tunnel addresses this identity '
+     'may register, e.g. ["172.16.0.11"])'),
+    (BASE + '[ipsec]\npsk = "x"\n[[ipsec.identities]]\nid = "a"\ntunnel-ip = ["10.0.0.2"]\n'
+     '[[ipsec.identities]]\nid = "a"\ntunnel-ip = ["10.0.0.3"]\n',
+     "n.toml:10: ipsec.identities[1].id: duplicate of ipsec.identities[0] (one entry per "
+     "identity)"),
+    (BASE + '[ipsec]\npsk = "x"\n[ipsec.identities]\nid = "a"\n',
+     "n.toml:6: ipsec.identities: must be an array of tables, written [[ipsec.identities]]"),
     ('[tunnel]\nsource-interface = "eth0"\n',
      'n.toml:1: tunnel.address: required (own tunnel address and overlay prefix, e.g. '
      '"10.0.0.1/24")'),
@@ -336,6 +382,13 @@ private-key = "/etc/xdmvpn/node.key"
 ca-certificate = "/etc/xdmvpn/ca.crt"
 proposals = ["aes256gcm16-prfsha384-ecp384"]
 esp-proposals = ["aes256gcm16"]
+local-id = "CN=node1, O=Example"
+bind = "tunnel-address"
+vici-socket = "unix:///var/run/charon.vici"
+
+[[ipsec.identities]]
+id = "CN=spoke11, O=Example"
+tunnel-ip = ["10.0.0.11", "10.0.0.128/28"]
 
 [control]
 instance = "dmvpn0"
@@ -343,6 +396,8 @@ socket = "/run/xdmvpn/dmvpn0.sock"
 
 [metrics]
 listen = "127.0.0.1:9351"
+per-peer = true
+per-peer-limit = 50
 """
 
 # (key named in the error, line written in FULL, its bad replacement)
@@ -387,10 +442,19 @@ EVERY_KEY = [
     ("ipsec.proposals", 'proposals = ["aes256gcm16-prfsha384-ecp384"]',
      'proposals = "aes256gcm16-prfsha384-ecp384"'),
     ("ipsec.esp-proposals[0]", 'esp-proposals = ["aes256gcm16"]', "esp-proposals = [1]"),
+    ("ipsec.local-id", 'local-id = "CN=node1, O=Example"', 'local-id = ""'),
+    ("ipsec.bind", 'bind = "tunnel-address"', 'bind = "cn"'),
+    ("ipsec.vici-socket", 'vici-socket = "unix:///var/run/charon.vici"',
+     'vici-socket = "unix://charon.vici"'),
+    ("ipsec.identities[0].id", 'id = "CN=spoke11, O=Example"', "id = 11"),
+    ("ipsec.identities[0].tunnel-ip[1]", 'tunnel-ip = ["10.0.0.11", "10.0.0.128/28"]',
+     'tunnel-ip = ["10.0.0.11", "10.0.0.129/28"]'),
     ("control.instance", 'instance = "dmvpn0"', 'instance = "a b"'),
     ("control.socket", 'socket = "/run/xdmvpn/dmvpn0.sock"',
      f'socket = "/run/{"x" * 110}.sock"'),
     ("metrics.listen", 'listen = "127.0.0.1:9351"', 'listen = "127.0.0.1:0"'),
+    ("metrics.per-peer", "per-peer = true", 'per-peer = "yes"'),
+    ("metrics.per-peer-limit", "per-peer-limit = 50", "per-peer-limit = 0"),
 ]
 
 
@@ -398,13 +462,16 @@ def test_full_config_is_valid():
     cfg = loads(FULL)
     assert cfg.role == "both" and len(cfg.nhrp.nhs) == 2 and len(cfg.nhrp.maps) == 1
     assert cfg.nhrp.nhs[0].tunnel_ip is None and cfg.ipsec.ca_certificate == "/etc/xdmvpn/ca.crt"
+    assert cfg.ipsec.identities[0].tunnel_ip[1] == ipaddress.ip_network("10.0.0.128/28")
+    assert cfg.metrics == C.MetricsConfig("127.0.0.1:9351", per_peer=True, per_peer_limit=50)
 
 
 def _schema_keys() -> set[str]:
     keys = {"role"}
     for section, names in (("tunnel", C.TUNNEL_KEYS), ("ipsec", C.IPSEC_KEYS),
                            ("control", C.CONTROL_KEYS), ("metrics", C.METRICS_KEYS)):
-        keys |= {f"{section}.{k}" for k in names}
+        keys |= {f"{section}.{k}" for k in names if k != "identities"}
+    keys |= {f"ipsec.identities.{k}" for k in C.IDENTITY_KEYS}
     keys |= {f"nhrp.{k}" for k in C.NHRP_KEYS if k not in ("nhs", "map", "max-send")}
     keys |= {f"nhrp.max-send.{k}" for k in C.MAX_SEND_KEYS}
     keys |= {f"nhrp.nhs.{k}" for k in C.NHS_KEYS} | {f"nhrp.map.{k}" for k in C.MAP_KEYS}
@@ -633,8 +700,21 @@ def node_configs(draw):
                                             "chacha20poly1305-prfsha256-x25519"]),
                            max_size=2).map(tuple)))
     if ipsec is not None and draw(st.booleans()):
-        ipsec = C.IpsecConfig(ipsec.profile, ipsec.required, None, draw(path), draw(path),
-                              ipsec.ca_certificate, ipsec.proposals, ipsec.proposals[:1])
+        ipsec = replace(ipsec, psk=None, certificate=draw(path), private_key=draw(path),
+                        esp_proposals=ipsec.proposals[:1])
+    if ipsec is not None:
+        ident = st.text(min_size=1, max_size=40).filter(
+            lambda s: s.strip() and s.isprintable() and len(s.encode()) <= 255)
+        subnets = [net] + list(net.subnets(new_prefix=min(net.prefixlen + 2,
+                                                          net.max_prefixlen)))[:3]
+        ids = draw(st.lists(ident, unique=True, max_size=3))
+        identities = tuple(C.IdentityConfig(i, tuple(draw(st.lists(
+            st.sampled_from(subnets), min_size=1, max_size=3)))) for i in ids)
+        bind = draw(st.sampled_from(["tunnel-address", "none"] + ["table"] * bool(ids)))
+        ipsec = replace(ipsec, local_id=draw(st.none() | ident), bind=bind,
+                        vici_socket=draw(st.sampled_from(
+                            [C.DEFAULT_VICI_SOCKET, "unix:///run/xdmvpn/charon/a b.vici"])),
+                        identities=identities)
     return C.NodeConfig(
         role=role,
         tunnel=C.TunnelConfig(
@@ -653,7 +733,8 @@ def node_configs(draw):
             nhs=tuple(nhs), maps=maps),
         control=C.ControlConfig(draw(st.just(f"/run/xdmvpn/{name}.sock") | path), name),
         metrics=C.MetricsConfig(draw(st.sampled_from([None, "127.0.0.1:9351", "[::1]:1",
-                                                      "192.0.2.1:65535"]))),
+                                                      "192.0.2.1:65535"])),
+                                draw(st.booleans()), draw(st.integers(1, 100000))),
         ipsec=ipsec,
     )
 

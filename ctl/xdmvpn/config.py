@@ -25,6 +25,7 @@ from .errors import XdmvpnError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 KeyPath = tuple[str | int, ...]
 
 # The keys of each table, in the order render_toml writes them.
@@ -37,9 +38,11 @@ NHS_KEYS = ("tunnel-ip", "nbma", "priority")
 MAP_KEYS = ("tunnel-ip", "nbma")
 MAX_SEND_KEYS = ("packets", "interval")
 IPSEC_KEYS = ("profile", "required", "psk", "certificate", "private-key", "ca-certificate",
-              "proposals", "esp-proposals")
+              "proposals", "esp-proposals", "local-id", "bind", "vici-socket", "identities")
+IDENTITY_KEYS = ("id", "tunnel-ip")
+BIND_MODES = ("tunnel-address", "table", "none")
 CONTROL_KEYS = ("instance", "socket")
-METRICS_KEYS = ("listen",)
+METRICS_KEYS = ("listen", "per-peer", "per-peer-limit")
 
 # Names people bring from VyOS 1.3/1.4, Cisco or FRR that difflib would not match.
 ALIASES = {"holding-time": "holdtime", "cisco-authentication": "authentication",
@@ -53,6 +56,8 @@ DEFAULT_HOLDTIME = 7200          # Cisco and RFC 2332; the VyOS DMVPN example us
 DEFAULT_TTL = 64
 DEFAULT_MAX_SEND = (100, 10)     # Cisco "ip nhrp max-send 100 every 10"
 SOCKET_DIR = "/run/xdmvpn"
+DEFAULT_VICI_SOCKET = "unix:///var/run/charon.vici"     # strongSwan's default
+DEFAULT_PER_PEER_LIMIT = 100     # per-peer metric series at most (cardinality cap)
 
 
 class ConfigError(XdmvpnError):
@@ -128,6 +133,12 @@ class NhrpConfig:
 
 
 @dataclass(frozen=True)
+class IdentityConfig:
+    id: str                                # an IKE identity as charon prints it
+    tunnel_ip: tuple[IPNetwork, ...]       # the tunnel addresses/prefixes it may register
+
+
+@dataclass(frozen=True)
 class IpsecConfig:
     profile: str = "dmvpn"
     required: bool = True
@@ -137,6 +148,10 @@ class IpsecConfig:
     ca_certificate: str | None = None
     proposals: tuple[str, ...] = ()        # IKE; empty: strongSwan's default
     esp_proposals: tuple[str, ...] = ()
+    local_id: str | None = None            # None: the tunnel address (psk), the cert subject
+    bind: str = "tunnel-address"           # which tunnel addresses a peer identity may register
+    vici_socket: str = DEFAULT_VICI_SOCKET
+    identities: tuple[IdentityConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,8 @@ class ControlConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str | None = None              # "host:port", IPv6 as "[::1]:9351"
+    per_peer: bool = False                 # per-peer series (dmvpn_peer_*), capped:
+    per_peer_limit: int = DEFAULT_PER_PEER_LIMIT   # at most this many peers
 
     @property
     def host(self) -> str | None:
@@ -206,14 +223,24 @@ class NodeConfig:
                 "private-key": self.ipsec.private_key,
                 "ca-certificate": self.ipsec.ca_certificate,
                 "proposals": list(self.ipsec.proposals),
-                "esp-proposals": list(self.ipsec.esp_proposals)},
+                "esp-proposals": list(self.ipsec.esp_proposals),
+                "local-id": self.ipsec.local_id, "bind": self.ipsec.bind,
+                "vici-socket": self.ipsec.vici_socket,
+                "identities": [{"id": i.id, "tunnel-ip": [_net_text(n) for n in i.tunnel_ip]}
+                               for i in self.ipsec.identities]},
             "control": {"instance": self.control.instance, "socket": self.control.socket},
-            "metrics": {"listen": self.metrics.listen},
+            "metrics": {"listen": self.metrics.listen, "per-peer": self.metrics.per_peer,
+                        "per-peer-limit": self.metrics.per_peer_limit},
         }
 
 
 def _str_or_none(value) -> str | None:
     return None if value is None else str(value)
+
+
+def _net_text(net) -> str:
+    """A host prefix as its address, others as address/length."""
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
 # --- where keys are written -------------------------------------------------------------
@@ -752,7 +779,63 @@ class _Addresses:
         return addr
 
 
-def _read_ipsec(r: _Reader, data) -> IpsecConfig:
+def _vici_socket(value):
+    if (isinstance(value, str) and value.startswith("unix:///") and "\0" not in value
+            and len(value[len("unix://"):].encode()) <= 107):
+        return value
+    raise _Invalid('must be "unix://" and an absolute path of at most 107 bytes, e.g. '
+                   f'"{DEFAULT_VICI_SOCKET}", got {_show(value)}')
+
+
+def _bind(value):
+    if value in BIND_MODES:
+        return value
+    raise _Invalid(f'must be "tunnel-address", "table" or "none", got {_show(value)}')
+
+
+def _identity(value):
+    if (isinstance(value, str) and value.strip() and len(value.encode()) <= 255
+            and value.isprintable()):
+        return value
+    raise _Invalid("must be an IKE identity of 1..255 printable bytes (an address, a name "
+                   f'or a DN like "CN=spoke1, O=Example"), got {_show(value)}')
+
+
+def _read_identities(r: _Reader, ipsec: dict, tunnel: TunnelConfig) -> tuple:
+    out: list[IdentityConfig] = []
+    own = tunnel.address
+    for i, entry in enumerate(_array_of_tables(r, ("ipsec",), ipsec, "identities")):
+        p = ("ipsec", "identities", i)
+        t = r.table(p, entry, IDENTITY_KEYS, "[[ipsec.identities]]")
+        ident = r.get(t, p, "id", _identity,
+                      needs=' (an IKE identity, e.g. "CN=spoke1.example.net")')
+        if "tunnel-ip" not in t:
+            r.fail(p + ("tunnel-ip",), 'required (the tunnel addresses this identity may '
+                                       'register, e.g. ["172.16.0.11"])')
+        value = t["tunnel-ip"]
+        if not isinstance(value, list) or not value:
+            r.fail(p + ("tunnel-ip",), "must be a non-empty array of tunnel addresses or "
+                                       f"prefixes, got {_show(value)}")
+        nets = []
+        for j, item in enumerate(value):
+            try:
+                net = ipaddress.ip_network(item, strict=True) if isinstance(item, str) \
+                    and "%" not in item else None
+            except ValueError:
+                net = None
+            if net is None or net.version != own.version or not net.subnet_of(own.network):
+                r.fail(p + ("tunnel-ip", j), f"must be an address or prefix inside the tunnel "
+                                             f"prefix {own.network}, got {_show(item)}")
+            nets.append(net)
+        for k, other in enumerate(out):
+            if other.id == ident:
+                r.fail(p + ("id",), f"duplicate of ipsec.identities[{k}] (one entry per "
+                                    "identity)")
+        out.append(IdentityConfig(ident, tuple(nets)))
+    return tuple(out)
+
+
+def _read_ipsec(r: _Reader, data, tunnel: TunnelConfig) -> IpsecConfig:
     p = ("ipsec",)
     t = r.table(p, data, IPSEC_KEYS, "[ipsec]")
     cfg = IpsecConfig(
@@ -764,7 +847,14 @@ def _read_ipsec(r: _Reader, data) -> IpsecConfig:
         ca_certificate=r.get(t, p, "ca-certificate", _absolute_path(), None),
         proposals=r.get(t, p, "proposals", _proposals, ()),
         esp_proposals=r.get(t, p, "esp-proposals", _proposals, ()),
+        local_id=r.get(t, p, "local-id", _identity, None),
+        bind=r.get(t, p, "bind", _bind, "tunnel-address"),
+        vici_socket=r.get(t, p, "vici-socket", _vici_socket, DEFAULT_VICI_SOCKET),
+        identities=_read_identities(r, t, tunnel),
     )
+    if cfg.bind == "table" and not cfg.identities:
+        r.fail(p + ("bind",), '"table" needs [[ipsec.identities]] entries (else no peer '
+                              "may register)")
     if cfg.psk is not None and cfg.certificate is not None:
         r.fail(p + ("certificate",), "psk and certificate exclude each other (choose one)")
     if cfg.psk is None and cfg.certificate is None:
@@ -808,8 +898,12 @@ def _read(doc: dict, r: _Reader) -> NodeConfig:
     metrics = MetricsConfig()
     if "metrics" in doc:
         m = r.table(("metrics",), doc["metrics"], METRICS_KEYS, "[metrics]")
-        metrics = MetricsConfig(r.get(m, ("metrics",), "listen", _listen, None))
-    ipsec = _read_ipsec(r, doc["ipsec"]) if "ipsec" in doc else None
+        metrics = MetricsConfig(
+            listen=r.get(m, ("metrics",), "listen", _listen, None),
+            per_peer=r.get(m, ("metrics",), "per-peer", _bool, False),
+            per_peer_limit=r.get(m, ("metrics",), "per-peer-limit", _int(1, 100000),
+                                 DEFAULT_PER_PEER_LIMIT))
+    ipsec = _read_ipsec(r, doc["ipsec"], tunnel) if "ipsec" in doc else None
     return NodeConfig(role=role, tunnel=tunnel, nhrp=nhrp, control=control,
                       metrics=metrics, ipsec=ipsec)
 
@@ -901,6 +995,9 @@ def _toml_value(value) -> str:
     return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
 
 
+_ARRAYS_OF_TABLES = {"nhrp": ("nhs", "map"), "ipsec": ("identities",)}
+
+
 def render_toml(cfg: NodeConfig) -> str:
     """cfg as a TOML file, every default written out; loads() gives cfg back."""
     doc = cfg.to_dict()
@@ -909,7 +1006,7 @@ def render_toml(cfg: NodeConfig) -> str:
         if body is None or not any(v is not None for v in body.values()):
             continue
         out += ["", f"[{section}]"]
-        arrays = {k: body.pop(k) for k in ("nhs", "map") if section == "nhrp"}
+        arrays = {k: body.pop(k) for k in _ARRAYS_OF_TABLES.get(section, ())}
         out += [f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None]
         for key, entries in arrays.items():
             for entry in entries:

@@ -36,8 +36,12 @@ Choices where FRR and xdmvpn differ:
   has it) and ``expires``; nhs rows add ``state``, ``priority``, ``expires``, ``lastError``;
   shortcut rows add ``expires``. ``expires`` is the remaining seconds (an integer, computed
   from the snapshot's ``now``) or null for an entry that never expires.
-* No IPsec yet: ``auth`` is false, ``sas`` is 0 and ``notifierActive`` true for every
-  connection in use (FRR: a peer listens on the virtual connection).
+* IPsec (a snapshot with an ``ipsec`` part, from a daemon with [ipsec]): ``identity`` is
+  the peer's IKE identity, ``auth`` is true when an IKE_SA with the peer is established
+  (its identity authenticated), ``sas`` counts the peer's CHILD_SAs (ESP in the kernel, as
+  FRR counts them) and, with IPsec only, the extra ``ikeSas`` its IKE_SAs. Without IPsec ``auth`` is false
+  and ``sas`` 0. ``notifierActive`` is true for every connection in use (FRR: a peer
+  listens on the virtual connection).
 * A shortcut in FRR is typed like a cache entry; an installed one shows "dynamic" (what FRR
   prints for a resolved shortcut), a pending resolution "incomplete" and a negative answer
   "negative" (host prefixes, no via), as in FRR.
@@ -49,8 +53,8 @@ every line splits into the same number of fields (except the two-word header
 ``Claimed NBMA``, as in FRR). Cache flags are words, as opennhrp/FRR's opennhrp view and
 Cisco print them: ``up`` (a non-local entry bound to an NBMA address), ``used``, ``unique``;
 an nhs entry shows its NHS state (up/registering/down) in place of ``up`` and expires with
-our registration at that NHS. opennhrp's ``lower-up`` (IPsec up under the peer) does not
-apply until xdmvpn has IPsec. Columns are as wide as
+our registration at that NHS; opennhrp's ``lower-up`` flags a peer with a CHILD_SA up
+(IPsec under it). Columns are as wide as
 their longest cell, separated by one space as in FRR, so IPv4 tables fit in 80 columns
 unless addresses, flags or identities are long.
 """
@@ -191,6 +195,11 @@ def _cache_expires(snap: dict, e: dict) -> float | None:
     return e["expires"]
 
 
+def _ipsec_peer(snap: dict, nbma: str | None) -> dict:
+    """The daemon's IPsec view of one NBMA peer (empty without IPsec or SA)."""
+    return ((snap.get("ipsec") or {}).get("peers") or {}).get(nbma) or {}
+
+
 def _cache_flags(snap: dict, e: dict) -> list[str]:
     words = []
     if e["type"] == "nhs":
@@ -202,6 +211,8 @@ def _cache_flags(snap: dict, e: dict) -> list[str]:
         words.append("used")
     if e["unique"]:
         words.append("unique")
+    if _has_peer(e) and _ipsec_peer(snap, e["nbma"]).get("child_sas"):
+        words.append("lower-up")
     return words
 
 
@@ -251,7 +262,7 @@ def cache_json(snap: dict, family: int | None = None) -> list:
             "claimedNbma": claimed,
             "used": bool(e["used"]),
             "timeout": expires is not None,
-            "auth": False,
+            "auth": bool(peer and _ipsec_peer(snap, e["nbma"]).get("ike_sas")),
             "identity": e["identity"] if peer else "-",
             "unique": bool(e["unique"]),
             "up": "up" in _cache_flags(snap, e),
@@ -355,13 +366,17 @@ def dmvpn_json(snap: dict) -> list:
         if _has_peer(e):
             if not peers.get(e["nbma"]):
                 peers[e["nbma"]] = e["identity"]
-    return [{
+    rows = [{
         "src": snap["nbma"],
         "dst": dst,
         "notifierActive": True,
-        "sas": 0,
-        "identity": peers[dst],
+        "sas": _ipsec_peer(snap, dst).get("child_sas", 0),
+        "identity": peers[dst] or _ipsec_peer(snap, dst).get("identity", ""),
     } for dst in sorted(peers, key=_addr_key)]
+    if snap.get("ipsec"):
+        for row in rows:
+            row["ikeSas"] = _ipsec_peer(snap, row["dst"]).get("ike_sas", 0)
+    return rows
 
 
 def dmvpn_table(snap: dict) -> str:

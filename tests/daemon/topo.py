@@ -4,7 +4,12 @@
 Underlay 192.0.2.0/24 on a bridge in its own namespace (hub h at .h, spoke i at .10+i),
 overlay 172.16.0.0/24 (hub .h, spoke .10+i), LAN of spoke i 10.0.i.0/24 (spoke .1, a host
 namespace at .10). Spokes route 10.0.0.0/16 via the first hub; hubs route each LAN via
-its spoke. Names are unique per topology, so tests never meet a lab someone has up."""
+its spoke. Names are unique per topology, so tests never meet a lab someone has up.
+
+With ipsec=True every node also runs a private charon (xdmvpn.ipsec.charon) in its
+namespace, started before its daemon, and its configuration has an [ipsec] block (PSK,
+that charon's vici socket) plus `ipsec_extra[name]` lines (with a certificate there, no
+PSK); `ipsec_extra[name] = None` leaves that node without IPsec."""
 
 from __future__ import annotations
 
@@ -23,11 +28,14 @@ from xdmvpn import control
 REPO = Path(__file__).resolve().parents[2]
 KEY = 42
 AUTH = "xdmvpn"
+PSK = "xdmvpn-test-psk"
 
 
 class Topology:
     def __init__(self, tmp: Path, spokes: int = 2, hubs: int = 1, holdtime: int = 60,
-                 spoke_extra: str = "", hub_extra: str = "", unique: bool = True):
+                 spoke_extra: str = "", hub_extra: str = "", unique: bool = True, ipsec: bool = False,
+                 ipsec_extra: dict | None = None,
+                 metrics: str = ""):
         need_root()
         self.tag = uuid.uuid4().hex[:5]
         self.tmp = tmp
@@ -37,6 +45,10 @@ class Topology:
         self.spoke_extra = spoke_extra
         self.hub_extra = hub_extra
         self.unique = unique
+        self.ipsec = ipsec
+        self.ipsec_extra = ipsec_extra or {}
+        self.charons: dict = {}            # name -> xdmvpn.ipsec.charon.Charon
+        self.metrics = metrics          # body of a [metrics] table for every node, if any
         self.namespaces: list[str] = []
         self.run_args: tuple = ()          # extra `xdmvpn run` arguments for every start
         self.procs: dict[str, subprocess.Popen] = {}
@@ -134,10 +146,19 @@ class Topology:
                 lines += ["", "[[nhrp.nhs]]", f'tunnel-ip = "172.16.0.{h}"',
                           f'nbma = "192.0.2.{h}"', f"priority = {h}"]
         lines += ["", "[control]", f'instance = "{self.instance(name)}"']
+        if self.has_ipsec(name):
+            extra = self.ipsec_extra.get(name, "")
+            lines += ["", "[ipsec]", f'vici-socket = "unix://{self.vici_socket(name)}"', extra]
+            if "certificate" not in extra:
+                lines.append(f'psk = "{PSK}"')
+        if self.metrics:
+            lines += ["", "[metrics]", self.metrics]
         return "\n".join(lines) + "\n"
 
     # -- daemons --------------------------------------------------------------------------------
     def start(self, name: str, *extra: str, wait: bool = True) -> subprocess.Popen:
+        if self.has_ipsec(name) and name not in self.charons:
+            self.start_charon(name)
         log = self.tmp / f"{name}.log"
         self.logs[name] = log
         out = open(log, "ab")
@@ -192,6 +213,46 @@ class Topology:
         proc.send_signal(sig)
         return proc.wait(timeout)
 
+    # -- IPsec: a private charon per node -------------------------------------------------------
+    def has_ipsec(self, name: str) -> bool:
+        return self.ipsec and self.ipsec_extra.get(name, "") is not None
+
+    def vici_socket(self, name: str) -> str:
+        return f"/run/xdmvpn/charon/{self.ns(name)}.vici"
+
+    def start_charon(self, name: str):
+        from xdmvpn.ipsec.charon import start_charon
+        self.charons[name] = start_charon(self.ns(name), self.tmp / f"charon-{name}",
+                                          self.vici_socket(name))
+        return self.charons[name]
+
+    def stop_charon(self, name: str) -> None:
+        self.charons.pop(name).stop()
+
+    def list_sas(self, name: str) -> list[dict]:
+        """The node's IKE_SAs as charon lists them, through the PyPI `vici` package (not
+        xdmvpn's client): [{"name", "state", "remote-host", "remote-id", "child-sas"}]."""
+        import socket as so
+        import vici
+        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.vici_socket(name))
+        try:
+            out = []
+            for sa in vici.Session(s).list_sas():
+                for conn, ike in sa.items():
+                    row = {k: v.decode() if isinstance(v, bytes) else v for k, v in ike.items()}
+                    row["name"] = conn
+                    out.append(row)
+            return out
+        finally:
+            s.close()
+
+    def established(self, name: str) -> dict:
+        """remote-host -> remote-id of the node's ESTABLISHED IKE_SAs."""
+        return {sa["remote-host"]: sa["remote-id"] for sa in self.list_sas(name)
+                if sa["state"] == "ESTABLISHED"}
+
     def log(self, name: str) -> str:
         path = self.logs.get(name)
         return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
@@ -242,6 +303,11 @@ class Topology:
                 self.stop(name, timeout=15)
             except Exception:
                 self.procs.get(name, None) and self.procs[name].kill()
+        for name in list(self.charons):
+            try:
+                self.stop_charon(name)
+            except Exception:
+                pass
         for ns in self.namespaces:
             sh("ip", "netns", "del", ns, check=False)
         for name in self.nodes:

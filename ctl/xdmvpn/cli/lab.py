@@ -219,7 +219,7 @@ def run_demo(args: argparse.Namespace) -> int:
     topo, took = manage.up(args.spokes)
     print(topology_text(topo, took), end="\n\n")
     a, b = topo.node("spoke1"), topo.node("spoke2")
-    print(f"$ xdmvpn lab ping spoke1 spoke2 --count 8 --interval 0.3")
+    print("$ xdmvpn lab ping spoke1 spoke2 --count 8 --interval 0.3")
     results = []
     for r in probe.ping(topo, a, b, 8, 0.3):
         results.append(r)

@@ -20,8 +20,9 @@ examples:
 
 Signals: SIGTERM/SIGINT stop (purge our bindings at peers and NHSs, remove our routes,
 detach the data plane, unless --keep-dataplane); SIGHUP reloads the configuration file
-without losing state (tunnel address, interface, key and instance need a restart).
-Talk to a running node with `xdmvpn show` and `xdmvpn clear`."""
+without losing state (tunnel address, interface, key, instance and metrics listen address
+need a restart). Talk to a running node with `xdmvpn show` and `xdmvpn clear`; with
+[metrics] listen, Prometheus metrics are served there (docs/metrics.md)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,12 +1,20 @@
 """The engine's effects in the real world: NHRP on the raw GRE socket, NBMA mappings and
-shortcut prefixes in the BPF maps, shortcut routes in the kernel."""
+shortcut prefixes in the BPF maps, shortcut routes in the kernel.
+
+With IPsec (`ipsec`, an ipsec.peers.IpsecPeers): every NBMA address a mapping refers to is
+a peer IPsec must set up (`ipsec.ref`/`unref`), identities come from its IKE_SAs, and a
+shortcut whose direct path is not ready (no CHILD_SA yet) is deferred: the engine holds it,
+traffic keeps following the hub path, and `recheck_shortcuts` installs it once the SA is up
+(and takes it back to the hub path when the SA goes down)."""
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter
 from ipaddress import IPv4Address
 
+from ..dataplane.maps import MCAST_MAX
 from ..engine.effects import Effects, RouteHint
 from ..errors import XdmvpnError
 
@@ -21,7 +29,12 @@ class LiveEffects(Effects):
         self.nhs_order = tuple(nhs_order)   # configured NHS NBMAs, preferred first
         self.stats: Counter = Counter()
         self.mapped: dict = {}           # proto -> nbma, what we put in the host map
-        self.on_mapping_change = None    # callback() when mappings change (route mirror)
+        self.on_mapping_change = None    # callback(proto) when a mapping changes (route mirror)
+        self._mcast_written: list | None = None   # what multicast_set last wrote
+        self._mcast_warned = False
+        self.ipsec = None                # ipsec.peers.IpsecPeers, with [ipsec]
+        self.installed: dict = {}        # shortcut prefix -> (via, nbma) on the direct path
+        self.deferred: dict = {}         # shortcut prefix -> (via, nbma) waiting for its SA
 
     def send(self, nbma, packet: bytes) -> None:
         if not self.gre.send(nbma, packet):
@@ -33,23 +46,43 @@ class LiveEffects(Effects):
             self.stats["mapping_not_ipv4"] += 1
             return
         self.maps.add_mapping(proto, nbma)
+        old = self.mapped.get(proto)
         self.mapped[proto] = nbma
-        self._changed()
+        if self.ipsec is not None and old != nbma:
+            self.ipsec.ref(nbma)
+            if old is not None:
+                self.ipsec.unref(old)
+        self._changed(proto)
 
     def mapping_del(self, proto) -> None:
-        self.mapped.pop(proto, None)
+        old = self.mapped.pop(proto, None)
         if proto.version == 4:
             self.maps.remove_mapping(proto)
-        self._changed()
+        if self.ipsec is not None and old is not None:
+            self.ipsec.unref(old)
+        self._changed(proto)
 
-    def _changed(self) -> None:
+    def _changed(self, proto) -> None:
         if self.on_mapping_change is not None:
-            self.on_mapping_change()
+            self.on_mapping_change(proto)
 
     def shortcut_set(self, prefix, via, nbma) -> None:
         if prefix.version != 4:
             self.stats["shortcut_not_ipv4"] += 1
             return
+        if self.ipsec is not None and not self.ipsec.direct_ready(nbma, via):
+            # make-before-break: the hub path until the SA to nbma is up
+            if prefix in self.installed:
+                self._uninstall(prefix)
+            self.deferred[prefix] = (via, nbma)
+            self.stats["shortcut_deferred"] += 1
+            log.info("shortcut %s via %s at %s waits for its IPsec SA", prefix, via, nbma)
+            return
+        self.deferred.pop(prefix, None)
+        self._install(prefix, via, nbma)
+
+    def _install(self, prefix, via, nbma) -> None:
+        self.installed[prefix] = (via, nbma)
         # data plane first: the route sends traffic into the overlay only once the prefix
         # map knows where it goes
         self.maps.add_prefix(prefix, nbma)
@@ -63,6 +96,29 @@ class LiveEffects(Effects):
     def shortcut_del(self, prefix) -> None:
         if prefix.version != 4:
             return
+        self.deferred.pop(prefix, None)
+        if self.ipsec is None or prefix in self.installed:
+            self._uninstall(prefix)
+
+    def recheck_shortcuts(self, peers) -> None:
+        """IPsec changed for these NBMA peers: install the deferred shortcuts whose SA is
+        up now, take those whose SA went down back to the hub path."""
+        if self.ipsec is None:
+            return
+        for prefix, (via, nbma) in list(self.installed.items()):
+            if nbma in peers and not self.ipsec.direct_ready(nbma, via):
+                self._uninstall(prefix)
+                self.deferred[prefix] = (via, nbma)
+                self.stats["shortcut_fallback"] += 1
+                log.info("shortcut %s: IPsec SA to %s down, back to the hub path", prefix, nbma)
+        for prefix, (via, nbma) in list(self.deferred.items()):
+            if nbma in peers and self.ipsec.direct_ready(nbma, via):
+                del self.deferred[prefix]
+                self.stats["shortcut_activated"] += 1
+                self._install(prefix, via, nbma)
+
+    def _uninstall(self, prefix) -> None:
+        self.installed.pop(prefix, None)
         try:
             self.routes.delete(prefix)
         except XdmvpnError as exc:
@@ -72,13 +128,22 @@ class LiveEffects(Effects):
         log.info("shortcut %s removed", prefix)
 
     def multicast_set(self, nbmas) -> None:
-        v4 = sorted(a for a in nbmas if a.version == 4)
-        try:
-            self.maps.set_multicast(v4)
-        except XdmvpnError as exc:          # more peers than the map holds
+        """The data plane holds MCAST_MAX addresses: the lowest ones of a bigger set (found
+        without sorting it all), written only when they change, the truncation said once."""
+        v4 = [a for a in nbmas if a.version == 4]
+        if len(v4) > MCAST_MAX:
             self.stats["multicast_truncated"] += 1
-            log.warning("%s: replicating to the first ones only", exc)
-            self.maps.set_multicast(v4[:64])
+            if not self._mcast_warned:
+                log.warning("%d multicast peers, the data plane holds %d: replicating to "
+                            "the first ones only", len(v4), MCAST_MAX)
+                self._mcast_warned = True
+            v4 = heapq.nsmallest(MCAST_MAX, v4, key=int)
+        else:
+            v4.sort()
+            self._mcast_warned = False
+        if v4 != self._mcast_written:
+            self.maps.set_multicast(v4)
+            self._mcast_written = v4
 
     def default_nhs_set(self, nbma) -> None:
         """The NHS that is up first, then the other configured ones (an NHS is a static
@@ -102,6 +167,12 @@ class LiveEffects(Effects):
                     latest = max(latest, m.last_used_ns)
         # bpf_ktime_get_coarse_ns and time.monotonic share CLOCK_MONOTONIC's epoch
         return latest / 1e9 if latest else None
+
+    def peer_identity(self, nbma) -> str:
+        return self.ipsec.identity(nbma) if self.ipsec is not None else ""
+
+    def may_register(self, nbma, proto) -> bool:
+        return self.ipsec is None or self.ipsec.may_register(nbma, proto)
 
     def route_lookup(self, dst) -> RouteHint:
         if not isinstance(dst, IPv4Address):

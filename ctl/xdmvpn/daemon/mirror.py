@@ -29,6 +29,7 @@ class DataplaneMirror:
         self.adopted_mappings: dict = {}                   # proto -> deadline
         self.adopted_prefixes: dict = {}                   # prefix -> deadline
         self.skipped: set = set()                          # routes covering local ones
+        self.gateways: set = set()                         # of overlay routes, last sync
         self.stats = {"mirrored": 0, "adopted_removed": 0}
 
     # -- adoption -------------------------------------------------------------------------
@@ -77,7 +78,9 @@ class DataplaneMirror:
     def sync(self) -> None:
         want = {}
         local = self.routes.local_routes()
-        for net, gw in self.routes.overlay_routes_via().items():
+        via = self.routes.overlay_routes_via()
+        self.gateways = set(via.values())
+        for net, gw in via.items():
             if net.version != 4 or net in self.node.shortcuts:
                 continue
             nbma = self._nbma_of(gw)

@@ -23,6 +23,8 @@ from ..engine.nhc import NhcState
 from ..engine.node import Node
 from ..engine.params import from_config
 from ..errors import XdmvpnError
+from ..ipsec.peers import IpsecPeers
+from ..exporter import server as metrics_server
 from ..transport import GreSocket
 from .effects import LiveEffects
 from .events import ring_epoll_fd
@@ -87,7 +89,9 @@ class Daemon:
         self.node: Node | None = None
         self.fx: LiveEffects | None = None
         self.mirror: DataplaneMirror | None = None
+        self.ipsec: IpsecPeers | None = None      # with [ipsec]
         self.server = None
+        self.metrics = None              # exporter.server.MetricsServer with [metrics] listen
         self._timer = None
         self._ring_fd = None
         self._nhs_states: tuple = ()
@@ -117,6 +121,14 @@ class Daemon:
             nhrp_max_send=n.max_send.packets, nhrp_max_send_every=n.max_send.interval,
             mtu=t.mtu, pin_name=self.cfg.control.instance)
 
+    def _params(self, cfg):
+        """The engine's parameters; a hub refuses registrations (insufficient resources)
+        before the data plane's mapping table is full, never after."""
+        from dataclasses import replace
+        from ..dataplane.maps import MAX_PEERS
+        params = from_config(cfg, self.nbma)
+        return replace(params, max_entries=min(params.max_entries, MAX_PEERS - 256))
+
     def _nhs_order(self, params):
         return tuple(n.nbma for n in sorted(params.nhs, key=lambda n: n.priority))
 
@@ -127,6 +139,8 @@ class Daemon:
         if self.nbma.version != 4:
             raise XdmvpnError("the data plane carries an IPv4 underlay only "
                               f"(tunnel.source-address {self.nbma})")
+        if cfg.ipsec is not None:           # credentials read (and refused) before the BPF
+            self.ipsec = IpsecPeers.for_daemon(cfg, self.nbma, None, self._on_ipsec_change)
         self.dp = self.netlink.call(self._dataplane(self.nbma).start)
         try:
             self.netlink.call(ensure_address, cfg.tunnel.name, cfg.tunnel.address)
@@ -136,8 +150,12 @@ class Daemon:
         except BaseException:
             self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
             raise
-        params = from_config(cfg, self.nbma)
+        params = self._params(cfg)
         self.fx = LiveEffects(self.gre, self.dp.maps, self.routes, self._nhs_order(params))
+        if self.ipsec is not None:
+            self.ipsec.set_maps(self.dp.maps)
+            self.fx.ipsec = self.ipsec
+            self.ipsec.set_nhs(n.nbma for n in params.nhs)
         already = {m.prefix.network_address: m.nbma for m in self.dp.maps.mappings()}
         self.node = Node(params, self.fx, rng=random.Random())
         self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
@@ -158,18 +176,23 @@ class Daemon:
         self.start()
         try:
             self.server = await control.serve(self.cfg.control.socket, self.handle)
+            self.metrics = metrics_server.start(self)
         except BaseException:
+            if self.server is not None:
+                self.server.close()
             self._teardown(purge=False)
             raise
         loop.add_reader(self.gre.fileno(), self._on_gre)
         self._open_events(loop)
         self._rtnl = rtnl_monitor()
         loop.add_reader(self._rtnl.fileno(), self._on_rtnl)
-        self.fx.on_mapping_change = self._schedule_sync
+        self.fx.on_mapping_change = self._mapping_changed
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         housekeeping = loop.create_task(self._housekeeping())
+        if self.ipsec is not None:
+            self.ipsec.start()
         self._after_event()
         log.info("control socket %s", self.cfg.control.socket)
         await self._stopping.wait()
@@ -183,6 +206,8 @@ class Daemon:
         if self._timer is not None:
             self._timer.cancel()
         self._teardown(purge=not self.keep_dataplane)
+        if self.ipsec is not None:
+            await self.ipsec.stop(terminate=not self.keep_dataplane)
         return 0
 
     def _open_events(self, loop) -> None:
@@ -208,6 +233,12 @@ class Daemon:
             except OSError:      # ENOBUFS: we missed some, the look below covers them
                 break
         self._schedule_sync()
+
+    def _mapping_changed(self, proto) -> None:
+        """Only a gateway of a route on the overlay matters to the mirror: a hub
+        registering thousands of spokes must not dump the routing table for each."""
+        if proto in self.mirror.gateways:
+            self._schedule_sync()
 
     def _schedule_sync(self) -> None:
         if self._sync_pending:
@@ -241,6 +272,9 @@ class Daemon:
             data, src = got
             if data is None:
                 self.stats[f"gre_drop.{src}"] += 1
+                continue
+            if self.ipsec is not None and not self.ipsec.accepts(src):
+                self.stats["nhrp_drop.no_ipsec_sa"] += 1      # before any state changes
                 continue
             self.node.receive(data, src)
         self._after_event()
@@ -286,6 +320,16 @@ class Daemon:
                 log.warning("%s", exc)
             self._sync()
 
+    def _on_ipsec_change(self, peers: set) -> None:
+        """IKE/CHILD SAs to these NBMA peers came or went: identities in the cache,
+        shortcuts onto (or off) the direct path."""
+        for peer in peers:
+            self.node.set_identity(peer, self.ipsec.identity(peer))
+            if peer in self.ipsec.just_up:
+                self.node.path_up(peer)
+        self.fx.recheck_shortcuts(peers)
+        self._after_event()
+
     # -- NBMA change, reload -----------------------------------------------------------------------
     def _check_nbma(self) -> None:
         new = self.netlink.call(first_ipv4, self.cfg.tunnel.source_interface)
@@ -301,6 +345,8 @@ class Daemon:
         self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface)
         self.fx.gre = self.gre
         loop.add_reader(self.gre.fileno(), self._on_gre)
+        if self.ipsec is not None:
+            self.ipsec.manager.set_own_nbma(new)
         self.node.nbma_changed(new)
         self._after_event()
 
@@ -314,6 +360,8 @@ class Daemon:
         self.dp.stop()
         self.dp = self.netlink.call(self._dataplane(self.nbma).start)
         self.fx.maps = self.dp.maps
+        if self.ipsec is not None:
+            self.ipsec.set_maps(self.dp.maps)
         self._open_events(loop)
 
     @guarded
@@ -329,8 +377,11 @@ class Daemon:
         fixed = [f"tunnel.{k}" for k in RESTART_KEYS if old_d["tunnel"][k] != new_d["tunnel"][k]]
         fixed += [f"control.{k}" for k in ("instance", "socket")
                   if old_d["control"][k] != new_d["control"][k]]
+        if old_d["metrics"]["listen"] != new_d["metrics"]["listen"]:
+            fixed.append("metrics.listen")
         if new.role != self.cfg.role:
             fixed.append("role")
+        fixed += IpsecPeers.restart_keys(self.cfg.ipsec, new.ipsec)
         if fixed:
             log.error("reload refused, running configuration kept: %s change only with a "
                       "restart", ", ".join(fixed))
@@ -340,8 +391,10 @@ class Daemon:
             self.cfg.nhrp.redirect != new.nhrp.redirect
             or self.cfg.nhrp.max_send != new.nhrp.max_send)
         self.cfg = new
-        params = from_config(new, self.nbma)
+        params = self._params(new)
         self.fx.nhs_order = self._nhs_order(params)
+        if self.ipsec is not None:
+            self.ipsec.reconfigure(new.ipsec, (n.nbma for n in params.nhs))
         self.node.reconfigure(params)
         if rebuild:
             self._rebuild_dataplane()
@@ -353,6 +406,8 @@ class Daemon:
 
     # -- stop -------------------------------------------------------------------------------------------
     def _teardown(self, purge: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         if purge and self.node is not None:
             n = self.node.shutdown()
             log.info("clean shutdown: %d purge requests sent", n)
@@ -381,7 +436,10 @@ class Daemon:
         if cmd == "ping":
             return {"instance": self.cfg.control.instance, "pid": os.getpid()}
         if cmd == "snapshot":
-            return {"snapshot": show.snapshot(self.node, self.cfg.tunnel.name)}
+            snap = show.snapshot(self.node, self.cfg.tunnel.name)
+            if self.ipsec is not None:
+                snap["ipsec"] = self.ipsec.snapshot()
+            return {"snapshot": snap}
         if cmd == "stats":
             return self.stats_view()
         if cmd == "clear":
@@ -421,7 +479,8 @@ class Daemon:
                 "multicast": [str(a) for a in maps.multicast()],
                 "nhs_dataplane": [str(a) for a in maps.nhs()],
                 "setup_latencies": list(self.node.setup_latencies)[-256:],
-                "nbma": str(self.nbma), "xdp_mode": self.dp.xdp_used_mode}
+                "nbma": str(self.nbma), "xdp_mode": self.dp.xdp_used_mode,
+                "ipsec": self.ipsec.stats_view() if self.ipsec is not None else None}
 
 
 def run(cfg, config_path: str | None, keep_dataplane: bool = False) -> int:

@@ -26,7 +26,8 @@ DROPS = (
     "gre_truncated", "inner_malformed", "inner_proto", "nhrp_rate", "loop", "helper",
     "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4", "tail_call",
 )
-MAX_STATS = 32768
+MAX_STATS = 147456          # XDMVPN_MAX_STATS
+MAX_PEERS = 131072          # XDMVPN_MAX_PEERS
 MAX_NHS = 4
 MCAST_MAX = 64
 EVENT_DATA = 128
@@ -36,9 +37,14 @@ IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
 
 
+_NATIVE = struct.Struct("=I")
+
+
 def _be(addr) -> int:
     """IPv4 address as the integer whose memory holds it in network order."""
-    return struct.unpack("=I", IPv4(addr).packed)[0]
+    if not isinstance(addr, IPv4):
+        addr = IPv4(addr)
+    return _NATIVE.unpack(addr.packed)[0]
 
 
 def _addr(value: int) -> IPv4:

@@ -4,6 +4,9 @@ holdtime expiry on the monotonic clock."""
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Iterator
@@ -64,6 +67,14 @@ class Change:
 @dataclass
 class Cache:
     entries: dict[IPAddress, CacheEntry] = field(default_factory=dict)
+    # NBMA address -> how many DYNAMIC entries have it (a hub's multicast targets), kept up
+    # to date by put/remove/expire so that nobody walks 100,000 entries to know them
+    dynamic_nbmas: Counter = field(default_factory=Counter, repr=False, compare=False)
+    # (expires, n, proto) per put with an expiry: a heap, so that expire() and
+    # next_expiry() cost O(log n) per entry rather than a walk of the cache per tick.
+    # Items of replaced or removed entries stay until they reach the top (lazy deletion).
+    _expiry: list = field(default_factory=list, repr=False, compare=False)
+    _n: Iterator[int] = field(default_factory=itertools.count, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -80,22 +91,56 @@ class Cache:
         if old is not None and old.type.rank > entry.type.rank:
             return None
         self.entries[entry.proto] = entry
+        if old is not None:
+            self._dropped(old)
+        if entry.type is EntryType.DYNAMIC and entry.nbma is not None:
+            self.dynamic_nbmas[entry.nbma] += 1
+        if entry.expires is not None:
+            if len(self._expiry) > 4 * len(self.entries) + 1024:
+                self._expiry = [(e.expires, next(self._n), e.proto)
+                                for e in self.entries.values() if e.expires is not None]
+                heapq.heapify(self._expiry)
+            else:
+                heapq.heappush(self._expiry, (entry.expires, next(self._n), entry.proto))
         return Change(entry, old_nbma=old.nbma if old else None, added=old is None)
+
+    def _dropped(self, entry: CacheEntry) -> None:
+        if entry.type is EntryType.DYNAMIC and entry.nbma is not None:
+            left = self.dynamic_nbmas[entry.nbma] - 1
+            if left > 0:
+                self.dynamic_nbmas[entry.nbma] = left
+            else:
+                del self.dynamic_nbmas[entry.nbma]
 
     def remove(self, proto: IPAddress) -> Change | None:
         old = self.entries.pop(proto, None)
-        return Change(old, old_nbma=old.nbma, removed=True) if old else None
+        if old is None:
+            return None
+        self._dropped(old)
+        return Change(old, old_nbma=old.nbma, removed=True)
 
     def expire(self, now: float) -> list[CacheEntry]:
         """Drop every entry whose holdtime ran out; returns them."""
-        gone = [e for e in self.entries.values() if e.expires is not None and e.expires <= now]
-        for e in gone:
-            del self.entries[e.proto]
+        gone = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, _, proto = heapq.heappop(heap)
+            e = self.entries.get(proto)
+            if e is not None and e.expires is not None and e.expires <= now:
+                del self.entries[proto]
+                self._dropped(e)
+                gone.append(e)
         return gone
 
     def next_expiry(self) -> float | None:
-        times = [e.expires for e in self.entries.values() if e.expires is not None]
-        return min(times) if times else None
+        heap = self._expiry
+        while heap:
+            expires, _, proto = heap[0]
+            e = self.entries.get(proto)
+            if e is not None and e.expires == expires:
+                return expires
+            heapq.heappop(heap)            # replaced or removed since
+        return None
 
     def of_type(self, *types: EntryType) -> list[CacheEntry]:
         return [e for e in self if e.type in types]

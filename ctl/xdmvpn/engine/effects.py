@@ -42,6 +42,15 @@ class Effects:
         """The overlay routing decision for dst (kernel FIB in the daemon)."""
         return RouteHint()
 
+    def peer_identity(self, nbma: IPAddress) -> str:
+        """The authenticated (IKE) identity of the peer at this NBMA address, "" if none."""
+        return ""
+
+    def may_register(self, nbma: IPAddress, proto: IPAddress) -> bool:
+        """May the peer at `nbma` register (or purge) tunnel address `proto`? (IPsec
+        identity binding; without IPsec, yes.)"""
+        return True
+
 
 @dataclass(frozen=True)
 class RouteHint:
@@ -65,6 +74,14 @@ class Recorder(Effects):
     routes: dict = field(default_factory=dict)
     used: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
+    identities: dict = field(default_factory=dict)     # nbma -> IKE identity
+    allowed: dict | None = None        # nbma -> tunnel addresses it may register; None: all
+
+    def peer_identity(self, nbma):
+        return self.identities.get(nbma, "")
+
+    def may_register(self, nbma, proto):
+        return self.allowed is None or proto in self.allowed.get(nbma, ())
 
     def last_used(self, proto):
         return self.used.get(proto)

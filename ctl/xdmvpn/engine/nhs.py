@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from ipaddress import ip_network
 from typing import TYPE_CHECKING
 
@@ -51,11 +52,20 @@ def on_registration_request(node: "Node", pkt, data, observed) -> None:
     node.send(observed, reply)
 
 
+@functools.lru_cache(maxsize=4)
+def _overlay(tunnel_ip, prefix_len: int):
+    """The overlay network, parsed once (not per registration)."""
+    return ip_network(f"{tunnel_ip}/{prefix_len}", strict=False)
+
+
 def _register(node: "Node", proto, claimed, observed, holdtime: int, unique: bool,
               now: float) -> int:
     p = node.p
-    if proto is None or proto.version != p.tunnel_ip.version or proto not in ip_network(
-            f"{p.tunnel_ip}/{p.prefix_len}", strict=False):
+    if proto is None or proto.version != p.tunnel_ip.version or proto not in _overlay(
+            p.tunnel_ip, p.prefix_len):
+        return CieCode.ADMINISTRATIVELY_PROHIBITED
+    if not node.fx.may_register(observed, proto):     # IPsec identity not bound to proto
+        node.stats["identity_refused"] += 1
         return CieCode.ADMINISTRATIVELY_PROHIBITED
     old = node.cache.get(proto)
     if old is not None and old.nbma != observed:
@@ -86,7 +96,8 @@ def on_purge_request(node: "Node", pkt, data, observed) -> None:
         if proto is None:
             continue
         net = ip_network(f"{proto}/{cie.prefix_len or proto.max_prefixlen}", strict=False)
-        own = pkt.src_proto is not None and pkt.src_proto in net
+        own = pkt.src_proto is not None and pkt.src_proto in net \
+            and node.fx.may_register(observed, pkt.src_proto)
         for entry in list(node.cache.of_type(EntryType.DYNAMIC, EntryType.CACHED)):
             if entry.proto not in net:
                 continue

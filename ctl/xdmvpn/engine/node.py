@@ -25,6 +25,10 @@ IPAddress = IPv4Address | IPv6Address
 
 # How much of an offending packet an error indication carries.
 ERROR_CONTENTS_MAX = 512
+# Dynamic multicast peers up to which a change is applied at once; beyond, from tick(), at
+# most every MULTICAST_EVERY seconds.
+MULTICAST_BATCH = 64
+MULTICAST_EVERY = 0.1
 
 
 class Node:
@@ -44,6 +48,7 @@ class Node:
         self.indications: dict = {}            # (inner src, inner dst) -> last indication
         self.answered: dict = {}               # requester NBMA -> (its proto, {prefix lens})
         self.setup_latencies: deque = deque(maxlen=4096)   # indication -> shortcut, seconds
+        self.setup_count = 0          # latencies ever appended (the deque keeps the last ones)
         self.serves = params.serve if params.serve is not None else not params.is_nhc
         now = self.clock.now()
         self.cache.put(CacheEntry(params.tunnel_ip, EntryType.LOCAL, nbma=params.nbma,
@@ -52,6 +57,8 @@ class Node:
             self.cache_put(CacheEntry(proto, EntryType.STATIC, nbma=nbma, claimed_nbma=nbma,
                                       created=now))
         self._multicast: frozenset = frozenset()
+        self._multicast_due = False            # a change waits for tick() (big hubs)
+        self._multicast_next = 0.0             # when tick() may apply it
         self.sync_multicast()
         self.fx.default_nhs_set(None)
 
@@ -66,6 +73,8 @@ class Node:
 
     # -- cache with its data-plane mirror --------------------------------------------------
     def cache_put(self, entry: CacheEntry) -> Change | None:
+        if not entry.identity and entry.nbma is not None and entry.type is not EntryType.LOCAL:
+            entry.identity = self.fx.peer_identity(entry.nbma)
         change = self.cache.put(entry)
         if change is None:
             return None
@@ -83,6 +92,17 @@ class Node:
         self._forgotten(change.entry)
         return change.entry
 
+    def set_identity(self, nbma: IPAddress, identity: str) -> int:
+        """The IKE identity of the peer at nbma is now `identity` ("" when its SA went
+        down): every entry bound to that NBMA address shows it."""
+        n = 0
+        for entry in self.cache.entries.values():
+            if entry.nbma == nbma and entry.type is not EntryType.LOCAL \
+                    and entry.identity != identity:
+                entry.identity = identity
+                n += 1
+        return n
+
     def _forgotten(self, entry: CacheEntry) -> None:
         """Mirror an entry's removal from the cache in the data plane."""
         self.fx.mapping_del(entry.proto)
@@ -90,10 +110,21 @@ class Node:
             self.sync_multicast()
 
     def sync_multicast(self) -> None:
+        """The multicast targets changed, perhaps. With more than MULTICAST_BATCH dynamic
+        peers the set is applied from tick(), at most every MULTICAST_EVERY seconds: a hub
+        registering thousands of spokes must not rebuild a set of them per registration."""
         p = self.p
+        if p.multicast_dynamic and len(self.cache.dynamic_nbmas) > MULTICAST_BATCH:
+            self._multicast_due = True
+            return
+        self._apply_multicast()
+
+    def _apply_multicast(self) -> None:
+        p = self.p
+        self._multicast_due = False
         targets = set(p.multicast_static)
         if p.multicast_dynamic:
-            targets |= {e.nbma for e in self.cache.of_type(EntryType.DYNAMIC)}
+            targets.update(self.cache.dynamic_nbmas)
         if p.multicast_nhs:
             targets |= {c.nhs.nbma for c in self.nhcs}
         targets = frozenset(targets)
@@ -121,6 +152,12 @@ class Node:
         deadlines = [c.tick(now) for c in self.nhcs]
         deadlines.append(resolve.tick(self, now))
         deadlines.append(self.cache.next_expiry())
+        if self._multicast_due:
+            if now >= self._multicast_next:
+                self._multicast_next = now + MULTICAST_EVERY
+                self._apply_multicast()
+            else:
+                deadlines.append(self._multicast_next)
         return min((d for d in deadlines if d is not None), default=None)
 
     # -- receiving --------------------------------------------------------------------------
@@ -254,6 +291,16 @@ class Node:
                    head: bytes) -> bool:
         """The data plane hairpinned inner_src -> inner_dst from sender_nbma (hub)."""
         return resolve.send_indication(self, sender_nbma, inner_src, inner_dst, head)
+
+    def path_up(self, nbma: IPAddress) -> None:
+        """The path to this NBMA address just came (back) up (its IPsec SA): an NHS there
+        gets our registration now, not after its backoff or refresh time (it may have lost
+        us while the path was down)."""
+        now = self.clock.now()
+        for c in self.nhcs:
+            if c.nhs.nbma == nbma:
+                c.backoff = self.p.retry_initial
+                c.next_send = min(c.next_send, now)
 
     def nhs_up(self) -> list[NhsClient]:
         return [c for c in self.nhcs if c.state is NhcState.UP]

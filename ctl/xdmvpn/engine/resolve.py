@@ -201,6 +201,7 @@ def on_resolution_reply(node: "Node", pkt, data, observed) -> None:
         node.stats["shortcut_installed"] += 1
         if resolving is not None:
             node.setup_latencies.append(now - resolving[4])
+            node.setup_count += 1
     else:
         node.stats["shortcut_refreshed"] += 1
 
