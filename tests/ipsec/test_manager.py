@@ -182,3 +182,20 @@ def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
         await m.stop(terminate=False)
         await server.close()
     run(go())
+
+
+def test_an_event_during_list_sas_is_not_undone_by_its_snapshot(tmp_path):
+    async def go():
+        server, m, _ = await setup(tmp_path)
+        # charon listed the SA while it was still connecting, and it came up meanwhile
+        server.streams["list-sas"] = lambda msg: [] if msg.get("ike") else [
+            ("ike-updown", {"up": "yes", **ike_sa(1, "192.0.2.1", "h")}),
+            ("list-sa", ike_sa(1, "192.0.2.1", "", state="CONNECTING"))]
+        m.want(HUB)
+        m.start()
+        await until(lambda: m.connected)
+        assert m.view(HUB).ike_up and m.view(HUB).identity == "h"
+        assert server.commands("initiate") == []
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())

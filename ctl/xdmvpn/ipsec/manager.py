@@ -72,6 +72,7 @@ class IpsecManager:
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._dirty: set = set()
+        self._held: list | None = None      # events held while list-sas runs
 
     # -- what the daemon calls ------------------------------------------------------------
     def start(self) -> None:
@@ -199,7 +200,12 @@ class IpsecManager:
 
     def _on_event(self, name: str, msg: dict) -> None:
         self.stats[f"event.{name}"] += 1
-        changed = self.table.event(name, msg)
+        if self._held is not None:           # a list-sas is running: after its snapshot
+            self._held.append((name, msg))
+            return
+        self._changed(self.table.event(name, msg))
+
+    def _changed(self, changed: set) -> None:
         for peer in changed:
             p = self.peers.get(peer)
             if p is None:
@@ -239,10 +245,20 @@ class IpsecManager:
         self.stats["load_conn"] += 1
 
     async def _reconcile(self) -> None:
-        _, listed = await self.client.request("list-sas", {"noblock": "yes"},
-                                              stream="list-sa")
+        """The table from list-sas. Events that arrive meanwhile are applied after the
+        snapshot, in order (each sets state, so one the snapshot already shows is
+        harmless; applied before it, the snapshot would undo it)."""
+        self._held = []
+        try:
+            _, listed = await self.client.request("list-sas", {"noblock": "yes"},
+                                                  stream="list-sa")
+        finally:
+            held, self._held = self._held, None
         self.stats["reconcile"] += 1
-        self._notify(self.table.replace(listed))
+        changed = self.table.replace(listed)
+        for name, msg in held:
+            changed |= self.table.event(name, msg)
+        self._changed(changed)
         self._dirty |= {peer for peer, p in self.peers.items() if p.wanted}
 
     async def _work(self) -> None:
