@@ -58,6 +58,18 @@ static __always_inline struct xdmvpn_peer *xdmvpn_route(__be32 dst)
 	return xdmvpn_prefixes.lookup(&k);
 }
 
+/* IPsec flags (XDMVPN_IPSEC_*) of an NBMA address; 0 when not compiled in. */
+static __always_inline __u32 xdmvpn_ipsec_flags(__be32 nbma)
+{
+#if XDMVPN_IPSEC
+	__u32 *f = xdmvpn_ipsec_peers.lookup(&nbma);
+
+	return f ? *f : 0;
+#else
+	return 0;
+#endif
+}
+
 /* RFC 1071 checksum of a 20-byte IPv4 header whose check field is zero. */
 static __always_inline __u16 xdmvpn_ipv4_csum(struct iphdr *ip)
 {

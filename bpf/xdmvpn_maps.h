@@ -29,6 +29,9 @@
 #ifndef XDMVPN_OVERLAY_IFINDEX
 #define XDMVPN_OVERLAY_IFINDEX 0  /* dmvpn0-dp: redirecting here delivers on dmvpn0 */
 #endif
+#ifndef XDMVPN_TUNNEL_IFINDEX
+#define XDMVPN_TUNNEL_IFINDEX 0   /* dmvpn0: the kernel's routes on the overlay name it */
+#endif
 #ifndef XDMVPN_OVERLAY_MAC
 #define XDMVPN_OVERLAY_MAC 0      /* dmvpn0's MAC, 48 bits in a u64 */
 #endif
@@ -59,6 +62,9 @@
 #ifndef XDMVPN_NHRP_COST_NS
 #define XDMVPN_NHRP_COST_NS 10000000ULL  /* 1e9 / allowed NHRP packets per second */
 #endif
+#ifndef XDMVPN_IPSEC
+#define XDMVPN_IPSEC 0            /* 1: check xdmvpn_ipsec_peers (an [ipsec] profile) */
+#endif
 #ifndef XDMVPN_NHRP_BURST
 #define XDMVPN_NHRP_BURST 100ULL         /* token bucket depth, packets */
 #endif
@@ -71,7 +77,11 @@
 #define XDMVPN_MAX_STATS    147456 /* per-mapping statistics slots (mappings + prefixes + NHS) */
 #define XDMVPN_MAX_NHS       4     /* next-hop servers of a spoke */
 #define XDMVPN_MCAST_MAX     64    /* NBMA addresses in the multicast set */
+#if XDMVPN_IPSEC
+#define XDMVPN_MCAST_BATCH   3     /* multicast copies per tail call (each may go to xfrm) */
+#else
 #define XDMVPN_MCAST_BATCH   4     /* multicast copies per tail call */
+#endif
 #define XDMVPN_RL_SLOTS      4096  /* trigger/miss rate-limit slots, power of 2 */
 #define XDMVPN_RL_BITS       12
 #define XDMVPN_EVENT_DATA    128   /* bytes of inner packet carried in an event, power of 2 */
@@ -99,6 +109,10 @@
 #define XDMVPN_CB_STATS 2     /* stats/next-hop slot of the mapping */
 #define XDMVPN_CB_MSS   3     /* MSS clamp: option offset | options seen << 8 */
 
+/* Flags of xdmvpn_ipsec_peers values. */
+#define XDMVPN_IPSEC_REQUIRED 1  /* GRE with this NBMA only through xfrm (ESP) */
+#define XDMVPN_IPSEC_SA_UP    2  /* a CHILD_SA with it is installed: encap may hand over */
+
 /* ---- counters ----------------------------------------------------------- */
 /* Packets and bytes per path, index of xdmvpn_paths. */
 enum xdmvpn_path {
@@ -121,6 +135,9 @@ enum xdmvpn_path {
 	XDMVPN_PATH_MSS_CLAMPED,    /* SYN whose MSS was lowered */
 	XDMVPN_PATH_ENCAP_NEIGH,    /* encap through bpf_redirect_neigh (no neighbour yet) */
 	XDMVPN_PATH_NH_FILL,        /* next-hop cache (re)filled from bpf_fib_lookup */
+	XDMVPN_PATH_ENCAP_ROUTE,    /* encap: mapping of the gateway of the kernel's route */
+	XDMVPN_PATH_ENCAP_XFRM,     /* encap to an IPsec peer: handed to the stack for xfrm */
+	XDMVPN_PATH_HAIRPIN_XFRM,   /* hairpin toward an IPsec peer: decapsulated for the kernel */
 	XDMVPN_PATH_MAX
 };
 
@@ -138,6 +155,8 @@ enum xdmvpn_drop {
 	XDMVPN_DROP_TOO_BIG,           /* outer packet above the underlay MTU */
 	XDMVPN_DROP_OVERLAY_NOT_IPV4,  /* encap: overlay frame not IPv4 */
 	XDMVPN_DROP_TAIL_CALL,         /* tail call failed (program slot empty) */
+	XDMVPN_DROP_PLAINTEXT_IPSEC,   /* plaintext GRE from (XDP) or to (tc egress) an IPsec peer */
+	XDMVPN_DROP_IPSEC_NO_SA,       /* encap to an IPsec peer without an installed CHILD_SA */
 	XDMVPN_DROP_MAX
 };
 
@@ -153,7 +172,7 @@ struct xdmvpn_count {
 struct xdmvpn_peer {
 	__be32 nbma;      /* underlay address of the peer, network order */
 	__u32 stats_idx;  /* slot in xdmvpn_peer_stats, chosen by the controller */
-	__u32 flags;      /* reserved (IPsec policy will live here) */
+	__u32 flags;      /* reserved */
 };
 
 /* Key of xdmvpn_prefixes (LPM trie). */
@@ -243,6 +262,10 @@ XDMVPN_MAP("array", __u32, struct xdmvpn_peer, xdmvpn_nhs, XDMVPN_MAX_NHS, 0);
 
 /* Multicast set: NBMA addresses (network order) packed from index 0, 0 ends it. */
 XDMVPN_MAP("array", __u32, __be32, xdmvpn_mcast, XDMVPN_MCAST_MAX, 0);
+
+/* NBMA addresses (network order) whose GRE must go through xfrm -> flags
+ * XDMVPN_IPSEC_*; read only when compiled with XDMVPN_IPSEC. */
+XDMVPN_MAP("hash", __be32, __u32, xdmvpn_ipsec_peers, XDMVPN_MAX_PEERS, BPF_F_NO_PREALLOC);
 
 /* Per-mapping packets, bytes and last use, indexed by xdmvpn_peer.stats_idx. */
 XDMVPN_MAP("percpu_array", __u32, struct xdmvpn_peer_stats, xdmvpn_peer_stats,

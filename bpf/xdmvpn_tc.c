@@ -5,8 +5,13 @@
  * xdmvpn_tc_encap: TCP MSS clamp on SYNs, then
  *   multicast/broadcast -> outer headers once, xdmvpn_tc_mcast clones it
  *   mapped destination   -> outer IPv4 + GRE + Ethernet, redirect to underlay
- *   no mapping           -> to the NHS when there is one, else drop; and a
- *                           rate-limited miss event for the controller
+ *   no mapping           -> a rate-limited miss event for the controller, and
+ *                           the mapping of the kernel route's gateway, else
+ *                           the NHS when there is one, else drop
+ *   IPsec peer           -> outer headers, then up the stack to xfrm (never a
+ *                           redirect); no CHILD_SA: drop
+ * xdmvpn_tc_guard (underlay egress, with XDMVPN_IPSEC): plaintext GRE to an
+ *   IPsec peer is dropped.
  * xdmvpn_tc_mcast (tail call): one copy per multicast-set entry, a batch of
  *   XDMVPN_MCAST_BATCH per call, the position carried in skb->cb[0].
  */
@@ -163,14 +168,43 @@ static __always_inline int xdmvpn_set_l2(struct __sk_buff *skb, const __u8 *dmac
 	return 0;
 }
 
-/* Send a copy of the encapsulated skb to nbma (multicast: fib lookup per copy). */
+/* The encapsulated skb (outer destination written) is for an IPsec peer:
+ * a redirect would bypass xfrm, so it goes up the stack of dmvpn0-dp, which
+ * forwards it to the underlay through the xfrm output policy (dmvpn0-dp has
+ * forwarding and accept_local on, rp_filter off: attach.prepare_ipsec). */
+static __always_inline int xdmvpn_to_stack(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return -XDMVPN_DROP_HELPER;
+	xdmvpn_set_mac(eth->h_dest, XDMVPN_OVERLAY_DP_MAC);
+	xdmvpn_set_mac(eth->h_source, XDMVPN_OVERLAY_MAC);
+	if (bpf_skb_change_type(skb, PACKET_HOST))
+		return -XDMVPN_DROP_HELPER;
+	xdmvpn_count_path(XDMVPN_PATH_ENCAP_XFRM, skb->len);
+	return TC_ACT_OK;
+}
+
+/* Send a copy of the encapsulated skb to nbma (multicast: fib lookup per copy;
+ * an IPsec peer's copy goes back into dmvpn0-dp, see xdmvpn_tc_encap). */
 static __always_inline int xdmvpn_send_copy(struct __sk_buff *skb, __be32 nbma)
 {
 	struct bpf_fib_lookup fib;
+	__u32 ipsec;
 	int rc;
 
 	if (xdmvpn_set_dst(skb, nbma))
 		return -XDMVPN_DROP_HELPER;
+	ipsec = xdmvpn_ipsec_flags(nbma);
+	if (ipsec & XDMVPN_IPSEC_REQUIRED) {
+		if (!(ipsec & XDMVPN_IPSEC_SA_UP))
+			return -XDMVPN_DROP_IPSEC_NO_SA;
+		return bpf_clone_redirect(skb, XDMVPN_OVERLAY_IFINDEX, BPF_F_INGRESS) ?
+			-XDMVPN_DROP_HELPER : 0;
+	}
 	rc = xdmvpn_fib(skb, &fib, nbma, 0, 0, BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return -XDMVPN_DROP_NO_NEIGH;
@@ -217,6 +251,33 @@ static __always_inline int xdmvpn_send(struct __sk_buff *skb, __be32 nbma,
 	return bpf_redirect(nh->ifindex, 0);
 }
 
+/* The kernel routed dst out of the tunnel interface without a host or prefix
+ * entry (a route via a tunnel peer that the controller has not mirrored into
+ * the prefix map yet, or one it leaves to the kernel): when the route names a
+ * gateway that is a mapped peer, that peer's entry, as a kernel mGRE device
+ * would take it from the gateway's neighbour entry. */
+static __always_inline struct xdmvpn_peer *xdmvpn_route_kernel(struct __sk_buff *skb,
+							       __be32 src, __be32 dst)
+{
+	struct bpf_fib_lookup fib;
+	int rc;
+
+	if (!XDMVPN_TUNNEL_IFINDEX)
+		return 0;
+	__builtin_memset(&fib, 0, sizeof(fib));
+	fib.family = AF_INET;
+	fib.ifindex = XDMVPN_TUNNEL_IFINDEX;
+	fib.ipv4_src = src;
+	fib.ipv4_dst = dst;
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+	    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return 0;
+	if (fib.ifindex != XDMVPN_TUNNEL_IFINDEX || fib.ipv4_dst == dst)
+		return 0;
+	return xdmvpn_peers.lookup(&fib.ipv4_dst);
+}
+
 /* Classify the overlay packet and hand it to xdmvpn_tc_build through skb->cb. */
 int xdmvpn_tc_encap(struct __sk_buff *skb)
 {
@@ -237,6 +298,18 @@ int xdmvpn_tc_encap(struct __sk_buff *skb)
 	}
 	src = ip->saddr;
 	dst = ip->daddr;
+#if XDMVPN_IPSEC
+	/* A multicast copy for an IPsec peer, cloned back in by xdmvpn_tc_mcast. */
+	if (ip->protocol == IPPROTO_GRE && src == XDMVPN_LOCAL_NBMA_BE) {
+		int v = xdmvpn_to_stack(skb);
+
+		if (v < 0) {
+			xdmvpn_count_drop(-v, bytes);
+			return TC_ACT_SHOT;
+		}
+		return v;
+	}
+#endif
 
 	if ((dst & xdmvpn_htonl(0xf0000000)) == xdmvpn_htonl(0xe0000000) ||
 	    dst == 0xffffffff) {
@@ -244,9 +317,13 @@ int xdmvpn_tc_encap(struct __sk_buff *skb)
 	} else {
 		peer = xdmvpn_route(dst);
 		if (!peer) {
+			xdmvpn_miss(skb, src, dst);
+			peer = xdmvpn_route_kernel(skb, src, dst);
+			path = XDMVPN_PATH_ENCAP_ROUTE;
+		}
+		if (!peer) {
 			__u32 i = 0;
 
-			xdmvpn_miss(skb, src, dst);
 			peer = xdmvpn_nhs.lookup(&i);
 			if (!peer || !peer->nbma) {
 				xdmvpn_count_drop(XDMVPN_DROP_NO_MAPPING, bytes);
@@ -300,6 +377,14 @@ int xdmvpn_tc_build(struct __sk_buff *skb)
 
 		xdmvpn_count_peer(&p, bytes, now);
 	}
+	if (xdmvpn_ipsec_flags(nbma) & XDMVPN_IPSEC_REQUIRED) {
+		rc = -XDMVPN_DROP_IPSEC_NO_SA;
+		if (xdmvpn_ipsec_flags(nbma) & XDMVPN_IPSEC_SA_UP)
+			rc = xdmvpn_set_dst(skb, nbma) ? -XDMVPN_DROP_HELPER : xdmvpn_to_stack(skb);
+		if (rc < 0)
+			xdmvpn_count_drop(-rc, bytes);
+		return rc < 0 ? TC_ACT_SHOT : rc;
+	}
 	nh = xdmvpn_nh_cache.lookup(&idx);
 	rc = xdmvpn_send(skb, nbma, nh, now);
 	if (rc < 0) {
@@ -336,6 +421,28 @@ int xdmvpn_tc_mcast(struct __sk_buff *skb)
 	xdmvpn_progs.call(skb, XDMVPN_PROG_MCAST);
 	return TC_ACT_SHOT;
 }
+
+#if XDMVPN_IPSEC
+/* Egress of the underlay: GRE to an IPsec peer leaves only as ESP.  Whatever
+ * reaches here as plaintext GRE for one (a policy not installed yet or just
+ * removed by charon, NHRP before the CHILD_SA) is dropped and counted. */
+int xdmvpn_tc_guard(struct __sk_buff *skb)
+{
+	struct xdmvpn_cursor c = { .pos = (void *)(long)skb->data,
+				   .end = (void *)(long)skb->data_end };
+	struct ethhdr *eth;
+	struct iphdr *ip;
+
+	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP) ||
+	    xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != IPPROTO_GRE)
+		return TC_ACT_OK;
+	if (xdmvpn_ipsec_flags(ip->daddr) & XDMVPN_IPSEC_REQUIRED) {
+		xdmvpn_count_drop(XDMVPN_DROP_PLAINTEXT_IPSEC, skb->len);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
+}
+#endif
 
 #ifdef XDMVPN_BENCH
 /* Baseline for the encap cost: same harness, no work. */

@@ -11,6 +11,7 @@
  *                                 from the next-hop cache, XDP_TX (+ trigger)
  *     IPv4 otherwise           -> xdmvpn_xdp_decap: strip the outer headers,
  *                                 redirect into dmvpn0-dp (arrives on dmvpn0)
+ *   GRE from an IPsec peer     -> XDP_DROP (plaintext; with XDMVPN_IPSEC)
  *   anything else              -> XDP_PASS untouched (counted by reason)
  *   malformed GRE that is ours -> XDP_DROP (counted by reason)
  * xdmvpn_xdp_pass (on dmvpn0): lets veth deliver redirected frames.
@@ -97,6 +98,13 @@ int xdmvpn_xdp_underlay(struct xdp_md *ctx)
 		xdmvpn_count_path(XDMVPN_PATH_PASS_WRONG_KEY, bytes);
 		return xdmvpn_verdict(XDP_PASS);
 	}
+	/* A peer that must use IPsec sends GRE (data and NHRP) only inside ESP,
+	 * which the kernel decrypts after XDP: plaintext from it is refused
+	 * before it can be decapsulated, forwarded or change the NHRP state. */
+	if (xdmvpn_ipsec_flags(ip->saddr) & XDMVPN_IPSEC_REQUIRED) {
+		xdmvpn_count_drop(XDMVPN_DROP_PLAINTEXT_IPSEC, bytes);
+		return xdmvpn_verdict(XDP_DROP);
+	}
 	if (gi.proto == XDMVPN_GRE_PROTO_NHRP)
 		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_NHRP, bytes);
 	if (gi.proto != XDMVPN_GRE_PROTO_IPV4) {
@@ -126,6 +134,12 @@ int xdmvpn_xdp_underlay(struct xdp_md *ctx)
 	 * take the decap path so that the kernel forwards them or answers. */
 	if (ihl != sizeof(struct iphdr) || inner->ttl <= 1) {
 		xdmvpn_count_path(XDMVPN_PATH_HAIRPIN_SLOW, bytes);
+		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
+	}
+	/* XDP_TX would bypass xfrm: toward an IPsec peer the kernel forwards the
+	 * inner packet back into the overlay, whose encap hands it to xfrm. */
+	if (xdmvpn_ipsec_flags(peer->nbma) & XDMVPN_IPSEC_REQUIRED) {
+		xdmvpn_count_path(XDMVPN_PATH_HAIRPIN_XFRM, bytes);
 		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
 	}
 	s->nbma = peer->nbma;

@@ -258,3 +258,28 @@ def test_controller_process_killed_and_replaced_loses_nothing(lab):
     after = lab.counters("hub")  # pinned counters survived both processes
     assert after["hairpin"] - before["hairpin"] >= 2 * count  # the hub's XDP carried them
     assert after["decap"] == before["decap"]
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_encap_follows_a_kernel_route_via_a_mapped_peer(lab):
+    """A route on the overlay via a tunnel peer that is in no host or prefix entry (the
+    controller has not mirrored it yet, or leaves it to the kernel) goes to the gateway's
+    NBMA address, as a kernel mGRE device would send it, not to the NHS."""
+    s1 = lab.dp["s1"].maps
+    s1.add_mapping("10.0.0.3", "192.0.2.3")
+    netns.sh("ip", "route", "add", "10.9.0.0/24", "via", "10.0.0.3", "dev", "dmvpn0",
+             ns=lab.ns["s1"])
+    try:
+        c0 = lab.counters("s1")
+        d0 = lab.counters("s2")["decap"]
+        lab.ping("s1", "10.9.0.1", count=3)          # s2 has no such address: no reply
+        c1 = lab.counters("s1")
+        assert c1["encap_route"] - c0["encap_route"] == 3
+        assert c1["encap_nhs"] == c0["encap_nhs"]
+        assert lab.counters("s2")["decap"] - d0 == 3
+        # the miss event still tells the controller (it may resolve a shortcut)
+        assert c1["miss"] > c0["miss"]
+    finally:
+        netns.sh("ip", "route", "del", "10.9.0.0/24", ns=lab.ns["s1"])
+        s1.remove_mapping("10.0.0.3")

@@ -24,7 +24,8 @@ class Maps:
     def __init__(self, ipsec_call: bool = True):
         self.log: list = []
         if ipsec_call:
-            self.set_ipsec_required = lambda nbma, on: self.log.append(("ipsec", nbma, on))
+            self.set_ipsec_required = lambda nbma, on, sa_up=False: self.log.append(
+                ("ipsec", nbma, on) + (("sa_up",) if sa_up else ()))
 
     def add_mapping(self, proto, nbma): self.log.append(("map", proto, nbma))
     def remove_mapping(self, proto): self.log.append(("unmap", proto))

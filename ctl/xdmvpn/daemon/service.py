@@ -119,7 +119,8 @@ class Daemon:
             name=t.name, underlay=t.source_interface, local_nbma=str(nbma), gre_key=t.key,
             redirect=n.redirect, ttl=t.ttl, df=_df(t.df), adjust_mss=t.adjust_mss or 0,
             nhrp_max_send=n.max_send.packets, nhrp_max_send_every=n.max_send.interval,
-            mtu=t.mtu, pin_name=self.cfg.control.instance)
+            mtu=t.mtu, pin_name=self.cfg.control.instance,
+            ipsec=self.cfg.ipsec is not None and self.cfg.ipsec.required)
 
     def _params(self, cfg):
         """The engine's parameters; a hub refuses registrations (insufficient resources)

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 TC_INGRESS = "ffff:fff2"
+TC_EGRESS = "ffff:fff3"
 TC_PRIO = 1
 TC_HANDLE = 1
 BPFFS = Path("/sys/fs/bpf")
@@ -74,9 +75,9 @@ def detach_xdp(ifname: str) -> None:
             pass
 
 
-def attach_tc_ingress(ifname: str, fn) -> None:
-    """clsact on ifname and fn as its ingress filter (direct action), replaced
-    in place when one is there already."""
+def attach_tc_ingress(ifname: str, fn, parent: str = TC_INGRESS) -> None:
+    """clsact on ifname and fn as its ingress (or egress) filter (direct action),
+    replaced in place when one is there already."""
     idx = ifindex(ifname)
     with _ipr() as ipr:
         try:
@@ -87,10 +88,35 @@ def attach_tc_ingress(ifname: str, fn) -> None:
                                   "needs CONFIG_NET_SCH_INGRESS") from exc
         try:
             ipr.tc("replace-filter", "bpf", idx, TC_HANDLE, fd=fn.fd, name=fn.name.decode(),
-                   parent=TC_INGRESS, prio=TC_PRIO, classid=1, direct_action=True)
+                   parent=parent, prio=TC_PRIO, classid=1, direct_action=True)
         except Exception as exc:
             raise XdmvpnError(f"cannot attach tc program to {ifname}: {exc}; the kernel "
                               "needs CONFIG_NET_CLS_BPF") from exc
+
+
+def attach_tc_egress(ifname: str, fn) -> None:
+    attach_tc_ingress(ifname, fn, TC_EGRESS)
+
+
+def detach_tc_egress(ifname: str) -> None:
+    """Remove our egress filter (the guard), leaving others' filters and clsact."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return
+        try:
+            ipr.tc("del-filter", "bpf", found[0], TC_HANDLE, parent=TC_EGRESS, prio=TC_PRIO)
+        except Exception:
+            pass
+
+
+def prepare_ipsec(dp_name: str) -> None:
+    """Encap hands IPsec peers' GRE (source: our NBMA address) up the stack of
+    dp_name, to be forwarded through the xfrm output policy: that needs
+    forwarding and accept_local on it and no reverse-path filter."""
+    _sysctl(f"net/ipv4/conf/{dp_name}/forwarding", "1")
+    _sysctl(f"net/ipv4/conf/{dp_name}/accept_local", "1")
+    _sysctl(f"net/ipv4/conf/{dp_name}/rp_filter", "0")
 
 
 def detach_tc(ifname: str) -> None:

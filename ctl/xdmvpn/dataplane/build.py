@@ -89,6 +89,7 @@ class DataplaneConfig:
     local_nbma: str = "0.0.0.0"
     underlay_ifindex: int = 0
     overlay_ifindex: int = 0          # dmvpn0-dp
+    tunnel_ifindex: int = 0           # dmvpn0 (0: no kernel-route fallback in encap)
     overlay_mac: str | bytes | None = None     # dmvpn0
     overlay_dp_mac: str | bytes | None = None  # dmvpn0-dp
     gre_key: int | None = None
@@ -101,6 +102,7 @@ class DataplaneConfig:
     nhrp_max_send: int = 100          # packets ...
     nhrp_max_send_every: float = 10   # ... every this many seconds, per source
     nexthop_cache_ms: int = 1000      # age of a cached underlay next hop
+    ipsec: bool = False               # check xdmvpn_ipsec_peers, build xdmvpn_tc_guard
     pin_dir: str | None = None
     bench: bool = False
     bench_len: int = 0
@@ -124,6 +126,8 @@ class DataplaneConfig:
             "XDMVPN_LOCAL_NBMA": f"{local}U",
             "XDMVPN_UNDERLAY_IFINDEX": str(self.underlay_ifindex),
             "XDMVPN_OVERLAY_IFINDEX": str(self.overlay_ifindex),
+            "XDMVPN_TUNNEL_IFINDEX": str(self.tunnel_ifindex),
+            "XDMVPN_IPSEC": "1" if self.ipsec else "0",
             "XDMVPN_OVERLAY_MAC": f"{_mac_int(self.overlay_mac):#x}ULL",
             "XDMVPN_OVERLAY_DP_MAC": f"{_mac_int(self.overlay_dp_mac):#x}ULL",
             "XDMVPN_HAS_KEY": "1" if self.gre_key is not None else "0",
@@ -225,12 +229,14 @@ TC_PROGRAMS = {"xdmvpn_tc_mcast": 0, "xdmvpn_tc_build": 1, "xdmvpn_tc_mss": 2,
                "xdmvpn_tc_encap": None}
 
 
-def load_programs(module, extra: dict | None = None) -> dict:
-    """Load every data-plane program of module (plus extra {name: bcc type}) and
-    fill the tail-call arrays, targets before the programs that call them.
-    Returns {name: bcc function}."""
+def load_programs(module, extra: dict | None = None, ipsec: bool = False) -> dict:
+    """Load every data-plane program of module (plus extra {name: bcc type}, plus
+    the underlay egress guard when compiled with ipsec) and fill the tail-call
+    arrays, targets before the programs that call them.  Returns {name: bcc function}."""
     from bcc import BPF
 
+    if ipsec:
+        extra = dict(extra or {}, xdmvpn_tc_guard=BPF.SCHED_CLS)
     progs = {}
     for table, names, kind in ((b"xdmvpn_xdp_progs", XDP_PROGRAMS, BPF.XDP),
                                (b"xdmvpn_progs", TC_PROGRAMS, BPF.SCHED_CLS)):

@@ -20,12 +20,14 @@ PATHS = (
     "decap", "hairpin", "nhrp", "encap", "encap_nhs", "mcast",
     "pass_not_ipv4", "pass_not_gre", "pass_fragment", "pass_gre_other", "pass_wrong_key",
     "hairpin_slow", "trigger", "trigger_held", "miss", "event_lost", "mss_clamped",
-    "encap_neigh", "nh_fill",
+    "encap_neigh", "nh_fill", "encap_route", "encap_xfrm", "hairpin_xfrm",
 )
 DROPS = (
     "gre_truncated", "inner_malformed", "inner_proto", "nhrp_rate", "loop", "helper",
     "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4", "tail_call",
+    "plaintext_ipsec", "ipsec_no_sa",
 )
+IPSEC_REQUIRED, IPSEC_SA_UP = 1, 2       # flags of xdmvpn_ipsec_peers
 MAX_STATS = 147456          # XDMVPN_MAX_STATS
 MAX_PEERS = 131072          # XDMVPN_MAX_PEERS
 MAX_NHS = 4
@@ -95,6 +97,7 @@ class DataplaneMaps:
         self.paths = module[b"xdmvpn_paths"]
         self.drops_map = module[b"xdmvpn_drops"]
         self.nh_cache = module[b"xdmvpn_nh_cache"]
+        self.ipsec_map = module[b"xdmvpn_ipsec_peers"]
         self._events: list[Event] = []
         self._ring_open = False
         self._free: list[int] | None = None
@@ -236,6 +239,27 @@ class DataplaneMaps:
 
     def remove_multicast(self, nbma) -> None:
         self.set_multicast([a for a in self.multicast() if a != IPv4(nbma)])
+
+    # ---- IPsec peers ------------------------------------------------------------
+    def set_ipsec_required(self, nbma, required: bool, sa_up: bool = False) -> None:
+        """GRE with this NBMA address only through xfrm (programs compiled with
+        ipsec): plaintext from it is dropped in XDP, plaintext to it at the
+        underlay's egress; encap hands its packets to the stack while sa_up (a
+        CHILD_SA is installed), else drops them.  required=False forgets it."""
+        key = self.ipsec_map.Key(_be(nbma))
+        if required:
+            flags = IPSEC_REQUIRED | (IPSEC_SA_UP if sa_up else 0)
+            self.ipsec_map[key] = self.ipsec_map.Leaf(flags)
+        else:
+            try:
+                del self.ipsec_map[key]
+            except KeyError:
+                pass
+
+    def ipsec_peers(self) -> dict[IPv4, dict[str, bool]]:
+        return {_addr(k.value): {"required": bool(v.value & IPSEC_REQUIRED),
+                                 "sa_up": bool(v.value & IPSEC_SA_UP)}
+                for k, v in self.ipsec_map.items()}
 
     # ---- next-hop cache ----------------------------------------------------------
     def flush_nexthops(self) -> None:

@@ -36,6 +36,7 @@ class TunnelDataplane:
     nexthop_cache_ms: int = 1000
     mtu: int = 1400
     xdp_mode: str = "native"
+    ipsec: bool = False            # an [ipsec] profile: IPsec peers' GRE only through xfrm
     pin_name: str | None = None    # pins under /sys/fs/bpf/xdmvpn/<pin_name or name>
 
     def __post_init__(self):
@@ -57,7 +58,7 @@ class TunnelDataplane:
                     trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
                     adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
                     nhrp_max_send_every=self.nhrp_max_send_every,
-                    nexthop_cache_ms=self.nexthop_cache_ms)
+                    nexthop_cache_ms=self.nexthop_cache_ms, ipsec=self.ipsec)
 
     def check(self) -> None:
         """One-line XdmvpnError for a bad setting, before anything is created."""
@@ -67,6 +68,7 @@ class TunnelDataplane:
         return build.DataplaneConfig(
             underlay_ifindex=attach.ifindex(self.underlay),
             overlay_ifindex=attach.ifindex(self.dp_name),
+            tunnel_ifindex=attach.ifindex(self.name),
             overlay_mac=attach.mac_of(self.name),
             overlay_dp_mac=attach.mac_of(self.dp_name),
             pin_dir=str(attach.pin_dir(self.pin_key)),
@@ -81,15 +83,22 @@ class TunnelDataplane:
         attach.pin_dir(self.pin_key).mkdir(parents=True, exist_ok=True)
         attach.create_overlay(self.name, self.mtu)
         attach.enable_forwarding(self.underlay)
+        attach.enable_forwarding(self.name)      # the encap's kernel-route lookup
+        if self.ipsec:
+            attach.prepare_ipsec(self.dp_name)
         cfg = self.config()
         self.module = build.compile_bpf(cfg)
         # Tail-call targets go into the (pinned, shared) program arrays before
         # the new entry programs replace the old ones.
-        self.progs = build.load_programs(self.module)
+        self.progs = build.load_programs(self.module, ipsec=self.ipsec)
         self.maps = DataplaneMaps(self.module)
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
         attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
+        if self.ipsec:
+            attach.attach_tc_egress(self.underlay, self.progs["xdmvpn_tc_guard"])
+        else:
+            attach.detach_tc_egress(self.underlay)
         self.xdp_used_mode = attach.attach_xdp(self.underlay, self.progs["xdmvpn_xdp_underlay"],
                                                self.xdp_mode)
         return self
@@ -104,6 +113,7 @@ class TunnelDataplane:
     def destroy(self) -> None:
         """Detach everything, delete the overlay pair, remove the pins."""
         attach.detach_xdp(self.underlay)
+        attach.detach_tc_egress(self.underlay)
         attach.detach_tc(self.dp_name)
         attach.delete_overlay(self.name)
         self.stop()

@@ -126,7 +126,8 @@ class IpsecPeers:
             return
         try:
             # without ESP in the kernel, "required" on the wire would be a black hole
-            self.maps.set_ipsec_required(peer, needed and self.required and self.esp)
+            self.maps.set_ipsec_required(peer, needed and self.required and self.esp,
+                                         self.manager.view(peer).child_up)
         except Exception as exc:
             self.stats["dataplane_errors"] += 1
             log.warning("ipsec: data plane set_ipsec_required(%s): %s", peer, exc)
@@ -168,6 +169,9 @@ class IpsecPeers:
         up = {p for p in peers if self.manager.view(p).ike_up}
         self.just_up = up - self._up
         self._up = (self._up - peers) | up
+        for peer in peers:
+            if peer in self.refs:        # CHILD_SA up or down: encap may hand over or not
+                self._dataplane(peer, True)
         if self.on_change is not None:
             self.on_change(peers)
 
