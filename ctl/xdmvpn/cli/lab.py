@@ -34,6 +34,11 @@ examples:
       any command in a node's namespace (also spoke1-host, hub-host, underlay)
   xdmvpn lab exec hub -- tcpdump -ni ul0 proto gre
       watch the hub's underlay
+  xdmvpn lab up --ipsec
+      the same with a strongSwan charon in every node: IKE (PSK) hub <-> spokes, and
+      spoke <-> spoke when a shortcut is wanted (ESP only where the kernel has it)
+  xdmvpn lab metrics hub --match dmvpn_ipsec_sas
+      the hub's Prometheus scrape, here only the IPsec SA gauge
   xdmvpn lab down
       stop the daemons, remove namespaces, pinned maps, sockets, configs and logs
       (also what a crashed lab left behind)
@@ -69,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help=f"number of spokes, 1..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
     up.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                     help="how long the daemons may take to register (default 60)")
+    up.add_argument("--ipsec", action="store_true",
+                    help="a strongSwan charon in every node and an [ipsec] block (the lab's "
+                         "pre-shared key) in every configuration: IKE between the hub and "
+                         "each spoke, and between spokes for shortcuts")
     up.add_argument("--no-daemons", action="store_true", help=argparse.SUPPRESS)
     status = add("status", "per node: daemon, NHS state, registered peers, shortcuts",
                  run_status)
@@ -88,7 +97,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="hub, spokeI, NODE-host (the LAN host) or underlay (the bridge)")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
                     help="the command and its arguments")
-    add("down", "remove the lab: daemons, namespaces, pinned maps, sockets, state", run_down)
+    metrics = add("metrics", "print a node's Prometheus scrape (its exporter listens on "
+                  "127.0.0.1 inside the node's namespace)", run_metrics)
+    metrics.add_argument("node", metavar="NODE", help="hub, spoke1, ...")
+    metrics.add_argument("--match", metavar="TEXT",
+                         help="only the lines containing TEXT (e.g. dmvpn_ipsec_sas)")
+    add("down", "remove the lab: daemons, charons, namespaces, pinned maps, sockets, state",
+        run_down)
     config = add("config", "print a node's generated configuration (or its routes); no root, "
                  "nothing started", run_config)
     config.add_argument("node", metavar="NODE", help="hub, spoke1, ...")
@@ -129,7 +144,8 @@ def topology_text(topo: Topology, took: float | None) -> str:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons)
+    topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons,
+                           ipsec=args.ipsec)
     print(topology_text(topo, None if args.no_daemons else took))
     return 0
 
@@ -178,11 +194,22 @@ def run_exec(args: argparse.Namespace) -> int:
     os.execvp(argv[0], argv)
 
 
+def run_metrics(args: argparse.Namespace) -> int:
+    topo = manage.load()
+    text = probe.scrape(topo, topo.node(args.node))
+    if args.match:
+        text = "".join(ln for ln in text.splitlines(keepends=True) if args.match in ln)
+    sys.stdout.write(text)
+    return 0
+
+
 def run_down(args: argparse.Namespace) -> int:
     done = manage.down()
     parts = []
     if done["daemons"]:
         parts.append(f"stopped {done['daemons']} daemon{'s' * (done['daemons'] != 1)}")
+    if done["charons"]:
+        parts.append(f"{done['charons']} charon{'s' * (done['charons'] != 1)}")
     if done["namespaces"]:
         parts.append(f"removed {len(done['namespaces'])} namespaces")
     if done["pins"]:

@@ -2,7 +2,7 @@
 is up), `down` (everything, also what a crashed lab left behind).
 
 State lives in /run/xdmvpn/<name>/: lab.json (the plan's parameters), NODE.toml, NODE.log,
-NODE.pid. The lab name is "lab" unless $XDMVPN_LAB_NAME says otherwise (tests use their
+NODE.pid, and with --ipsec charon-NODE/ (that node's charon: configuration, log, pid). The lab name is "lab" unless $XDMVPN_LAB_NAME says otherwise (tests use their
 own, so that they never touch a lab a user has up)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import XdmvpnError
+from ..ipsec.charon import start_charon, stop_charon
 from . import netns, runner
 from .topology import (DEFAULT_NAME, NAME_ENV, STATE_ROOT, TUNNEL, Topology, check_name,
                        label, leftover_pattern, node_configs, plan)
@@ -20,6 +21,7 @@ from .topology import (DEFAULT_NAME, NAME_ENV, STATE_ROOT, TUNNEL, Topology, che
 PINS = Path("/sys/fs/bpf/xdmvpn")
 SOCKETS = Path(STATE_ROOT)
 STATE_FILE = "lab.json"
+CHARON_DIR = "charon-"              # + node name: a node's charon (--ipsec), under the state
 
 
 def lab_name(name: str | None = None) -> str:
@@ -68,12 +70,13 @@ def load(name: str | None = None) -> Topology:
 
 
 def up(spokes: int, name: str | None = None, timeout: float = 60.0,
-       daemons: bool = True) -> tuple[Topology, float]:
-    """Build the lab; with daemons, start them, wait until every spoke is registered and add
-    the routes. Returns the topology and the seconds the daemons took to be ready."""
+       daemons: bool = True, ipsec: bool = False) -> tuple[Topology, float]:
+    """Build the lab; with daemons, start them (with ipsec, a charon in every node first),
+    wait until every spoke is registered and add the routes. Returns the topology and the
+    seconds the daemons took to be ready."""
     need_root()
     topo = plan(spokes, lab_name(name))
-    configs = node_configs(topo)
+    configs = node_configs(topo, ipsec=ipsec)
     found = leftovers(topo.name)
     if any(found.values()):
         what = (found["namespaces"][:1] or [f"pid {p}" for p in found["daemons"][:1]]
@@ -90,7 +93,7 @@ def up(spokes: int, name: str | None = None, timeout: float = 60.0,
         raise XdmvpnError(f"{label(topo.name)} is already up ({state} exists): run "
                           "`xdmvpn lab down` first") from None
     try:
-        (state / STATE_FILE).write_text(json.dumps(topo.to_dict()) + "\n")
+        (state / STATE_FILE).write_text(json.dumps(dict(topo.to_dict(), ipsec=ipsec)) + "\n")
         for node in topo.nodes:
             Path(topo.config_path(node)).write_text(configs[node.name])
         netns.build(topo)
@@ -99,6 +102,13 @@ def up(spokes: int, name: str | None = None, timeout: float = 60.0,
         raise
     if not daemons:
         return topo, 0.0
+    if ipsec:
+        try:
+            for node in topo.nodes:
+                start_charon(topo.ns(node), state / f"{CHARON_DIR}{node.name}")
+        except XdmvpnError as exc:
+            raise XdmvpnError(f"{exc}; the lab stays up for a look, `xdmvpn lab down` "
+                              "removes it") from None
     procs = {node.name: runner.start(topo, node) for node in topo.nodes}
     try:
         took = runner.wait_ready(topo, procs, timeout)
@@ -118,6 +128,7 @@ def down(name: str | None = None) -> dict:
     found = leftovers(name)
     state = Path(STATE_ROOT) / name
     stopped = runner.stop(found["daemons"], str(state))
+    charons = sum(stop_charon(d) for d in sorted(state.glob(f"{CHARON_DIR}*")))
     netns.delete(found["namespaces"])
     after = leftovers(name)                 # pins and sockets: as the daemons left them
     for pin in after["pins"]:
@@ -129,7 +140,8 @@ def down(name: str | None = None) -> dict:
     if any(left.values()):
         raise XdmvpnError(f"{label(name)}: could not remove everything: " + ", ".join(
             f"{k} {v}" for k, v in left.items() if v))
-    return {"name": name, "daemons": stopped, "namespaces": found["namespaces"],
+    return {"name": name, "daemons": stopped, "charons": charons,
+            "namespaces": found["namespaces"],
             "pins": [str(p) for p in after["pins"]],
             "sockets": [str(s) for s in after["sockets"]],
             "state": None if found["state"] is None else str(found["state"])}

@@ -26,9 +26,10 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from ..config import (SOCKET_DIR, ControlConfig, IpsecConfig, NhrpConfig, NhsConfig,
-                      NodeConfig, TunnelConfig, loads, render_toml)
+from ..config import (SOCKET_DIR, ControlConfig, IpsecConfig, MetricsConfig, NhrpConfig,
+                      NhsConfig, NodeConfig, TunnelConfig, loads, render_toml)
 from ..errors import XdmvpnError
+from ..ipsec.charon import default_socket as charon_socket
 
 DEFAULT_NAME = "lab"
 NAME_ENV = "XDMVPN_LAB_NAME"      # another lab name: several labs side by side (tests)
@@ -44,6 +45,7 @@ HOST = 10                         # the host on each LAN is .10, the router .1
 
 GRE_KEY = 42
 SECRET = "labauth"                # Cisco cleartext authentication, at most 8 bytes
+METRICS_PORT = 9351               # each node's exporter, on its namespace's 127.0.0.1
 PSK = "xdmvpn-lab-psk"            # IPsec pre-shared key with ipsec=True (public: labs only)
 HOLDTIME = 60
 TUNNEL = "dmvpn0"
@@ -204,8 +206,15 @@ def node_config(topo: Topology, node: Node, target: str = "netns",
     # On VMs bpffs and /run are the VM's own: the defaults (instance dmvpn0) fit there.
     instance = topo.instance(node) if target == "netns" else TUNNEL
     control = ControlConfig(socket=f"{SOCKET_DIR}/{instance}.sock", instance=instance)
-    return NodeConfig(role=node.role, tunnel=tunnel, nhrp=nhrp, control=control,
-                      ipsec=IpsecConfig(psk=PSK) if ipsec else None)
+    # the exporter on loopback: a VM's own, or the node's namespace's (each has its own, so
+    # every node listens on the same port; `xdmvpn lab metrics NODE` scrapes it in there)
+    extra = {"metrics": MetricsConfig(listen=f"127.0.0.1:{METRICS_PORT}")}
+    if ipsec:
+        # in the namespace lab every node has its own charon (xdmvpn.ipsec.charon)
+        vici = ({"vici_socket": f"unix://{charon_socket(topo.ns(node))}"}
+                if target == "netns" else {})
+        extra["ipsec"] = IpsecConfig(psk=PSK, **vici)
+    return NodeConfig(role=node.role, tunnel=tunnel, nhrp=nhrp, control=control, **extra)
 
 
 def node_configs(topo: Topology, target: str = "netns", ipsec: bool = False) -> dict[str, str]:
