@@ -138,6 +138,7 @@ enum xdmvpn_path {
 	XDMVPN_PATH_ENCAP_ROUTE,    /* encap: mapping of the gateway of the kernel's route */
 	XDMVPN_PATH_ENCAP_XFRM,     /* encap to an IPsec peer: handed to the stack for xfrm */
 	XDMVPN_PATH_HAIRPIN_XFRM,   /* hairpin toward an IPsec peer: decapsulated for the kernel */
+	XDMVPN_PATH_DECAP_ESP,      /* GRE the kernel decrypted from ESP, delivered on the overlay */
 	XDMVPN_PATH_MAX
 };
 

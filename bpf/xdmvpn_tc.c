@@ -12,6 +12,8 @@
  *                           redirect); no CHILD_SA: drop
  * xdmvpn_tc_guard (underlay egress, with XDMVPN_IPSEC): plaintext GRE to an
  *   IPsec peer is dropped.
+ * xdmvpn_tc_esp_rx (ingress of <tunnel>-rx, with XDMVPN_IPSEC): GRE decrypted
+ *   from ESP, onto the overlay.
  * xdmvpn_tc_mcast (tail call): one copy per multicast-set entry, a batch of
  *   XDMVPN_MCAST_BATCH per call, the position carried in skb->cb[0].
  */
@@ -441,6 +443,65 @@ int xdmvpn_tc_guard(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;
+}
+#endif
+
+#if XDMVPN_IPSEC
+/* Ingress of <tunnel>-rx, a collect_md GRE device (kernels with ESP only).
+ * ESP in transport mode is decrypted by the kernel after XDP, and the GRE
+ * inside goes to the kernel's GRE receive path, not through XDP again: that
+ * device decapsulates it and hands it here, the outer source and the key as
+ * tunnel metadata.  Our key's IPv4 goes on to dmvpn0 as XDP's decap sends it
+ * (a hub's transit traffic emits the trigger there; the kernel then forwards
+ * it back into the overlay, whose encap hands it to xfrm); NHRP was already
+ * delivered to the controller's raw socket; anything else is not ours. */
+int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key tk;
+	struct xdmvpn_peer *peer;
+	__u64 bytes = skb->len;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__be32 sender, src, dst;
+
+	__builtin_memset(&tk, 0, sizeof(tk));
+	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) ||
+	    tk.tunnel_id != (__u32)XDMVPN_GRE_KEY ||
+	    skb->protocol != xdmvpn_htons(ETH_P_IP))
+		return TC_ACT_SHOT;
+	sender = xdmvpn_htonl(tk.remote_ipv4);
+	if (bpf_skb_change_head(skb, ETH_HLEN, 0)) {
+		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+		return TC_ACT_SHOT;
+	}
+	eth = (void *)(long)skb->data;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > (void *)(long)skb->data_end) {
+		xdmvpn_count_drop(XDMVPN_DROP_INNER_MALFORMED, bytes);
+		return TC_ACT_SHOT;
+	}
+	xdmvpn_set_mac(eth->h_dest, XDMVPN_OVERLAY_MAC);
+	xdmvpn_set_mac(eth->h_source, XDMVPN_OVERLAY_DP_MAC);
+	eth->h_proto = xdmvpn_htons(ETH_P_IP);
+	src = ip->saddr;
+	dst = ip->daddr;
+	peer = xdmvpn_route(dst);
+	if (XDMVPN_REDIRECT && peer && peer->nbma != XDMVPN_LOCAL_NBMA_BE &&
+	    peer->nbma != sender &&
+	    xdmvpn_rl_allow(src, dst, bpf_ktime_get_coarse_ns(), XDMVPN_TRIGGER_INTERVAL_NS)) {
+		__u32 n = skb->len - ETH_HLEN;
+		struct xdmvpn_event *ev = xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src,
+							    dst, &n);
+
+		if (ev) {
+			if (bpf_skb_load_bytes(skb, ETH_HLEN, ev->data, n))
+				ev->len = 0;
+			xdmvpn_events.ringbuf_submit(ev, 0);
+			xdmvpn_count_path(XDMVPN_PATH_TRIGGER, 0);
+		}
+	}
+	xdmvpn_count_path(XDMVPN_PATH_DECAP_ESP, bytes);
+	return bpf_redirect(XDMVPN_OVERLAY_IFINDEX, 0);
 }
 #endif
 

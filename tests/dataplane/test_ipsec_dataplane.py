@@ -244,6 +244,46 @@ def test_without_ipsec_in_the_build_the_guard_is_not_attached(lab):
 
 def test_every_program_stays_small_with_ipsec_compiled_in(lab):
     info = lab.dp["hub"].program_info()
-    assert "xdmvpn_tc_guard" in info
+    assert {"xdmvpn_tc_guard", "xdmvpn_tc_esp_rx"} <= set(info)
     sizes = {n: i["verified_insns"] for n, i in info.items()}
     assert all(0 < v < 1000 for v in sizes.values()), str(sizes)
+
+
+def test_the_esp_receive_device_or_a_one_line_error(lab):
+    """With ESP in the kernel the data plane receives decrypted GRE on a collect_md GRE
+    device <tunnel>-rx (ip_gre). Here there is no ip_gre: starting with it is one clear
+    line, and nothing is left attached; where there is, the device is made and carries
+    xdmvpn_tc_esp_rx."""
+    from xdmvpn.errors import XdmvpnError
+    tag = f"{os.getpid()}r"
+    ns = f"xdi-rx-{tag}"
+    netns.add(ns)
+    try:
+        netns.sh("ip", "link", "add", "ul0", "type", "veth", "peer", "ul0p", ns=ns)
+        for dev in ("ul0", "ul0p"):
+            netns.sh("ip", "link", "set", dev, "up", ns=ns)
+        netns.addr(ns, "ul0", "192.0.2.60/24")
+        has_gre = subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "add", "probe0",
+                                  "type", "gre", "external"], capture_output=True).returncode == 0
+        if has_gre:
+            netns.sh("ip", "link", "del", "probe0", ns=ns)
+        with in_netns(ns):
+            dp = TunnelDataplane(name="dmvpn0", underlay="ul0", local_nbma="192.0.2.60",
+                                 gre_key=42, pin_name=f"xdi-rx-{tag}", ipsec=True,
+                                 esp_rx=True)
+            try:
+                if has_gre:
+                    dp.start()
+                    out = netns.sh("tc", "filter", "show", "dev", "dmvpn0-rx", "ingress", ns=ns)
+                    assert "xdmvpn_tc_esp_rx" in out
+                    assert "external" in netns.sh("ip", "-d", "link", "show", "dmvpn0-rx", ns=ns)
+                else:
+                    with pytest.raises(XdmvpnError) as err:
+                        dp.start()
+                    msg = str(err.value)
+                    assert "\n" not in msg and "dmvpn0-rx" in msg and "ip_gre" in msg, msg
+            finally:
+                dp.destroy()
+        assert "dmvpn0" not in netns.sh("ip", "link", "show", ns=ns)
+    finally:
+        netns.delete(ns)

@@ -76,9 +76,13 @@ def test_ping_goes_through_esp_and_plaintext_gre_never_on_the_wire(lab):
             assert " 0% packet loss" in r.stdout, r.stdout
         r = lab.ping("spoke1", lab.lan_host("spoke2"), count=20, interval=0.1)
         assert " 0% packet loss" in r.stdout, r.stdout
+    before = {n: lab.path(n, "decap_esp") for n in ("hub1", "spoke2")}
     esp, gre = capture(lab, traffic)
     assert esp, "no ESP on the underlay"
     assert gre == [], gre[:5]
+    # decrypted GRE reached the overlay through <tunnel>-rx, not XDP
+    assert all(lab.path(n, "decap_esp") > before[n] for n in before)
+    assert lab.path("spoke1", "encap_xfrm") >= 25
     states = lab.exec("spoke1", "ip", "xfrm", "state").stdout
     assert "proto esp" in states and "mode transport" in states
 
@@ -97,11 +101,12 @@ def test_shortcut_waits_for_its_child_sa_and_falls_back_without_it(lab):
                        timeout=20)
     lab.wait_for(lambda: lab.ask("spoke1", "stats")["daemon"].get("shortcut_fallback", 0)
                  >= 1, 20, message="fallback counted")
-    hub_before = lab.path("hub1", "hairpin")
+    # through the hub: ESP in, decrypted onto its overlay, back out through xfrm
+    hub_before = lab.path("hub1", "encap_xfrm")
     r = lab.ping("spoke1", lab.lan_host("spoke2"), count=5, interval=0.1)
     assert " 0% packet loss" in r.stdout, r.stdout
     # through the hub, unless the manager already brought the CHILD_SA back
-    assert lab.path("hub1", "hairpin") > hub_before or (
+    assert lab.path("hub1", "encap_xfrm") > hub_before or (
         routes(lab, "spoke1") and child_sas(lab, "spoke1", "spoke2"))
     # the manager sets the CHILD_SA up again, and the shortcut returns to the direct path
     lab.wait_for(lambda: child_sas(lab, "spoke1", "spoke2") and routes(lab, "spoke1"), 40,

@@ -23,6 +23,7 @@ from ..engine.nhc import NhcState
 from ..engine.node import Node
 from ..engine.params import from_config
 from ..errors import XdmvpnError
+from ..ipsec.kernel import esp_missing
 from ..ipsec.peers import IpsecPeers
 from ..exporter import server as metrics_server
 from ..transport import GreSocket
@@ -120,7 +121,8 @@ class Daemon:
             redirect=n.redirect, ttl=t.ttl, df=_df(t.df), adjust_mss=t.adjust_mss or 0,
             nhrp_max_send=n.max_send.packets, nhrp_max_send_every=n.max_send.interval,
             mtu=t.mtu, pin_name=self.cfg.control.instance,
-            ipsec=self.cfg.ipsec is not None and self.cfg.ipsec.required)
+            ipsec=self.cfg.ipsec is not None and self.cfg.ipsec.required,
+            esp_rx=self.cfg.ipsec is not None and esp_missing() is None)
 
     def _params(self, cfg):
         """The engine's parameters; a hub refuses registrations (insufficient resources)

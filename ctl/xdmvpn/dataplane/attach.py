@@ -119,6 +119,34 @@ def prepare_ipsec(dp_name: str) -> None:
     _sysctl(f"net/ipv4/conf/{dp_name}/rp_filter", "0")
 
 
+def create_esp_rx(name: str) -> None:
+    """A collect_md GRE device `name` (kept when there): the kernel's receive path for GRE
+    it decrypted from ESP (xdmvpn_tc_esp_rx on its ingress takes it to the overlay).
+    Needs ip_gre, which every kernel with ESP here has; one line when it is missing."""
+    if not _link_exists(name):
+        res = subprocess.run(["ip", "link", "add", name, "type", "gre", "external"],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            why = (res.stderr.strip().splitlines() or ["failed"])[-1]
+            raise XdmvpnError(f"cannot create {name} (GRE decrypted from ESP arrives there): "
+                              f"{why}; the kernel needs ip_gre (CONFIG_NET_IPGRE)")
+    _sysctl(f"net/ipv4/conf/{name}/rp_filter", "0")
+    with _ipr() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+
+def _link_exists(name: str) -> bool:
+    with _ipr() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
+
+
+def delete_link(name: str) -> None:
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])
+
+
 def detach_tc(ifname: str) -> None:
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=ifname)

@@ -236,7 +236,8 @@ def load_programs(module, extra: dict | None = None, ipsec: bool = False) -> dic
     from bcc import BPF
 
     if ipsec:
-        extra = dict(extra or {}, xdmvpn_tc_guard=BPF.SCHED_CLS)
+        extra = dict(extra or {}, xdmvpn_tc_guard=BPF.SCHED_CLS,
+                     xdmvpn_tc_esp_rx=BPF.SCHED_CLS)
     progs = {}
     for table, names, kind in ((b"xdmvpn_xdp_progs", XDP_PROGRAMS, BPF.XDP),
                                (b"xdmvpn_progs", TC_PROGRAMS, BPF.SCHED_CLS)):

@@ -20,7 +20,7 @@ PATHS = (
     "decap", "hairpin", "nhrp", "encap", "encap_nhs", "mcast",
     "pass_not_ipv4", "pass_not_gre", "pass_fragment", "pass_gre_other", "pass_wrong_key",
     "hairpin_slow", "trigger", "trigger_held", "miss", "event_lost", "mss_clamped",
-    "encap_neigh", "nh_fill", "encap_route", "encap_xfrm", "hairpin_xfrm",
+    "encap_neigh", "nh_fill", "encap_route", "encap_xfrm", "hairpin_xfrm", "decap_esp",
 )
 DROPS = (
     "gre_truncated", "inner_malformed", "inner_proto", "nhrp_rate", "loop", "helper",

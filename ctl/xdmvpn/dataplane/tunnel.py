@@ -37,6 +37,7 @@ class TunnelDataplane:
     mtu: int = 1400
     xdp_mode: str = "native"
     ipsec: bool = False            # an [ipsec] profile: IPsec peers' GRE only through xfrm
+    esp_rx: bool = False           # the kernel has ESP: receive decrypted GRE on <name>-rx
     pin_name: str | None = None    # pins under /sys/fs/bpf/xdmvpn/<pin_name or name>
 
     def __post_init__(self):
@@ -52,6 +53,10 @@ class TunnelDataplane:
     @property
     def dp_name(self) -> str:
         return f"{self.name}-dp"
+
+    @property
+    def rx_name(self) -> str:
+        return f"{self.name}-rx"
 
     def _settings(self) -> dict:
         return dict(local_nbma=self.local_nbma, gre_key=self.gre_key, redirect=self.redirect,
@@ -86,6 +91,8 @@ class TunnelDataplane:
         attach.enable_forwarding(self.name)      # the encap's kernel-route lookup
         if self.ipsec:
             attach.prepare_ipsec(self.dp_name)
+            if self.esp_rx:                    # before anything is attached: may fail
+                attach.create_esp_rx(self.rx_name)
         cfg = self.config()
         self.module = build.compile_bpf(cfg)
         # Tail-call targets go into the (pinned, shared) program arrays before
@@ -99,6 +106,8 @@ class TunnelDataplane:
             attach.attach_tc_egress(self.underlay, self.progs["xdmvpn_tc_guard"])
         else:
             attach.detach_tc_egress(self.underlay)
+        if self.ipsec and self.esp_rx:
+            attach.attach_tc_ingress(self.rx_name, self.progs["xdmvpn_tc_esp_rx"])
         self.xdp_used_mode = attach.attach_xdp(self.underlay, self.progs["xdmvpn_xdp_underlay"],
                                                self.xdp_mode)
         return self
@@ -114,6 +123,7 @@ class TunnelDataplane:
         """Detach everything, delete the overlay pair, remove the pins."""
         attach.detach_xdp(self.underlay)
         attach.detach_tc_egress(self.underlay)
+        attach.delete_link(self.rx_name)
         attach.detach_tc(self.dp_name)
         attach.delete_overlay(self.name)
         self.stop()
