@@ -16,6 +16,7 @@ The encrypted path itself runs on the Vagrant boxes (tests/ipsec/test_esp.py).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -84,6 +85,22 @@ def out_policy(lab, n, src, dst):
     netns.sh("ip", "xfrm", "policy", "add", "src", src, "dst", dst, "proto", "gre", "dir",
              "out", "tmpl", "src", src, "dst", dst, "proto", "esp", "mode", "transport",
              ns=lab.ns[n])
+
+
+@contextlib.contextmanager
+def single_node(kind: str, nbma: str):
+    """A namespace of one node: underlay ul0 (a veth, its peer ul0p) with address nbma.
+    Yields its name (also the pin name), removes the namespace after."""
+    tag = f"xdi-{kind}-{os.getpid()}"
+    netns.add(tag)
+    try:
+        netns.sh("ip", "link", "add", "ul0", "type", "veth", "peer", "ul0p", ns=tag)
+        for dev in ("ul0", "ul0p"):
+            netns.sh("ip", "link", "set", dev, "up", ns=tag)
+        netns.addr(tag, "ul0", f"{nbma}/24")
+        yield tag
+    finally:
+        netns.delete(tag)
 
 
 class Wire:
@@ -220,17 +237,10 @@ def test_multicast_copies_for_an_ipsec_peer_take_the_xfrm_path(lab):
 def test_without_ipsec_in_the_build_the_guard_is_not_attached(lab):
     out = netns.sh("tc", "filter", "show", "dev", "ul0", "egress", ns=lab.ns["hub"])
     assert "xdmvpn_tc_guard" in out
-    tag = f"{os.getpid()}p"
-    ns = f"xdi-plain-{tag}"
-    netns.add(ns)
-    try:
-        netns.sh("ip", "link", "add", "ul0", "type", "veth", "peer", "ul0p", ns=ns)
-        for dev in ("ul0", "ul0p"):
-            netns.sh("ip", "link", "set", dev, "up", ns=ns)
-        netns.addr(ns, "ul0", "192.0.2.50/24")
+    with single_node("plain", "192.0.2.50") as ns:
         with in_netns(ns):
             dp = TunnelDataplane(name="dmvpn0", underlay="ul0", local_nbma="192.0.2.50",
-                                 pin_name=f"xdi-plain-{tag}")
+                                 pin_name=ns)
             dp.start()
             try:
                 assert "xdmvpn_tc_guard" not in dp.progs
@@ -238,8 +248,6 @@ def test_without_ipsec_in_the_build_the_guard_is_not_attached(lab):
                 assert "xdmvpn" not in out
             finally:
                 dp.destroy()
-    finally:
-        netns.delete(ns)
 
 
 def test_every_program_stays_small_with_ipsec_compiled_in(lab):
@@ -255,21 +263,14 @@ def test_the_esp_receive_device_or_a_one_line_error(lab):
     line, and nothing is left attached; where there is, the device is made and carries
     xdmvpn_tc_esp_rx."""
     from xdmvpn.errors import XdmvpnError
-    tag = f"{os.getpid()}r"
-    ns = f"xdi-rx-{tag}"
-    netns.add(ns)
-    try:
-        netns.sh("ip", "link", "add", "ul0", "type", "veth", "peer", "ul0p", ns=ns)
-        for dev in ("ul0", "ul0p"):
-            netns.sh("ip", "link", "set", dev, "up", ns=ns)
-        netns.addr(ns, "ul0", "192.0.2.60/24")
+    with single_node("rx", "192.0.2.60") as ns:
         has_gre = subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "add", "probe0",
                                   "type", "gre", "external"], capture_output=True).returncode == 0
         if has_gre:
             netns.sh("ip", "link", "del", "probe0", ns=ns)
         with in_netns(ns):
             dp = TunnelDataplane(name="dmvpn0", underlay="ul0", local_nbma="192.0.2.60",
-                                 gre_key=42, pin_name=f"xdi-rx-{tag}", ipsec=True,
+                                 gre_key=42, pin_name=ns, ipsec=True,
                                  esp_rx=True)
             try:
                 if has_gre:
@@ -285,5 +286,3 @@ def test_the_esp_receive_device_or_a_one_line_error(lab):
             finally:
                 dp.destroy()
         assert "dmvpn0" not in netns.sh("ip", "link", "show", ns=ns)
-    finally:
-        netns.delete(ns)
