@@ -183,6 +183,21 @@ static __always_inline int xdmvpn_rl_allow(__be32 src, __be32 dst, __u64 now,
 	return 1;
 }
 
+/* A traffic-indication trigger for (src, dst) from sender: the event to fill
+ * with up to *n bytes of the inner packet and submit (then count
+ * XDMVPN_PATH_TRIGGER), or NULL when the rate limit holds it (counted) or the
+ * ring is full.  Shared by XDP's hairpin and tc's ESP receive. */
+static __always_inline struct xdmvpn_event *xdmvpn_trigger_start(__be32 sender, __be32 src,
+								 __be32 dst, __u64 now,
+								 __u32 *n)
+{
+	if (!xdmvpn_rl_allow(src, dst, now, XDMVPN_TRIGGER_INTERVAL_NS)) {
+		xdmvpn_count_path(XDMVPN_PATH_TRIGGER_HELD, 0);
+		return 0;
+	}
+	return xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src, dst, n);
+}
+
 /* Outer fib lookup toward nbma on the underlay.  Returns the BPF_FIB_LKUP_RET_*
  * code; on success fib->smac/dmac/ifindex are set. */
 #define xdmvpn_fib(ctx_, fib_, nbma_, tos_, totlen_, flags_)                 \

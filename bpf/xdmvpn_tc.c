@@ -190,23 +190,33 @@ static __always_inline int xdmvpn_to_stack(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* IPsec decision for an encapsulated packet toward nbma: 0 not an IPsec peer
+ * (send as usual), 1 hand it to the stack (xfrm), -XDMVPN_DROP_IPSEC_NO_SA
+ * while its CHILD_SA is not up.  One map lookup, none without XDMVPN_IPSEC. */
+static __always_inline int xdmvpn_ipsec_route(__be32 nbma)
+{
+	__u32 f = xdmvpn_ipsec_flags(nbma);
+
+	if (!(f & XDMVPN_IPSEC_REQUIRED))
+		return 0;
+	return (f & XDMVPN_IPSEC_SA_UP) ? 1 : -XDMVPN_DROP_IPSEC_NO_SA;
+}
+
 /* Send a copy of the encapsulated skb to nbma (multicast: fib lookup per copy;
  * an IPsec peer's copy goes back into dmvpn0-dp, see xdmvpn_tc_encap). */
 static __always_inline int xdmvpn_send_copy(struct __sk_buff *skb, __be32 nbma)
 {
 	struct bpf_fib_lookup fib;
-	__u32 ipsec;
 	int rc;
 
 	if (xdmvpn_set_dst(skb, nbma))
 		return -XDMVPN_DROP_HELPER;
-	ipsec = xdmvpn_ipsec_flags(nbma);
-	if (ipsec & XDMVPN_IPSEC_REQUIRED) {
-		if (!(ipsec & XDMVPN_IPSEC_SA_UP))
-			return -XDMVPN_DROP_IPSEC_NO_SA;
+	rc = xdmvpn_ipsec_route(nbma);
+	if (rc < 0)
+		return rc;
+	if (rc)
 		return bpf_clone_redirect(skb, XDMVPN_OVERLAY_IFINDEX, BPF_F_INGRESS) ?
 			-XDMVPN_DROP_HELPER : 0;
-	}
 	rc = xdmvpn_fib(skb, &fib, nbma, 0, 0, BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return -XDMVPN_DROP_NO_NEIGH;
@@ -379,21 +389,19 @@ int xdmvpn_tc_build(struct __sk_buff *skb)
 
 		xdmvpn_count_peer(&p, bytes, now);
 	}
-	if (xdmvpn_ipsec_flags(nbma) & XDMVPN_IPSEC_REQUIRED) {
-		rc = -XDMVPN_DROP_IPSEC_NO_SA;
-		if (xdmvpn_ipsec_flags(nbma) & XDMVPN_IPSEC_SA_UP)
-			rc = xdmvpn_set_dst(skb, nbma) ? -XDMVPN_DROP_HELPER : xdmvpn_to_stack(skb);
-		if (rc < 0)
-			xdmvpn_count_drop(-rc, bytes);
-		return rc < 0 ? TC_ACT_SHOT : rc;
+	rc = xdmvpn_ipsec_route(nbma);
+	if (rc == 0) {
+		nh = xdmvpn_nh_cache.lookup(&idx);
+		rc = xdmvpn_send(skb, nbma, nh, now);
+		if (rc >= 0)
+			xdmvpn_count_path(path, bytes);
+	} else if (rc > 0) {
+		rc = xdmvpn_set_dst(skb, nbma) ? -XDMVPN_DROP_HELPER : xdmvpn_to_stack(skb);
 	}
-	nh = xdmvpn_nh_cache.lookup(&idx);
-	rc = xdmvpn_send(skb, nbma, nh, now);
 	if (rc < 0) {
 		xdmvpn_count_drop(-rc, bytes);
 		return TC_ACT_SHOT;
 	}
-	xdmvpn_count_path(path, bytes);
 	return rc;
 }
 
@@ -487,11 +495,10 @@ int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
 	dst = ip->daddr;
 	peer = xdmvpn_route(dst);
 	if (XDMVPN_REDIRECT && peer && peer->nbma != XDMVPN_LOCAL_NBMA_BE &&
-	    peer->nbma != sender &&
-	    xdmvpn_rl_allow(src, dst, bpf_ktime_get_coarse_ns(), XDMVPN_TRIGGER_INTERVAL_NS)) {
+	    peer->nbma != sender) {
 		__u32 n = skb->len - ETH_HLEN;
-		struct xdmvpn_event *ev = xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src,
-							    dst, &n);
+		struct xdmvpn_event *ev = xdmvpn_trigger_start(sender, src, dst,
+							      bpf_ktime_get_coarse_ns(), &n);
 
 		if (ev) {
 			if (bpf_skb_load_bytes(skb, ETH_HLEN, ev->data, n))

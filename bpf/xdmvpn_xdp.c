@@ -185,14 +185,9 @@ static __always_inline void xdmvpn_trigger(struct xdp_md *ctx, __be32 sender,
 					   __be32 src, __be32 dst, __u32 off,
 					   __u32 avail, __u64 now)
 {
-	struct xdmvpn_event *ev;
 	__u32 n = avail;
+	struct xdmvpn_event *ev = xdmvpn_trigger_start(sender, src, dst, now, &n);
 
-	if (!xdmvpn_rl_allow(src, dst, now, XDMVPN_TRIGGER_INTERVAL_NS)) {
-		xdmvpn_count_path(XDMVPN_PATH_TRIGGER_HELD, 0);
-		return;
-	}
-	ev = xdmvpn_event_start(XDMVPN_EV_TRIGGER, sender, src, dst, &n);
 	if (!ev)
 		return;
 	if (bpf_xdp_load_bytes(ctx, off, ev->data, n))
