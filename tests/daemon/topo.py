@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nsutil import need_root, sh
 from xdmvpn import control
+from xdmvpn.dataplane import netns
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = 42
@@ -88,21 +89,13 @@ class Topology:
     # -- building -------------------------------------------------------------------------------
     def _ns(self, short: str) -> str:
         name = self.ns(short)
-        sh("ip", "netns", "add", name)
+        netns.add(name)
         self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
     def _veth(self, a_ns, a_if, b_ns, b_if) -> None:
-        tmp_a, tmp_b = f"v{self.tag}{a_if[:3]}{len(self.namespaces)}a", \
-            f"v{self.tag}{a_if[:3]}{len(self.namespaces)}b"
-        sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
-        sh("ip", "link", "set", tmp_a, "netns", a_ns)
-        sh("ip", "link", "set", tmp_b, "netns", b_ns)
-        sh("ip", "-n", a_ns, "link", "set", tmp_a, "name", a_if)
-        sh("ip", "-n", b_ns, "link", "set", tmp_b, "name", b_if)
-        sh("ip", "-n", a_ns, "link", "set", a_if, "up")
-        sh("ip", "-n", b_ns, "link", "set", b_if, "up")
+        netns.veth_between(f"v{self.tag}{a_if[:3]}{len(self.namespaces)}", a_ns, a_if,
+                           b_ns, b_if)
 
     def _node(self, name: str) -> None:
         ns = self._ns(name)

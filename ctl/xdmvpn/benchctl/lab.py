@@ -1,9 +1,9 @@
 """Namespaces, veths and `xdmvpn run` processes for `xdmvpn bench control`; small
-helpers (shell, entering a namespace for a socket, a process's CPU and RSS)."""
+helpers (shell, a process's CPU and RSS). Namespaces are made and entered with
+xdmvpn.dataplane's helpers (netns, testrun.in_netns)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -12,10 +12,10 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from .. import control
+from ..dataplane import netns as nsutil
 from ..errors import XdmvpnError
 
 KEY = 42
@@ -26,11 +26,8 @@ MTU = 1400
 ETH_P_IP = 0x0800
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-CLONE_NEWNET = 0x40000000
 SO_RCVBUFFORCE = 33
 SO_TIMESTAMPNS = 35          # SO_TIMESTAMPNS_OLD: struct timespec of two longs
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -38,22 +35,6 @@ def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.Complet
     if check and r.returncode != 0:
         raise XdmvpnError(f"{' '.join(cmd)}: {(r.stderr or r.stdout).strip()}")
     return r
-
-
-@contextmanager
-def netns(name: str):
-    """Run the body (this thread) in network namespace `name`: sockets made there stay
-    there after the body."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-        yield
-    finally:
-        _libc.setns(own, CLONE_NEWNET)
-        os.close(own)
-        os.close(target)
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -116,19 +97,13 @@ class Lab:
 
     def add_ns(self, short: str) -> str:
         name = self.ns(short)
-        sh("ip", "netns", "add", name)
+        nsutil.add(name)
         self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
     def veth(self, a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
         self.links += 1
-        ta, tb = f"v{self.tag}{self.links}a", f"v{self.tag}{self.links}b"
-        sh("ip", "link", "add", ta, "type", "veth", "peer", "name", tb)
-        for ns, tmp, ifname in ((a_ns, ta, a_if), (b_ns, tb, b_if)):
-            sh("ip", "link", "set", tmp, "netns", ns)
-            sh("ip", "-n", ns, "link", "set", tmp, "name", ifname)
-            sh("ip", "-n", ns, "link", "set", ifname, "up")
+        nsutil.veth_between(f"v{self.tag}{self.links}", a_ns, a_if, b_ns, b_if)
 
     def start(self, short: str, config: str, profile: str | None = None) -> subprocess.Popen:
         """`xdmvpn run` in namespace ns(short), entered with nsenter (not `ip netns exec`,

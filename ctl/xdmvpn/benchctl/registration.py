@@ -17,13 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+from ..dataplane.testrun import in_netns
 from ..errors import XdmvpnError
 from ..nhrp import (
     AuthExtension, Cie, CieListExtension, ExtType, Flag, PacketType, RegistrationReply,
     RegistrationRequest, decode, encode, end_extension,
 )
 from .lab import (
-    AUTH, HOLDTIME, KEY, MTU, SO_RCVBUFFORCE, Lab, cpu_seconds, hub_config, netns, rss_bytes, sh,
+    AUTH, HOLDTIME, KEY, MTU, SO_RCVBUFFORCE, Lab, cpu_seconds, hub_config, rss_bytes, sh,
 )
 
 # registration bench addressing
@@ -79,7 +80,7 @@ class Generator:
     both in the generator namespace."""
 
     def __init__(self, ns: str):
-        with netns(ns):
+        with in_netns(ns):
             self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
             self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
         for s, opt in ((self.rx, SO_RCVBUFFORCE), (self.tx, 32)):   # 32: SO_SNDBUFFORCE

@@ -8,10 +8,11 @@ import struct
 import sys
 import time
 
+from ..dataplane.testrun import in_netns
 from ..errors import XdmvpnError
 from .lab import (
     AUTH, ETH_P_ALL, ETH_P_IP, KEY, MTU, PACKET_OUTGOING, SO_RCVBUFFORCE, SO_TIMESTAMPNS, Lab,
-    hub_config, netns, percentile, sh, wait_for,
+    hub_config, percentile, sh, wait_for,
 )
 
 # shortcut lab addressing (tests/daemon/topo.py)
@@ -103,7 +104,7 @@ class Capture:
     """AF_PACKET on one bridge port (in the underlay namespace), kernel timestamps."""
 
     def __init__(self, ns: str, port: str):
-        with netns(ns):
+        with in_netns(ns):
             # ETH_P_ALL: a socket of one protocol never sees what the device sends
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
                                       socket.htons(ETH_P_ALL))
@@ -219,7 +220,7 @@ def shortcut_bench(trials: int, interval: float) -> dict:
         wait_for(lambda: any(p["prefix"] == "10.0.2.0/24"
                              for p in lab.ask("hub", "stats")["prefixes"]), 15,
                  "hub mirrored the route to spoke2's LAN into its data plane")
-        with netns(lab.ns("s2lan")):       # a listener: no port unreachable back
+        with in_netns(lab.ns("s2lan")):       # a listener: no port unreachable back
             sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sink.bind(("0.0.0.0", UDP_PORT))
         to_s2 = Capture(lab.ns("ul"), ports["s2"])
@@ -228,7 +229,7 @@ def shortcut_bench(trials: int, interval: float) -> dict:
         try:
             for t in range(trials + 1):          # trial 0 warms ARP and caches up: not counted
                 src = f"10.0.1.{100 + t}"
-                with netns(lab.ns("s1lan")):
+                with in_netns(lab.ns("s1lan")):
                     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 tx.bind((src, 0))
                 try:

@@ -13,12 +13,14 @@ import struct
 import subprocess
 import time
 
+from ..errors import XdmvpnError
+
 
 def sh(*args: str, ns: str | None = None, check: bool = True) -> str:
     cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
     rc = subprocess.run(cmd, capture_output=True, text=True)
     if check and rc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {rc.stderr.strip()}")
+        raise XdmvpnError(f"{' '.join(cmd)}: {rc.stderr.strip()}")
     return rc.stdout
 
 
@@ -39,6 +41,18 @@ def veth(a: str, ns_a: str | None, b: str, ns_b: str | None, mac_a: str | None =
         if ns:
             sh("ip", "link", "set", dev, "netns", ns)
         sh("ip", "link", "set", dev, "up", ns=ns)
+
+
+def veth_between(tmp: str, a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
+    """A veth pair from a_ns/a_if to b_ns/b_if, both up. It is made in this namespace as
+    tmp+"a"/tmp+"b" (tmp unique here, at most 14 characters) and renamed inside the
+    namespaces, so that both ends may have the same name (eth0 <-> eth0)."""
+    ta, tb = f"{tmp}a", f"{tmp}b"
+    sh("ip", "link", "add", ta, "type", "veth", "peer", "name", tb)
+    for ns, t, ifname in ((a_ns, ta, a_if), (b_ns, tb, b_if)):
+        sh("ip", "link", "set", t, "netns", ns)
+        sh("ip", "link", "set", t, "name", ifname, ns=ns)
+        sh("ip", "link", "set", ifname, "up", ns=ns)
 
 
 def addr(ns: str | None, dev: str, cidr: str) -> None:
