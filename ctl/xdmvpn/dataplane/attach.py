@@ -140,13 +140,6 @@ def _link_exists(name: str) -> bool:
         return bool(ipr.link_lookup(ifname=name))
 
 
-def delete_link(name: str) -> None:
-    with _ipr() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if found:
-            ipr.link("del", index=found[0])
-
-
 def detach_tc(ifname: str) -> None:
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=ifname)
@@ -182,7 +175,8 @@ def create_overlay(name: str, mtu: int = 1400) -> str:
     return peer
 
 
-def delete_overlay(name: str) -> None:
+def delete_link(name: str) -> None:
+    """Delete interface `name` if it is there (the overlay pair goes with either end)."""
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:

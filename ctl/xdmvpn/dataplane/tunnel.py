@@ -125,7 +125,7 @@ class TunnelDataplane:
         attach.detach_tc_egress(self.underlay)
         attach.delete_link(self.rx_name)
         attach.detach_tc(self.dp_name)
-        attach.delete_overlay(self.name)
+        attach.delete_link(self.name)
         self.stop()
         attach.remove_pins(self.pin_key)
 

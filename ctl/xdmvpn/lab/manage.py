@@ -2,8 +2,9 @@
 is up), `down` (everything, also what a crashed lab left behind).
 
 State lives in /run/xdmvpn/<name>/: lab.json (the plan's parameters), NODE.toml, NODE.log,
-NODE.pid, and with --ipsec charon-NODE/ (that node's charon: configuration, log, pid). The lab name is "lab" unless $XDMVPN_LAB_NAME says otherwise (tests use their
-own, so that they never touch a lab a user has up)."""
+NODE.pid, and with --ipsec charon-NODE/ (that node's charon: configuration, log, pid). The
+lab name is "lab" unless $XDMVPN_LAB_NAME says otherwise (tests use their own, so that they
+never touch a lab a user has up)."""
 
 from __future__ import annotations
 
