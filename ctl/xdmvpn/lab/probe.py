@@ -171,20 +171,14 @@ STATUS_HEADER = ("Node", "Namespace", "Daemon", "NHS", "Registered", "Shortcuts"
 def scrape(topo: Topology, node: Node, timeout: float = 10.0) -> str:
     """The node's Prometheus exposition, fetched from inside its namespace (its exporter
     listens on that namespace's 127.0.0.1)."""
-    import subprocess
-    import sys
+    import urllib.request
+    from ..dataplane.testrun import in_netns
     from .topology import METRICS_PORT
     url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
-    code = ("import sys, urllib.request\n"
-            "try:\n"
-            f"    sys.stdout.write(urllib.request.urlopen({url!r}, timeout={timeout}).read()"
-            ".decode())\n"
-            "except OSError as e:\n"
-            "    sys.exit(str(getattr(e, 'reason', e)))\n")
-    out = subprocess.run(["nsenter", f"--net=/run/netns/{topo.ns(node)}", sys.executable,
-                          "-c", code], capture_output=True, text=True, timeout=timeout + 20)
-    if out.returncode != 0:
-        why = (out.stderr.strip().splitlines() or ["failed"])[-1]
+    try:
+        with in_netns(topo.ns(node)):            # the connection is made in there
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.read().decode()
+    except OSError as exc:
         raise XdmvpnError(f"lab metrics: {node.name}'s exporter at {url} (in {topo.ns(node)}): "
-                          f"{why}")
-    return out.stdout
+                          f"{getattr(exc, 'reason', exc)}") from None
