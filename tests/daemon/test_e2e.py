@@ -4,14 +4,12 @@ namespaces, the BPF data plane in the kernel, NHRP on the wire, tshark as the ju
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from nsutil import sh
 from topo import Topology
 from tshark_oracle import tshark_nhrp
 from util import run_cli

@@ -100,8 +100,10 @@ def _decode_mandatory(pkt: Packet, wire: bytes, end: int, shl: int, ssl: int) ->
     elif isinstance(pkt, ErrorIndication):
         spl, dpl, pkt.reserved, pkt.error_code, pkt.error_offset = \
             _MAND_ERR.unpack_from(wire, off)
-    else:
+    elif isinstance(pkt, TrafficIndication):
         spl, dpl, pkt.traffic_code, pkt.reserved = _MAND_TI.unpack_from(wire, off)
+    else:   # pragma: no cover - TYPE_CLASSES holds only these three kinds
+        raise NhrpDecodeError("packet type", 17, f"no layout for {type(pkt).__name__}")
     off += 8
     _need(wire, off, shl + ssl + spl + dpl, end, "mandatory part addresses")
     pkt.src_nbma = addr_from_bytes(wire[off:off + shl])
@@ -114,7 +116,7 @@ def _decode_mandatory(pkt: Packet, wire: bytes, end: int, shl: int, ssl: int) ->
     off += dpl
     if isinstance(pkt, RequestReply):
         pkt.cies = _decode_cies(wire, off, end, "CIE")
-    else:
+    elif isinstance(pkt, (ErrorIndication, TrafficIndication)):
         pkt.contents = wire[off:end]
 
 
@@ -228,7 +230,7 @@ def _len6(raw: bytes, what: str) -> int:
     return len(raw)
 
 
-def _encode_cie(cie: Cie, parts: list) -> None:
+def _encode_cie(cie: Cie, parts: list[bytes]) -> None:
     nbma = addr_to_bytes(cie.client_nbma)
     proto = addr_to_bytes(cie.client_proto)
     parts.append(_CIE.pack(cie.code, cie.prefix_len, cie.reserved, cie.mtu, cie.holdtime,
@@ -248,7 +250,7 @@ def _ext_word(ext: AnyExtension) -> int:
 def extension_body(ext: AnyExtension) -> bytes:
     """The wire body of one extension (without its 4-byte type/length header)."""
     if isinstance(ext, CieListExtension):
-        sub: list = []
+        sub: list[bytes] = []
         for cie in ext.cies:
             _encode_cie(cie, sub)
         body = b"".join(sub)
@@ -261,7 +263,7 @@ def extension_body(ext: AnyExtension) -> bytes:
     return body
 
 
-def _encode_extension(ext: AnyExtension, parts: list) -> None:
+def _encode_extension(ext: AnyExtension, parts: list[bytes]) -> None:
     body = extension_body(ext)
     parts.append(_EXT.pack(_ext_word(ext), len(body)))
     parts.append(body)

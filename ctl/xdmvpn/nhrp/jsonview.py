@@ -3,10 +3,13 @@ summaries. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .codec import extension_body
 from .constants import EXT_TYPE_NAMES, PACKET_TYPE_NAMES, ExtType
 from .messages import (
-    AuthExtension, Cie, CieListExtension, ErrorIndication, Packet, RequestReply,
+    AnyExtension, AuthExtension, Cie, CieListExtension, ErrorIndication, Packet, RequestReply,
     TrafficIndication, VendorExtension,
 )
 from .wire import addr_text
@@ -19,7 +22,12 @@ _SHORT_EXT_NAMES = {
 }
 
 
-def cie_to_dict(cie: Cie) -> dict:
+def _name(names: Mapping[Any, str], number: int, default: str) -> str:
+    """The name of a type number in a table keyed by IntEnum members (ints compare equal)."""
+    return names.get(number, default)
+
+
+def cie_to_dict(cie: Cie) -> dict[str, Any]:
     return {
         "code": cie.code,
         "prefix_len": cie.prefix_len,
@@ -32,10 +40,10 @@ def cie_to_dict(cie: Cie) -> dict:
     }
 
 
-def extension_to_dict(ext) -> dict:
-    d = {
+def extension_to_dict(ext: AnyExtension) -> dict[str, Any]:
+    d: dict[str, Any] = {
         "type": ext.type,
-        "name": EXT_TYPE_NAMES.get(ext.type, "Unknown"),
+        "name": _name(EXT_TYPE_NAMES, ext.type, "Unknown"),
         "compulsory": ext.compulsory,
         "length": len(extension_body(ext)),
     }
@@ -52,10 +60,10 @@ def extension_to_dict(ext) -> dict:
     return d
 
 
-def packet_to_dict(pkt: Packet) -> dict:
-    d = {
+def packet_to_dict(pkt: Packet) -> dict[str, Any]:
+    d: dict[str, Any] = {
         "type": pkt.type,
-        "type_name": PACKET_TYPE_NAMES.get(pkt.type, "Unknown"),
+        "type_name": _name(PACKET_TYPE_NAMES, pkt.type, "Unknown"),
         "afn": pkt.afn,
         "protocol_type": pkt.protocol_type,
         "hop_count": pkt.hop_count,
@@ -83,7 +91,7 @@ def packet_to_dict(pkt: Packet) -> dict:
 
 def packet_summary(pkt: Packet) -> str:
     """One readable line, in the spirit of tshark's info column."""
-    name = PACKET_TYPE_NAMES.get(pkt.type, f"type {pkt.type}")
+    name = _name(PACKET_TYPE_NAMES, pkt.type, f"type {pkt.type}")
     words = [name]
     if isinstance(pkt, RequestReply):
         words.append(f"id={pkt.request_id}")
@@ -98,7 +106,7 @@ def packet_summary(pkt: Packet) -> str:
             words.append(f"cie={addr_text(cie.client_proto) or '-'}/{cie.prefix_len}"
                          f"@{addr_text(cie.client_nbma) or '-'} hold={cie.holdtime}")
     words.append(f"hops={pkt.hop_count}")
-    exts = [_SHORT_EXT_NAMES.get(e.type, f"ext{e.type}")
+    exts = [_name(_SHORT_EXT_NAMES, e.type, f"ext{e.type}")
             for e in pkt.extensions if e.type != ExtType.END]
     if exts:
         words.append("ext=" + ",".join(exts))

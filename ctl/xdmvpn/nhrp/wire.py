@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
+from ..inet import checksum
+
+__all__ = ["Address", "NhrpDecodeError", "addr_from_bytes", "addr_to_bytes", "addr_text",
+           "checksum"]
+
 Address = IPv4Address | IPv6Address | bytes | None
 
 
@@ -15,21 +20,6 @@ class NhrpDecodeError(ValueError):
         self.offset = offset
         self.detail = detail
         super().__init__(f"{field} at offset {offset}: {detail}")
-
-
-def checksum(data: bytes) -> int:
-    """RFC 1071 one's complement checksum (the IP checksum); odd lengths are zero-padded."""
-    if len(data) & 1:
-        data += b"\0"
-    total = sum(memoryview(data).cast("H"))   # native order, folded and swapped below
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    total = ~total & 0xFFFF
-    # memoryview summed 16-bit words in native byte order: swap back to network order.
-    return int.from_bytes(total.to_bytes(2, "little" if _LITTLE else "big"), "big")
-
-
-_LITTLE = memoryview(b"\x01\x00").cast("H")[0] == 1
 
 
 def addr_from_bytes(raw: bytes) -> Address:
