@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from nsutil import need_root, sh
+from util import scaled
 from xdmvpn import control
 from xdmvpn.dataplane import netns
 
@@ -169,6 +170,7 @@ class Topology:
         return proc
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = self.procs[name]
@@ -204,7 +206,7 @@ class Topology:
     def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
         proc = self.procs.pop(name)
         proc.send_signal(sig)
-        return proc.wait(timeout)
+        return proc.wait(scaled(timeout))
 
     # -- IPsec: a private charon per node -------------------------------------------------------
     def has_ipsec(self, name: str) -> bool:
@@ -252,7 +254,7 @@ class Topology:
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(self, name: str, cmd: str, **kw) -> dict:
-        return control.request(self.socket(name), {"cmd": cmd, **kw}, timeout=5.0)
+        return control.request(self.socket(name), {"cmd": cmd, **kw}, timeout=scaled(5.0))
 
     def snapshot(self, name: str) -> dict:
         return self.ask(name, "snapshot")["snapshot"]
@@ -264,10 +266,10 @@ class Topology:
         env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
         return subprocess.run([sys.executable, "-m", "xdmvpn", *args, "--socket",
                                self.socket(name)], capture_output=True, text=True,
-                              timeout=30, env=env)
+                              timeout=scaled(30), env=env)
 
     def wait_for(self, what, timeout: float = 30.0, step: float = 0.1, message: str = ""):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             got = what()
             if got:
