@@ -273,6 +273,8 @@ class Tier:
         inner = self.reports.get(item.nodeid, [])
         out = []
         for data in inner:
+            if isinstance(data.get("longrepr"), list):     # a skip's (path, line, reason):
+                data = dict(data, longrepr=tuple(data["longrepr"]))   # JSON made it a list
             rep = hook.pytest_report_from_serializable(config=self.config, data=data)
             if rep.failed and self.run_dir is not None:
                 rep.sections.append(("VM tier", self._where()))

@@ -12,7 +12,8 @@ timeouts by it: see time_scale()).
 
 KVM is used when a bounded probe (boot, run `true`) succeeds; else TCG emulation, several
 times slower. The probe runs once per boot of this machine (cached in KVM_CACHE).
-XDMVPN_VM_ACCEL=kvm|tcg skips the probe. Usage and timings: docs/vm.md."""
+XDMVPN_VM_ACCEL=kvm|tcg skips the probe; XDMVPN_VM_KERNEL=IMAGE boots another kernel.
+Usage and timings: docs/vm.md."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ MEMORY = "4G"
 IN_VM_ENV = "XDMVPN_IN_VM"
 SCALE_ENV = "XDMVPN_TIME_SCALE"
 ACCEL_ENV = "XDMVPN_VM_ACCEL"
+KERNEL_ENV = "XDMVPN_VM_KERNEL"
 
 
 def in_vm() -> bool:
@@ -58,20 +60,32 @@ def time_scale() -> float:
         return 1.0
 
 
+_DEBIAN_HEADERS = re.compile(r"linux-headers-(\d+\.\d+\.\d+-\d+-(?!common)[a-z0-9]+)")
+
+
 def kernel_version(src: Path = Path("/usr/src")) -> str:
-    """The newest installed Debian kernel headers' version (what setup.sh links for bcc),
-    e.g. 6.1.0-56-amd64."""
-    found = []
-    for d in src.glob("linux-headers-*"):
-        m = re.fullmatch(r"linux-headers-(\d+\.\d+\.\d+-\d+-[a-z0-9]+)", d.name)
-        if m and not d.name.endswith("-common") and (d / "include").is_dir():
-            found.append(m.group(1))
+    """The version of the Debian kernel headers bcc uses here, e.g. 6.1.0-56-amd64: those
+    /lib/modules/$(uname -r)/build points to, else the newest installed (setup.sh's rule;
+    it installs the image of that version)."""
+    build = Path(f"/lib/modules/{os.uname().release}/build").resolve()
+    m = _DEBIAN_HEADERS.fullmatch(build.name)
+    if m and build.parent == src:
+        return m.group(1)
+    found = [m.group(1) for d in src.glob("linux-headers-*")
+             if (m := _DEBIAN_HEADERS.fullmatch(d.name)) and (d / "include").is_dir()]
     if not found:
         raise XdmvpnError("no Debian kernel headers in /usr/src: run ./setup.sh")
     return max(found, key=lambda v: [int(x) for x in re.findall(r"\d+", v)])
 
 
 def kernel_image() -> Path:
+    """/boot/vmlinuz-<kernel_version()>, or $XDMVPN_VM_KERNEL (modules must be installed
+    under /lib/modules/<its version>)."""
+    chosen = os.environ.get(KERNEL_ENV)
+    if chosen:
+        if not Path(chosen).is_file():
+            raise XdmvpnError(f"no kernel image {chosen} (${KERNEL_ENV})")
+        return Path(chosen)
     version = kernel_version()
     image = Path(f"/boot/vmlinuz-{version}")
     if not image.is_file():
@@ -97,7 +111,7 @@ def unavailable() -> str | None:
         vng()
     except XdmvpnError as exc:
         return str(exc)
-    for tool in ("qemu-system-x86_64", "busybox"):
+    for tool in ("qemu-system-x86_64", "busybox", "file"):
         if not shutil.which(tool):
             return f"{tool} is not installed: run ./setup.sh"
     return None
@@ -221,11 +235,20 @@ def scale_for(accel_name: str) -> float:
     return 1.0 if accel_name == "kvm" else TCG_SCALE
 
 
-def guest_script(argv: list[str], env: dict, cwd: str, modules=GUEST_MODULES) -> str:
-    """The shell script the guest runs: bpffs, modules, environment, then argv."""
+def guest_script(argv: list[str], env: dict, cwd: str, modules=GUEST_MODULES,
+                 then_shell: bool = False, tty: bool = False) -> str:
+    """The shell script the guest runs: bpffs, modules, environment, then argv; with
+    then_shell, a shell after it (interactive on a terminal, else reading stdin)."""
     exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(env.items()))
+    if then_shell:
+        last = ([shlex.join(argv) + ' || echo "vm: exit status $?" >&2'] if argv else []) + [
+            f"echo 'vm: {kernel_image().name}, ip_gre/ESP/NFLOG loaded; "
+            "leave the shell to power the VM off'",
+            "exec bash -l" if tty else "exec bash"]
+    else:
+        last = ["exec " + shlex.join(argv)]
     return "\n".join([
-        "#!/bin/sh",
+        "#!/bin/bash",
         "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf",
         # temporary files on the guest's tmpfs: /tmp is 9p, where a file unlinked while
         # open (tempfile.TemporaryFile, pytest's capture) can no longer be read
@@ -235,14 +258,16 @@ def guest_script(argv: list[str], env: dict, cwd: str, modules=GUEST_MODULES) ->
         "done",
         f"export {exports}",
         f"cd {shlex.quote(cwd)}",
-        "exec " + shlex.join(argv),
+        *last,
         "",
     ])
 
 
 def prepare(argv: list[str], env: dict | None = None, cwd: str | None = None,
-            accel_name: str | None = None) -> tuple[list[str], dict, dict]:
-    """(vng argv, host environment for it, facts) to run argv in a fresh guest."""
+            accel_name: str | None = None, then_shell: bool = False,
+            tty: bool = False) -> tuple[list[str], dict, dict]:
+    """(vng argv, host environment for it, facts) to run argv in a fresh guest; with
+    then_shell, a shell after it (on the guest's console when tty)."""
     why = unavailable()
     if why:
         raise XdmvpnError(f"cannot boot the VM: {why}")
@@ -259,10 +284,14 @@ def prepare(argv: list[str], env: dict | None = None, cwd: str | None = None,
             **(env or {})}
     fd, path = tempfile.mkstemp(prefix="xdmvpn-vm-", suffix=".sh", dir="/tmp")
     with os.fdopen(fd, "w") as f:
-        f.write(guest_script(argv, genv, cwd))
+        f.write(guest_script(argv, genv, cwd, then_shell=then_shell, tty=tty))
+    os.chmod(path, 0o755)
     facts = {"accel": accel_name, "why": how, "scale": scale, "kernel": str(kernel_image()),
              "script": path}
-    return vng_argv(f"sh {path}", accel_name, cwd=cwd), _vng_env(), facts
+    cmd = vng_argv(f"bash {path}", accel_name, cwd=cwd)
+    if tty:        # the console, a real terminal, with our script as its shell
+        cmd = cmd[:cmd.index("--exec")] + ["--shell", path]
+    return cmd, _vng_env(), facts
 
 
 def run(argv: list[str], env: dict | None = None, cwd: str | None = None,
@@ -294,3 +323,36 @@ def stop(proc: subprocess.Popen, facts: dict) -> None:
         os.unlink(facts["script"])
     except OSError:
         pass
+
+
+def session(argv: list[str] | None, then_shell: bool = False, accel_name: str | None = None,
+            env: dict | None = None) -> int:
+    """For a person: boot a guest, run argv there (in this directory), then with
+    then_shell (or without argv) a shell; its exit status."""
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    shell = then_shell or not argv
+    cmd, venv, facts = prepare(list(argv or []), env, accel_name=accel_name,
+                               then_shell=shell, tty=tty and shell)
+    print(f"vm: booting {Path(facts['kernel']).name} ({facts['accel'].upper()}: "
+          f"{facts['why']}; timeouts x{facts['scale']:g})", flush=True)
+    try:
+        if tty:
+            return subprocess.run(cmd, env=venv).returncode
+        # through a pipe: QEMU opens /proc/self/fd/1 afresh, which truncates a file
+        proc = subprocess.Popen(cmd, env=venv, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        return proc.wait()
+    finally:
+        os.unlink(facts["script"])
+
+
+def lab_up(spokes: int, timeout: float, ipsec: bool) -> int:
+    """`xdmvpn lab up --vm`: the lab in the guest, then a shell there."""
+    accel_name, _ = accel()
+    argv = [sys.executable, "-m", "xdmvpn", "lab", "up", "--spokes", str(spokes),
+            "--timeout", f"{timeout * scale_for(accel_name):g}", *(["--ipsec"] if ipsec else [])]
+    return session(argv, then_shell=True, accel_name=accel_name)
