@@ -38,7 +38,7 @@ UNUSED_DRIVERS = ("kvm", "kvm_amd", "kvm_intel", "ahci", "sr_mod", "cdrom", "iTC
                   "lpc_ich", "i2c_i801", "psmouse", "pcspkr", "joydev", "bochs")
 KVM_CACHE = Path("/tmp/xdmvpn-vm-kvm.json")
 KVM_PROBE_SECONDS = 25.0
-TCG_SCALE = 8.0        # timeouts under emulation (measured: docs/vm.md)
+TCG_SCALE = 10.0       # timeouts under emulation (measured: docs/vm.md)
 CPUS = 2
 MEMORY = "4G"
 IN_VM_ENV = "XDMVPN_IN_VM"
