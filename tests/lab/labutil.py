@@ -8,7 +8,8 @@ import re
 import subprocess
 import sys
 
-from xdmvpn.lab import manage, netns
+from xdmvpn import netns
+from xdmvpn.lab import manage
 from xdmvpn.lab.topology import NAME_ENV
 
 TEST_PREFIX = "xlt"
@@ -27,7 +28,7 @@ def cli(name: str, *args: str, timeout: float = 180) -> subprocess.CompletedProc
 
 def remove_stale_test_labs() -> None:
     """Labs of test processes that died before their clean-up (their pid is gone)."""
-    names = netns.ip("netns", "list")
+    names = "\n".join(netns.names())
     for pid, tag in set(re.findall(rf"^{TEST_PREFIX}(\d+)([a-z]?)-", names, re.M)):
         if not os.path.exists(f"/proc/{pid}"):
             manage.down(f"{TEST_PREFIX}{pid}{tag}")

@@ -9,9 +9,10 @@ import os
 import sys
 
 from ..errors import XdmvpnError
-from ..lab import manage, netns, probe
+from ..lab import manage, network, probe
 from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, OVERLAY, TUNNEL,
                             UNDERLAY, UNDERLAY_IF, Topology, label, node_configs, plan)
+from ..netns import exec_argv
 from ..show import render_table
 
 EXAMPLES = """\
@@ -186,11 +187,11 @@ def run_exec(args: argparse.Namespace) -> int:
     targets = topo.exec_targets()
     if args.node not in targets:
         raise XdmvpnError(f"lab exec: no node {args.node!r} (one of: {', '.join(targets)})")
-    if targets[args.node] not in netns.existing(topo.name):
+    if targets[args.node] not in network.existing(topo.name):
         raise XdmvpnError(f"lab exec: namespace {targets[args.node]} is gone: run "
                           "`xdmvpn lab down` and `xdmvpn lab up`")
     sys.stdout.flush()
-    argv = netns.exec_argv(targets[args.node], cmd)
+    argv = exec_argv(targets[args.node], cmd)
     os.execvp(argv[0], argv)
 
 
