@@ -20,10 +20,12 @@ def unique_name(tag: str = "") -> str:
     return f"{TEST_PREFIX}{os.getpid()}{tag}"
 
 
-def cli(name: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`xdmvpn ARGS...` of this interpreter's environment, on lab `name`."""
+def cli(name: str, *args: str, timeout: float = 180,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`xdmvpn ARGS...` of this interpreter's environment (plus env), on lab `name`."""
     return subprocess.run([sys.executable, "-m", "xdmvpn", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, NAME_ENV: name})
+                          text=True, timeout=timeout,
+                          env={**os.environ, NAME_ENV: name, **(env or {})})
 
 
 def remove_stale_test_labs() -> None:
