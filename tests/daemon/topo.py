@@ -26,6 +26,7 @@ from util import need_root
 from xdmvpn import control, netns
 from xdmvpn.lab.xdp import attach_pass
 from xdmvpn.netns import Namespaces, in_netns, run
+from xdmvpn_bench import daemons
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = 42
@@ -138,32 +139,16 @@ class Topology:
             self.start_charon(name)
         log = self.tmp / f"{name}.log"
         self.logs[name] = log
-        out = open(log, "ab")
-        env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
-        # nsenter, not `ip netns exec`: that one remounts /sys in a private mount namespace,
-        # hiding the shared bpffs, so pinned maps would die with the process
-        proc = subprocess.Popen(
-            netns.enter_argv(self.ns(name), [
-                sys.executable, "-m", "xdmvpn", "run", "--config", str(self.tmp / f"{name}.toml"),
-                "--log-level", "debug", *self.run_args, *extra]),
-            stdout=out, stderr=out, env=env)
+        proc = daemons.spawn(self.ns(name), self.tmp / f"{name}.toml", log, "--log-level",
+                             "debug", *self.run_args, *extra)
         self.procs[name] = proc
         if wait:
             self.wait_ready(name)
         return proc
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited {proc.returncode}:\n{self.log(name)}")
-            try:
-                control.request(self.socket(name), {"cmd": "ping"}, timeout=1.0)
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise AssertionError(f"{name} not ready within {timeout} s:\n{self.log(name)}")
+        daemons.wait_answering(name, self.procs[name], self.socket(name), self.logs[name],
+                               timeout)
 
     def start_all(self) -> None:
         for name in self.nodes:
@@ -186,9 +171,7 @@ class Topology:
                          "dmvpn0", ns=self.ns(name))
 
     def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        return proc.wait(timeout)
+        return daemons.stop(self.procs.pop(name), sig, timeout)
 
     # -- IPsec: a private charon per node -------------------------------------------------------
     def has_ipsec(self, name: str) -> bool:
@@ -231,8 +214,7 @@ class Topology:
                 if sa["state"] == "ESTABLISHED"}
 
     def log(self, name: str) -> str:
-        path = self.logs.get(name)
-        return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
+        return daemons.log_tail(self.logs.get(name), 4000)
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(self, name: str, cmd: str, **kw) -> dict:

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import xdmvpn
 from xdmvpn import control
 from xdmvpn.errors import XdmvpnError
-from xdmvpn.netns import Namespaces, enter_argv
+from xdmvpn.netns import Namespaces
 
-#: Children (daemons, the echo responder) import the very xdmvpn this benchmark runs.
-XDMVPN_PATH = str(Path(xdmvpn.__file__).resolve().parents[1])
+from .. import daemons
 
 KEY = 42
 AUTH = "xdmvpn"
@@ -103,49 +100,25 @@ class Lab:
         path = self.tmp / f"{short}.toml"
         path.write_text(config)
         self.instances.append(self.instance(short))
-        log = open(self.tmp / f"{short}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=XDMVPN_PATH)
-        py = [sys.executable]
-        if profile:
-            py += ["-m", "cProfile", "-o", profile]
-        proc = subprocess.Popen(
-            enter_argv(self.ns(short), [*py, "-m", "xdmvpn", "run", "--config", str(path)]),
-            stdout=log, stderr=log, env=env)
-        log.close()
+        py = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
+        proc = daemons.spawn(self.ns(short), path, self.tmp / f"{short}.log", python=py)
         self.procs[short] = proc
         return proc
 
     def wait_ready(self, short: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[short]
-            if proc.poll() is not None:
-                raise XdmvpnError(f"{short} exited {proc.returncode}: {self.log(short)}")
-            try:
-                control.request(self.socket(short), {"cmd": "ping"}, timeout=1.0)
-                return
-            except XdmvpnError:
-                time.sleep(0.1)
-        raise XdmvpnError(f"{short} not ready within {timeout:g} s: {self.log(short)}")
+        daemons.wait_answering(short, self.procs[short], self.socket(short),
+                               self.tmp / f"{short}.log", timeout)
 
     def ask(self, short: str, cmd: str, timeout: float = 10.0, **kw) -> dict:
         return control.request(self.socket(short), {"cmd": cmd, **kw}, timeout=timeout)
 
     def log(self, short: str) -> str:
-        path = self.tmp / f"{short}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return daemons.log_tail(self.tmp / f"{short}.log")
 
     def stop(self, short: str, timeout: float = 30.0) -> None:
         proc = self.procs.pop(short, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        if proc is not None:
+            daemons.stop(proc, timeout=timeout)
 
     def close(self) -> None:
         for short in list(self.procs):

@@ -24,9 +24,9 @@ from xdmvpn.nhrp import (
     RegistrationRequest, decode, encode, end_extension,
 )
 
+from ..daemons import XDMVPN_PATH
 from .lab import (
-    AUTH, HOLDTIME, KEY, MTU, SO_RCVBUFFORCE, XDMVPN_PATH, Lab, cpu_seconds, hub_config,
-    rss_bytes,
+    AUTH, HOLDTIME, KEY, MTU, SO_RCVBUFFORCE, Lab, cpu_seconds, hub_config, rss_bytes,
 )
 
 # registration bench addressing
