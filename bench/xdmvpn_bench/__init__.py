@@ -8,5 +8,6 @@ benchmarks   codec (NHRP decode/encode), control (registrations on the wire, mem
              shortcut setup; parts in ctl/), dataplane (ns per packet, verifier figures;
              hub pps in forwarding)
 harnesses    testrun (the kernel's BPF test-run: run, run_live), packets (hand-built
-             frames), both also used by tests/dataplane
+             frames), both also used by tests/dataplane; daemons (`xdmvpn run` processes
+             in namespaces), also used by tests/daemon/topo.py
 """
