@@ -9,7 +9,7 @@ from ipaddress import ip_address as A
 from netsim import hub_and_spokes
 from xdmvpn.engine.build import request_extensions
 from xdmvpn.engine.cache import CacheEntry, EntryType
-from xdmvpn.engine.nhc import NhcState
+from xdmvpn.engine.registration_client import NhcState
 from xdmvpn.nhrp import Cie, CieCode, PacketType, PurgeRequest, encode
 
 S1, S2, HUB = A("192.0.2.11"), A("192.0.2.12"), A("192.0.2.1")

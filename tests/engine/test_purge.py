@@ -8,7 +8,7 @@ import pytest
 
 from netsim import hub_and_spokes, ipv4_head
 from xdmvpn.engine.cache import EntryType
-from xdmvpn.engine.nhc import NhcState
+from xdmvpn.engine.registration_client import NhcState
 from xdmvpn.engine.params import NhsParams
 from xdmvpn.nhrp import PacketType
 
@@ -71,10 +71,9 @@ def test_unique_registration_survives_a_purge_from_another_nbma():
 
 def test_purge_of_someone_elses_binding_from_a_stranger_is_ignored():
     net, hub, s1, s2 = with_shortcut(unique=False)
-    from xdmvpn.engine.purge import send_purge
     from xdmvpn.nhrp import Cie
     # spoke 2 (10.0.0.12) tries to purge spoke 1's registration at the hub
-    send_purge(s2, A("192.0.2.1"), A("10.0.0.1"), [Cie(prefix_len=32,
+    s2.purger.send(A("192.0.2.1"), A("10.0.0.1"), [Cie(prefix_len=32,
                                                        client_proto=A("10.0.0.11"))])
     net.deliver()
     assert hub.cache.get(A("10.0.0.11")).type is EntryType.DYNAMIC
