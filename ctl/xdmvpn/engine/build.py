@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
+from typing import TypedDict
 
 from ..inet import IPAddress
 from ..nhrp import (
-    AuthExtension, Cie, CieListExtension, ExtType, Packet, end_extension,
+    Afn, AuthExtension, Cie, CieListExtension, ExtType, Packet, ProtocolType, end_extension,
 )
 from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
 from ..nhrp.messages import AnyExtension
@@ -14,6 +15,19 @@ from ..nhrp.wire import Address
 from .params import NodeParams
 
 Extensions = list[AnyExtension]
+
+
+class Families(TypedDict):
+    afn: int
+    protocol_type: int
+
+
+def families(p: NodeParams) -> Families:
+    """The header fields naming our address families: the NBMA's (afn) and the tunnel's
+    (protocol type), so that an IPv6 overlay or underlay says so on the wire."""
+    return Families(afn=Afn.IPV4 if p.nbma.version == 4 else Afn.IPV6,
+                    protocol_type=ProtocolType.IPV4 if p.tunnel_ip.version == 4
+                    else ProtocolType.IPV6)
 
 
 def own_cie(p: NodeParams, prefix_len: int = 32, holdtime: int | None = None,

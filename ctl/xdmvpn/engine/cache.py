@@ -191,6 +191,16 @@ class Cache:
     def knows(self, nbma: IPAddress) -> bool:
         return nbma in self._by_nbma
 
+    def types_at(self, nbma: IPAddress) -> set[EntryType]:
+        """The types of the entries bound to this NBMA address (O(entries at it), which
+        Limits.entries_per_nbma bounds)."""
+        out = set()
+        for version, value in self._by_nbma.get(nbma, ()):
+            e = self.entries.get(_address(version, value))
+            if e is not None:
+                out.add(e.type)
+        return out
+
     def bound_to(self, nbma: IPAddress, net: IPNetwork) -> list[CacheEntry]:
         """The entries bound to `nbma` whose protocol address is in `net`: O(log n + k)."""
         keys = self._by_nbma.get(nbma)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ..inet import IPAddress
 from ..nhrp import ErrorIndication, Packet, encode, end_extension
-from .build import auth_ext
+from .build import auth_ext, families
 from .cache import Cache, CacheEntry, Change, EntryType
 from .clock import Clock
 from .effects import Effects
@@ -71,6 +71,28 @@ class Context:
         """An NBMA address we have a binding for (or one of our NHSs)."""
         return self.cache.knows(nbma) or self.is_nhs(nbma)
 
+    def trusted(self, nbma: IPAddress) -> bool:
+        """A station whose word about others we take: one of our NHSs, a station registered
+        with us, or a configured (static) one. Cached bindings do not count: they were
+        learnt from others."""
+        return self.is_nhs(nbma) or bool(
+            self.cache.types_at(nbma) & {EntryType.DYNAMIC, EntryType.STATIC, EntryType.NHS})
+
+    def may_learn(self, proto: IPAddress, nbma: IPAddress) -> bool:
+        """May a new binding of proto to nbma be cached? Within the cache's caps (counted
+        when not)."""
+        cache, limits = self.cache, self.p.limits
+        old = cache.get(proto)
+        if old is not None and old.nbma == nbma:
+            return True
+        if old is None and len(cache) >= self.p.max_entries:
+            self.stats[("cap", "entries")] += 1
+            return False
+        if cache.at_nbma(nbma) >= limits.entries_per_nbma:
+            self.stats[("cap", "entries_per_nbma")] += 1
+            return False
+        return True
+
     def error_indication(self, pkt: Packet, data: bytes, to: IPAddress, code: int,
                          offset: int) -> None:
         """RFC 2332 5.2.7: to the source of the packet in error; never about an error
@@ -80,7 +102,7 @@ class Context:
         p = self.p
         self.stats[("error_tx", int(code))] += 1
         src = pkt.src_proto if isinstance(pkt.src_proto, (IPv4Address, IPv6Address)) else None
-        err = ErrorIndication(src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=src,
+        err = ErrorIndication(**families(p), src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=src,
                               hop_count=p.hop_count, error_code=code, error_offset=offset,
                               contents=data[:ERROR_CONTENTS_MAX],
                               extensions=auth_ext(p) + ([end_extension()] if p.auth else []))

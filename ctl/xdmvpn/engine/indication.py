@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from ..inet import IPAddress
 from ..nhrp import TrafficIndication
-from .build import ip, request_extensions
+from .build import families, request_extensions
 from .cache import EntryType
 from .context import Context, Upstream
 from .resolution import Resolver
@@ -57,6 +57,7 @@ class Indications:
         self.sent.pop(pair, None)
         self.sent[pair] = now
         pkt = TrafficIndication(
+            **families(p),
             src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=inner_src, hop_count=p.hop_count,
             traffic_code=0, contents=bytes(head[:TI_CONTENTS]),
             extensions=request_extensions(p, responder=False, nat=[]))
@@ -77,8 +78,7 @@ class Indications:
         if not p.shortcut:
             ctx.stats["indication_ignored"] += 1
             return
-        src_proto = ip(pkt.src_proto)
-        if not ctx.is_nhs(observed) and (src_proto is None or ctx.cache.get(src_proto) is None):
+        if not ctx.trusted(observed):          # our NHS, or a hub we know at that NBMA
             ctx.stats[("drop", "indication_from_stranger")] += 1
             return
         dst = inner_destination(pkt.contents)

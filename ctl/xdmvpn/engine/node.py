@@ -27,9 +27,11 @@ from .registration_client import NhsClient, Registrations
 from .registration_server import RegistrationServer
 from .resolution import Resolver, Resolving
 from .shortcut import Shortcut, ShortcutTable
+from .validate import check
 
 __all__ = ["Node", "MULTICAST_BATCH", "MULTICAST_EVERY"]
 
+_ERROR_CODES = frozenset(int(c) for c in ErrorCode)
 _REQUESTS = frozenset({PacketType.RESOLUTION_REQUEST, PacketType.REGISTRATION_REQUEST,
                        PacketType.PURGE_REQUEST})
 
@@ -49,7 +51,7 @@ class Node:
         self.indications_ = Indications(ctx, self.resolver, self.shortcut_table,
                                         self.registrations)
         self.server = RegistrationServer(ctx)
-        self.purger = Purger(ctx, self.shortcut_table, self.answered_table)
+        self.purger = Purger(ctx, self.shortcut_table, self.answered_table, self.resolver)
         self._handlers: dict[int, Handler] = {
             PacketType.REGISTRATION_REQUEST: self.server.on_request,
             PacketType.REGISTRATION_REPLY: self._on_reply,
@@ -67,6 +69,7 @@ class Node:
                                      created=now))
         ctx.sync_multicast()
         ctx.fx.default_nhs_set(None)
+        self.last_bug = ""                 # the last exception a packet caused (a bug)
 
     # -- the state others read (show, exporter, tests) -----------------------------------
     @property
@@ -167,7 +170,15 @@ class Node:
 
     # -- receiving --------------------------------------------------------------------------
     def receive(self, data: bytes, observed: IPAddress) -> None:
-        """One NHRP packet from the NBMA address `observed` (the outer source)."""
+        """One NHRP packet from the NBMA address `observed` (the outer source). Never
+        raises: whatever a handler still raises is counted as a bug and the node goes on."""
+        try:
+            self._receive(data, observed)
+        except Exception as exc:        # a bug: counted, the packet dropped, state kept
+            self.ctx.stats[("drop", "bug")] += 1
+            self.last_bug = f"{type(exc).__name__}: {exc}"
+
+    def _receive(self, data: bytes, observed: IPAddress) -> None:
         ctx = self.ctx
         try:
             pkt = decode(data, strict=False)
@@ -181,8 +192,17 @@ class Node:
         if not self._authentic(pkt):
             ctx.stats[("drop", "authentication")] += 1
             return
+        problem = check(pkt, ctx.p.limits)
+        if problem is not None:
+            ctx.stats[("drop", problem.reason)] += 1
+            if pkt.TYPE in _REQUESTS and (ctx.p.auth is not None or ctx.known(observed)):
+                # RFC 2332 5.2.7: a request in error is answered with an error indication
+                # (never to strangers on a network without authentication: no reflector)
+                ctx.error_indication(pkt, data, observed, ErrorCode.PROTOCOL_ERROR,
+                                     problem.offset)
+            return
         if isinstance(pkt, ErrorIndication):
-            self._on_error_indication(pkt)
+            self._on_error_indication(pkt, observed)
             return
         if pkt.hop_count == 0:
             ctx.error_indication(pkt, data, observed, ErrorCode.HOP_COUNT_EXCEEDED, 9)
@@ -217,9 +237,10 @@ class Node:
         ctx.pending.discard(pending)
         pending.complete(pkt, observed)
 
-    def _on_error_indication(self, pkt: ErrorIndication) -> None:
+    def _on_error_indication(self, pkt: ErrorIndication, observed: IPAddress) -> None:
         ctx = self.ctx
-        ctx.stats[("error_rx", pkt.error_code)] += 1
+        code = pkt.error_code if pkt.error_code in _ERROR_CODES else "other"
+        ctx.stats[("error_rx", code)] += 1
         try:
             inner = decode(pkt.contents, strict=False)
         except NhrpDecodeError:
@@ -227,7 +248,7 @@ class Node:
         if not isinstance(inner, RequestReply):
             return
         pending = ctx.pending.get(inner.request_id)
-        if pending is None:
+        if pending is None or not pending.error_from(observed):
             return
         ctx.pending.discard(pending)
         pending.fail(pkt.error_code)

@@ -26,6 +26,10 @@ class Pending(ABC):
         """Is this reply, from `observed`, an answer to us? (Beyond the request id.)"""
         return True
 
+    def error_from(self, observed: IPAddress) -> bool:
+        """May an error indication from `observed` end this request?"""
+        return True
+
     @abstractmethod
     def complete(self, pkt: RequestReply, observed: IPAddress) -> None:
         """The reply arrived."""

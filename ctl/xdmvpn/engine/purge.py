@@ -9,11 +9,13 @@ from ipaddress import ip_network
 from ..inet import IPAddress
 from ..nhrp import Cie, Flag, PacketType, PurgeReply, PurgeRequest, RequestReply
 from .answered import AnsweredTable
-from .build import ip, request_extensions, with_own_auth
+from .build import families, ip, request_extensions, with_own_auth
 from .cache import EntryType
 from .context import Context
 from .pending import Pending
+from .resolution import Resolver
 from .shortcut import ShortcutTable
+from .validate import prefix_len
 
 PURGE_TIMEOUT = 10.0            # seconds we wait for a purge reply
 
@@ -28,6 +30,9 @@ class PendingPurge(Pending):
     def accepts(self, pkt: RequestReply, observed: IPAddress) -> bool:
         return observed == self.to
 
+    def error_from(self, observed: IPAddress) -> bool:
+        return observed == self.to
+
     def complete(self, pkt: RequestReply, observed: IPAddress) -> None:
         self.ctx.stats["purge_acked"] += 1
 
@@ -39,43 +44,45 @@ class PendingPurge(Pending):
 
 
 class Purger:
-    def __init__(self, ctx: Context, shortcuts: ShortcutTable, answered: AnsweredTable):
+    def __init__(self, ctx: Context, shortcuts: ShortcutTable, answered: AnsweredTable,
+                 resolver: Resolver):
         self.ctx = ctx
         self.shortcuts = shortcuts
         self.answered = answered
+        self.resolver = resolver
 
     # -- received ---------------------------------------------------------------------------
     def on_request(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
         """Remove the purged bindings the sender is entitled to remove, then reply unless N
-        is set. Entitled: any binding whose NBMA is the sender's, and bindings of the
-        sender's own protocol address from any NBMA (its NBMA changed), except a unique
-        registration, which only changes from the NBMA that made it."""
+        is set. Entitled: the NBMA address a binding is bound to (its owner) and our NHSs.
+        Anyone else's purge of a shortcut's next hop only makes us check it: the shortcut
+        is resolved again through our NHS and dies within VERIFY_HOLD unless the answer
+        comes (a station whose NBMA address changed purges from its new address)."""
         ctx = self.ctx
         purged = 0
-        src_proto = ip(pkt.src_proto)
-        for cie in pkt.cies or [Cie(prefix_len=32)]:
-            proto = ip(cie.client_proto) or src_proto
+        trusted = ctx.is_nhs(observed)
+        for cie in pkt.cies or [Cie(prefix_len=0)]:
+            proto = ip(cie.client_proto) or ip(pkt.src_proto)
             if proto is None:
                 continue
-            plen = cie.prefix_len or proto.max_prefixlen
-            net = ip_network(f"{proto}/{min(plen, proto.max_prefixlen)}", strict=False)
-            own = src_proto is not None and src_proto.version == net.version \
-                and src_proto in net and ctx.fx.may_register(observed, src_proto)
-            victims = ctx.cache.bound_to(observed, net)
-            if own and src_proto is not None:
-                entry = ctx.cache.get(src_proto)
-                if entry is not None and entry not in victims:
-                    victims.append(entry)
+            net = ip_network(f"{proto}/{prefix_len(cie.prefix_len, proto.max_prefixlen)}",
+                             strict=False)
+            if trusted:
+                victims = [e for e in (ctx.cache.get(proto),) if e is not None]
+                victims += ctx.cache.bound_to(observed, net)
+            else:
+                victims = ctx.cache.bound_to(observed, net)
             for entry in victims:
-                if entry.type not in (EntryType.DYNAMIC, EntryType.CACHED):
-                    continue
-                if entry.nbma == observed or not (entry.type is EntryType.DYNAMIC
-                                                  and entry.unique):
+                if entry.type in (EntryType.DYNAMIC, EntryType.CACHED) \
+                        and ctx.cache.get(entry.proto) is entry:
                     ctx.cache_remove(entry.proto)
                     purged += 1
-            for sc in self.shortcuts.toward(net, None if own else observed):
+            for sc in self.shortcuts.toward(net, None if trusted else observed):
                 self.shortcuts.remove(sc.prefix)
                 purged += 1
+            if not trusted:
+                for sc in self.shortcuts.via(proto):
+                    self.resolver.verify(sc)
         ctx.stats["purged_entries"] += purged
         if not pkt.flags & Flag.N:
             reply = PurgeReply(afn=pkt.afn, protocol_type=pkt.protocol_type,
@@ -91,7 +98,7 @@ class Purger:
         rid = ctx.new_request_id()
         if not ctx.pending.add(PendingPurge(ctx, to), rid, ctx.now() + PURGE_TIMEOUT):
             return None
-        pkt = PurgeRequest(src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst_proto,
+        pkt = PurgeRequest(**families(p), src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst_proto,
                            hop_count=p.hop_count, flags=0, request_id=rid, cies=cies,
                            extensions=request_extensions(p, responder=False, nat=None))
         ctx.stats["purge_sent"] += 1

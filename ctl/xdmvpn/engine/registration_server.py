@@ -83,6 +83,11 @@ class RegistrationServer:
                 ctx.cache_remove(proto)
             return CieCode.SUCCESS
         if old is None and len(ctx.cache) >= p.max_entries:
+            ctx.stats[("cap", "entries")] += 1
+            return CieCode.INSUFFICIENT_RESOURCES
+        if (old is None or old.nbma != observed) \
+                and ctx.cache.at_nbma(observed) >= p.limits.entries_per_nbma:
+            ctx.stats[("cap", "entries_per_nbma")] += 1
             return CieCode.INSUFFICIENT_RESOURCES
         ctx.cache_put(CacheEntry(proto, EntryType.DYNAMIC, nbma=observed, claimed_nbma=claimed,
                                  expires=now + holdtime, created=old.created if old else now,

@@ -14,7 +14,7 @@ from ..nhrp import (
 )
 from .answered import AnsweredTable
 from .build import (
-    cie_list, ip, nat_nbma, own_cie, replace_cie_list, request_extensions, with_own_auth,
+    families, cie_list, ip, nat_nbma, own_cie, replace_cie_list, request_extensions, with_own_auth,
 )
 from .cache import CacheEntry, EntryType
 from .context import Context, Upstream
@@ -24,9 +24,12 @@ from .shortcut import Shortcut, ShortcutTable
 
 RESOLUTION_TIMEOUT = 2.0        # seconds before a resolution request is sent again
 RESOLUTION_TRIES = 3
+VERIFY_HOLD = 10.0              # seconds a shortcut an outsider purged has to be confirmed
 NEGATIVE_HOLD = 60              # seconds a "no binding" answer suppresses re-resolution
 _REQUEST_FLAGS = Flag.Q | Flag.A | Flag.S | Flag.CISCO_NAT      # 0xc802, as Cisco sends
 _REPLY_FLAGS = Flag.Q | Flag.A | Flag.D | Flag.U_RES | Flag.S | Flag.CISCO_NAT   # 0xf802
+# Entries whose NBMA address a registration or the configuration set: what we observed.
+_OWNED = (EntryType.DYNAMIC, EntryType.STATIC, EntryType.NHS, EntryType.LOCAL)
 
 
 @dataclass
@@ -40,6 +43,13 @@ class Resolving:
     first: float            # when the first try went out (set-up latency)
 
 
+def direct_reply(pkt: RequestReply, via: IPAddress | None) -> bool:
+    """Did this reply come straight from the responder `via`?"""
+    responder = cie_list(pkt, ExtType.RESPONDER_ADDRESS) or []
+    return not cie_list(pkt, ExtType.REVERSE_TRANSIT_NHS) and any(
+        c.client_proto == via for c in responder)
+
+
 class PendingResolution(Pending):
     reply_type = PacketType.RESOLUTION_REPLY
 
@@ -48,7 +58,15 @@ class PendingResolution(Pending):
         self.r = r
 
     def accepts(self, pkt: RequestReply, observed: IPAddress) -> bool:
-        return pkt.dst_proto == self.r.dst and pkt.src_proto == self.resolver.ctx.p.tunnel_ip
+        """Ours (our address, the destination we asked about), and either straight from the
+        responder or through the station we asked or one of our NHSs."""
+        if pkt.dst_proto != self.r.dst or pkt.src_proto != self.resolver.ctx.p.tunnel_ip:
+            return False
+        via = ip(pkt.cies[0].client_proto) if pkt.cies else None
+        return direct_reply(pkt, via) or self.error_from(observed)
+
+    def error_from(self, observed: IPAddress) -> bool:
+        return observed == self.r.nbma or self.resolver.ctx.is_nhs(observed)
 
     def complete(self, pkt: RequestReply, observed: IPAddress) -> None:
         self.resolver.answered_by(self.r, pkt, observed)
@@ -92,6 +110,7 @@ class Resolver:
             return None
         self.resolving[dst] = r
         pkt = ResolutionRequest(
+            **families(p),
             src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst, hop_count=p.hop_count,
             flags=_REQUEST_FLAGS, request_id=rid,
             cies=[Cie(prefix_len=0, mtu=p.mtu, holdtime=p.holdtime)],
@@ -113,28 +132,40 @@ class Resolver:
 
     # -- requests we receive --------------------------------------------------------------
     def on_request(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
+        """Answer (for ourselves or what is behind us), forward toward the destination, or
+        answer "no binding". Who the requester is, is taken from what was observed: the
+        packet's source when it came straight from it, else what the NHS that forwarded it
+        vouched for (docs/security.md)."""
         ctx, p = self.ctx, self.ctx.p
         fwd = cie_list(pkt, ExtType.FORWARD_TRANSIT_NHS) or []
         if any(c.client_proto == p.tunnel_ip for c in fwd):
             ctx.error_indication(pkt, data, observed, ErrorCode.LOOP_DETECTED,
                                  pkt.extension_offset or 0)
             return
-        dst = ip(pkt.dst_proto)
-        if dst is None:
+        dst, src_proto = ip(pkt.dst_proto), ip(pkt.src_proto)
+        if dst is None or src_proto is None:        # validation keeps these out
             ctx.stats[("drop", "unresolvable")] += 1
             return
+        if fwd and not ctx.trusted(observed):
+            ctx.stats[("drop", "forwarded_by_stranger")] += 1
+            return
+        if not fwd:
+            owner = ctx.cache.get(src_proto)
+            if owner is not None and owner.type in _OWNED and owner.nbma != observed:
+                ctx.stats[("drop", "spoofed_requester")] += 1   # registered elsewhere
+                return
         hint = ctx.fx.route_lookup(dst)
         if dst == p.tunnel_ip or hint.local:
-            self._answer(pkt, observed, dst.max_prefixlen if dst == p.tunnel_ip
-                         else hint.prefix_len)
+            self._answer(pkt, observed, src_proto, not fwd,
+                         dst.max_prefixlen if dst == p.tunnel_ip else hint.prefix_len)
             return
         target = self._next_hop_entry(dst, hint)
         if target is not None and target.nbma is not None and target.nbma != observed:
-            self._forward(pkt, data, observed, target.nbma)
+            self._forward(pkt, data, observed, target.nbma, src_proto, not fwd)
             return
         upstream = self.upstream.preferred_nbma()
         if upstream is not None and upstream != observed:
-            self._forward(pkt, data, observed, upstream)
+            self._forward(pkt, data, observed, upstream, src_proto, not fwd)
             return
         if self.serves():
             self._negative(pkt, observed)
@@ -157,12 +188,35 @@ class Resolver:
                 return entry
         return None
 
-    def _answer(self, pkt: RequestReply, observed: IPAddress, prefix_len: int) -> None:
+    def _requester(self, pkt: RequestReply, observed: IPAddress, src_proto: IPAddress,
+                   direct: bool) -> tuple[IPAddress, bool]:
+        """Where the requester is reachable, and whether that was observed (by us, or by the
+        NHS that forwarded the request: its NAT extension CIE, or our own binding)."""
+        if direct:
+            return observed, True
+        vouched = nat_nbma(pkt, src_proto)
+        if vouched is not None:
+            return vouched, True
+        known = self.ctx.cache.get(src_proto)
+        if known is not None and known.type in _OWNED and known.nbma is not None:
+            return known.nbma, True
+        claimed = ip(pkt.src_nbma)
+        return (claimed if claimed is not None else observed), False
+
+    def _answer(self, pkt: RequestReply, observed: IPAddress, src_proto: IPAddress,
+                direct: bool, prefix_len: int) -> None:
         ctx, p = self.ctx, self.ctx.p
         now = ctx.now()
-        src_proto, claimed = ip(pkt.src_proto), ip(pkt.src_nbma)
-        to = nat_nbma(pkt, src_proto) or claimed
-        if src_proto is not None and to is not None and src_proto != p.tunnel_ip:
+        to, seen = self._requester(pkt, observed, src_proto, direct)
+        claimed = ip(pkt.src_nbma)
+        # state only for what was observed, never for a stranger on an open network
+        learn = seen and src_proto != p.tunnel_ip and (p.auth is not None or ctx.known(to))
+        if learn and direct and claimed != observed:
+            learn = False               # a claimed NBMA that is not the source: not cached
+        # it holds a binding of ours now (purged when we change or go away); what the
+        # answered table cannot hold, we do not keep a mapping of either
+        if learn and ctx.may_learn(src_proto, to) \
+                and self.answered.record(to, src_proto, prefix_len):
             # the requester will send to us directly: send back to it directly too
             ctx.cache_put(CacheEntry(src_proto, EntryType.CACHED, nbma=to,
                                      claimed_nbma=claimed, expires=now + p.holdtime,
@@ -176,11 +230,6 @@ class Resolver:
             flags=_REPLY_FLAGS, request_id=pkt.request_id,
             cies=[own_cie(p, prefix_len=prefix_len)], extensions=with_own_auth(p, exts))
         ctx.stats["resolution_answered"] += 1
-        if to is None:
-            return
-        if src_proto is not None:
-            # it holds a binding of ours now: purge it when we change or go away
-            self.answered.record(to, src_proto, prefix_len)
         ctx.send(to, reply)
 
     def _negative(self, pkt: RequestReply, observed: IPAddress) -> None:
@@ -198,7 +247,7 @@ class Resolver:
         ctx.send(observed, reply)
 
     def _forward(self, pkt: RequestReply, data: bytes, observed: IPAddress,
-                 to: IPAddress) -> None:
+                 to: IPAddress, src_proto: IPAddress, direct: bool) -> None:
         ctx, p = self.ctx, self.ctx.p
         if pkt.hop_count <= 1:
             ctx.error_indication(pkt, data, observed, ErrorCode.HOP_COUNT_EXCEEDED, 9)
@@ -206,12 +255,13 @@ class Resolver:
         fwd = list(cie_list(pkt, ExtType.FORWARD_TRANSIT_NHS) or [])
         fwd.append(own_cie(p, prefix_len=0))
         exts = replace_cie_list(pkt.extensions, ExtType.FORWARD_TRANSIT_NHS, fwd)
-        src_proto = ip(pkt.src_proto)
-        requester = ctx.cache.get(src_proto) if src_proto is not None else None
-        if (src_proto is not None and requester is not None
-                and requester.type is EntryType.DYNAMIC and requester.nbma != pkt.src_nbma):
-            exts = replace_cie_list(exts, ExtType.NAT_ADDRESS, [Cie(
-                prefix_len=src_proto.max_prefixlen, mtu=p.mtu, client_nbma=requester.nbma,
+        if direct:
+            # the first NHS vouches for where it saw the requester (Cisco's NAT extension
+            # CIE), so that the responder need not believe the claimed NBMA address
+            others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or []
+                      if c.client_proto != src_proto]
+            exts = replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
+                prefix_len=src_proto.max_prefixlen, mtu=p.mtu, client_nbma=observed,
                 client_proto=src_proto)], compulsory=False)
         out = ResolutionRequest(
             afn=pkt.afn, protocol_type=pkt.protocol_type, snap=pkt.snap,
@@ -238,10 +288,8 @@ class Resolver:
                                      expires=now + (cie.holdtime or NEGATIVE_HOLD)))
             ctx.stats["resolution_failed"] += 1
             return
-        responder = cie_list(pkt, ExtType.RESPONDER_ADDRESS) or []
-        direct = any(c.client_proto == via for c in responder)
-        nbma = observed if direct else ip(cie.client_nbma)
-        if nbma is None:
+        nbma = self._responder_nbma(pkt, observed, via, ip(cie.client_nbma))
+        if nbma is None or not ctx.may_learn(via, nbma):
             return
         hold = cie.holdtime or p.holdtime
         ctx.cache_put(CacheEntry(via, EntryType.CACHED, nbma=nbma,
@@ -255,6 +303,31 @@ class Resolver:
             self.setup_count += 1
         elif prefix in self.shortcuts:
             ctx.stats["shortcut_refreshed"] += 1
+
+    @staticmethod
+    def _responder_nbma(pkt: RequestReply, observed: IPAddress, via: IPAddress,
+                        claimed: IPAddress | None) -> IPAddress | None:
+        """Where the responder is: the source, when the reply came straight from it (no
+        NHS in its reverse transit record, and it is the responder); else what an NHS on
+        the way vouched for (NAT extension); else what it claims (the reply came through
+        our NHS, PendingResolution.accepts)."""
+        if direct_reply(pkt, via):
+            return observed
+        return nat_nbma(pkt, via) or claimed
+
+    def verify(self, sc: Shortcut) -> None:
+        """Someone who may not purge it says this shortcut is stale: it gets VERIFY_HOLD
+        seconds at most, and a resolution through our NHS now; the answer (from the
+        station registered there) renews or moves it."""
+        ctx = self.ctx
+        now = ctx.now()
+        if sc.expires > now + VERIFY_HOLD:
+            sc.expires = now + VERIFY_HOLD
+            sc.refresh_sent = True
+        upstream = self.upstream.preferred_nbma()
+        if upstream is not None and sc.dst not in self.resolving:
+            ctx.stats["shortcut_verify_sent"] += 1
+            self.send(sc.dst, upstream, now)
 
     # -- timers ---------------------------------------------------------------------------
     def tick(self, now: float) -> float | None:

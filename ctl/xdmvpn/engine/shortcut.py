@@ -30,6 +30,7 @@ class ShortcutTable:
         self.table: dict[IPNetwork, Shortcut] = {}
         self._by_nbma: dict[IPAddress, set[IPNetwork]] = {}
         self._lengths: dict[tuple[int, int], int] = {}     # (version, prefix len) -> count
+        self._by_via: dict[IPAddress, set[IPNetwork]] = {}
 
     def __len__(self) -> int:
         return len(self.table)
@@ -52,6 +53,7 @@ class ShortcutTable:
             self._unindex(old)
         self.table[sc.prefix] = sc
         self._by_nbma.setdefault(sc.nbma, set()).add(sc.prefix)
+        self._by_via.setdefault(sc.via, set()).add(sc.prefix)
         k = (sc.prefix.version, sc.prefix.prefixlen)
         self._lengths[k] = self._lengths.get(k, 0) + 1
         if old is None or (old.via, old.nbma) != (sc.via, sc.nbma):
@@ -60,11 +62,12 @@ class ShortcutTable:
         return False
 
     def _unindex(self, sc: Shortcut) -> None:
-        prefixes = self._by_nbma.get(sc.nbma)
-        if prefixes is not None:
-            prefixes.discard(sc.prefix)
-            if not prefixes:
-                del self._by_nbma[sc.nbma]
+        for index, addr in ((self._by_nbma, sc.nbma), (self._by_via, sc.via)):
+            prefixes = index.get(addr)
+            if prefixes is not None:
+                prefixes.discard(sc.prefix)
+                if not prefixes:
+                    del index[addr]
         k = (sc.prefix.version, sc.prefix.prefixlen)
         left = self._lengths.get(k, 0) - 1
         if left > 0:
@@ -80,7 +83,7 @@ class ShortcutTable:
             return False
         self._unindex(sc)
         ctx.fx.shortcut_del(prefix)
-        if not any(self.table[p].via == sc.via for p in self._by_nbma.get(sc.nbma, ())):
+        if sc.via not in self._by_via:
             entry = ctx.cache.get(sc.via)
             if entry is not None and entry.type is EntryType.CACHED:
                 ctx.cache_remove(sc.via)
@@ -94,6 +97,10 @@ class ShortcutTable:
                 if sc is not None:
                     return sc
         return None
+
+    def via(self, proto: IPAddress) -> list[Shortcut]:
+        """The shortcuts whose next hop is proto."""
+        return [self.table[p] for p in self._by_via.get(proto, ())]
 
     def toward(self, net: IPNetwork, nbma: IPAddress | None) -> list[Shortcut]:
         """The shortcuts toward net (via in it, or prefix overlapping it) that go to nbma
