@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
 from ..inet import IPAddress
-from ..nhrp import ErrorIndication, Packet, encode, end_extension
+from ..nhrp import ErrorIndication, Packet, RequestReply, encode, end_extension
 from .build import auth_ext, families
 from .cache import Cache, CacheEntry, Change, EntryType
 from .clock import Clock
@@ -70,6 +70,16 @@ class Context:
     def known(self, nbma: IPAddress) -> bool:
         """An NBMA address we have a binding for (or one of our NHSs)."""
         return self.cache.knows(nbma) or self.is_nhs(nbma)
+
+    def complete(self, pkt: RequestReply, observed: IPAddress) -> None:
+        """A reply to one of our requests: the pending request it answers completes."""
+        pending = self.pending.get(pkt.request_id)
+        if pending is None or pending.reply_type != pkt.TYPE \
+                or not pending.accepts(pkt, observed):
+            self.stats[("drop", "unexpected_reply")] += 1
+            return
+        self.pending.discard(pending)
+        pending.complete(pkt, observed)
 
     def trusted(self, nbma: IPAddress) -> bool:
         """A station whose word about others we take: one of our NHSs, a station registered

@@ -56,7 +56,7 @@ class Node:
             PacketType.REGISTRATION_REQUEST: self.server.on_request,
             PacketType.REGISTRATION_REPLY: self._on_reply,
             PacketType.RESOLUTION_REQUEST: self.resolver.on_request,
-            PacketType.RESOLUTION_REPLY: self._on_reply,
+            PacketType.RESOLUTION_REPLY: self.resolver.on_reply,
             PacketType.TRAFFIC_INDICATION: self.indications_.on_indication,
             PacketType.PURGE_REQUEST: self.purger.on_request,
             PacketType.PURGE_REPLY: self._on_reply,
@@ -227,15 +227,7 @@ class Node:
                 and ext.data == auth)
 
     def _on_reply(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
-        """A reply to one of our requests: the pending request it answers completes."""
-        ctx = self.ctx
-        pending = ctx.pending.get(pkt.request_id)
-        if pending is None or pending.reply_type != pkt.TYPE \
-                or not pending.accepts(pkt, observed):
-            ctx.stats[("drop", "unexpected_reply")] += 1
-            return
-        ctx.pending.discard(pending)
-        pending.complete(pkt, observed)
+        self.ctx.complete(pkt, observed)
 
     def _on_error_indication(self, pkt: ErrorIndication, observed: IPAddress) -> None:
         ctx = self.ctx

@@ -119,8 +119,12 @@ class NhsClient:
             ctx.stats["registration_rejected"] += 1
             self._down()
             return
+        # the NHS's protocol address: its responder address extension, else the reply's
+        # destination protocol address (where FRR and we put it), unless that is ours
         responder = cie_list(pkt, ExtType.RESPONDER_ADDRESS) or []
         learnt = ip(responder[0].client_proto) if responder else None
+        if learnt is None and pkt.dst_proto != p.tunnel_ip:
+            learnt = ip(pkt.dst_proto)
         if learnt is not None:
             self.proto = learnt
         holdtime = pkt.cies[0].holdtime if pkt.cies and pkt.cies[0].holdtime else p.holdtime

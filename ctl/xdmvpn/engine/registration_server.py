@@ -57,7 +57,8 @@ class RegistrationServer:
                 client_proto=pkt.src_proto)], compulsory=False)
         reply = RegistrationReply(
             afn=pkt.afn, protocol_type=pkt.protocol_type, hop_count=p.hop_count,
-            src_nbma=pkt.src_nbma, src_proto=pkt.src_proto, dst_proto=pkt.dst_proto,
+            # our own address, where FRR's client learns its NHS's (`nhs dynamic`)
+            src_nbma=pkt.src_nbma, src_proto=pkt.src_proto, dst_proto=p.tunnel_ip,
             flags=pkt.flags, request_id=pkt.request_id, cies=out,
             extensions=with_own_auth(p, exts))
         ctx.send(observed, reply)

@@ -271,7 +271,57 @@ class Resolver:
         ctx.stats["resolution_forwarded"] += 1
         ctx.send(to, out)
 
-    # -- replies to ours ------------------------------------------------------------------
+    # -- replies --------------------------------------------------------------------------
+    def on_reply(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
+        """A reply to us completes our resolution; one to another station, whose request
+        we forwarded, goes on toward it (RFC 2332 5.2.2: a responder may send its reply
+        back along the way the request came, as FRR does)."""
+        ctx = self.ctx
+        if pkt.src_proto == ctx.p.tunnel_ip:
+            ctx.complete(pkt, observed)
+            return
+        self._forward_reply(pkt, data, observed)
+
+    def _forward_reply(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
+        """Toward the requester: hop count down by one, ourselves added to the reverse
+        transit record (5.3.3), the responder's NBMA address vouched for when it is
+        registered with us (NAT extension), authentication regenerated."""
+        ctx, p = self.ctx, self.ctx.p
+        requester = ip(pkt.src_proto)
+        if requester is None or not ctx.trusted(observed):
+            ctx.stats[("drop", "unexpected_reply")] += 1
+            return
+        target = self._next_hop_entry(requester, ctx.fx.route_lookup(requester))
+        if target is None or target.nbma is None or target.nbma == observed:
+            ctx.stats[("drop", "unexpected_reply")] += 1
+            return
+        reverse = list(cie_list(pkt, ExtType.REVERSE_TRANSIT_NHS) or [])
+        if any(c.client_proto == p.tunnel_ip for c in reverse):
+            ctx.error_indication(pkt, data, observed, ErrorCode.LOOP_DETECTED,
+                                 pkt.extension_offset or 0)
+            return
+        if pkt.hop_count <= 1:
+            ctx.error_indication(pkt, data, observed, ErrorCode.HOP_COUNT_EXCEEDED, 9)
+            return
+        reverse.append(own_cie(p, prefix_len=0))
+        exts = replace_cie_list(pkt.extensions, ExtType.REVERSE_TRANSIT_NHS, reverse)
+        via = ip(pkt.cies[0].client_proto) if pkt.cies else None
+        responder = ctx.cache.get(via) if via is not None else None
+        if via is not None and responder is not None and responder.type in _OWNED \
+                and responder.nbma is not None and responder.type is not EntryType.LOCAL:
+            others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or []
+                      if c.client_proto != via]
+            exts = replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
+                prefix_len=via.max_prefixlen, mtu=p.mtu, client_nbma=responder.nbma,
+                client_proto=via)], compulsory=False)
+        out = ResolutionReply(
+            afn=pkt.afn, protocol_type=pkt.protocol_type, snap=pkt.snap,
+            hop_count=pkt.hop_count - 1, src_nbma=pkt.src_nbma, src_proto=pkt.src_proto,
+            dst_proto=pkt.dst_proto, flags=pkt.flags, request_id=pkt.request_id,
+            cies=pkt.cies, extensions=with_own_auth(p, exts))
+        ctx.stats["resolution_reply_forwarded"] += 1
+        ctx.send(target.nbma, out)
+
     def answered_by(self, r: Resolving, pkt: RequestReply, observed: IPAddress) -> None:
         """The reply to our resolution of r.dst."""
         ctx, p = self.ctx, self.ctx.p
