@@ -26,14 +26,13 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from xdmvpn.engine.build import request_extensions
-from xdmvpn.engine.cache import EntryType
 from xdmvpn.engine.clock import FakeClock
 from xdmvpn.engine.effects import Recorder, RouteHint
 from xdmvpn.engine.node import Node
 from xdmvpn.engine.params import NhsParams, NodeParams
 from xdmvpn.inet import IPAddress, checksum
 from xdmvpn.nhrp import (
-    AuthExtension, Cie, CieListExtension, ErrorIndication, Extension, NhrpDecodeError, Packet,
+    Cie, CieListExtension, ErrorIndication, Extension, NhrpDecodeError, Packet,
     ProtocolType, PurgeReply, PurgeRequest, RegistrationReply, RegistrationRequest,
     RequestReply, ResolutionReply, ResolutionRequest, TrafficIndication, VendorExtension,
     decode, encode,
