@@ -102,3 +102,13 @@ def nat_nbma(pkt: Packet, proto: IPAddress | None) -> IPAddress | None:
 def ip(addr: Address) -> IPAddress | None:
     """An address field as an IP address; None when absent or of another length."""
     return addr if isinstance(addr, (IPv4Address, IPv6Address)) else None
+
+
+def vouch(p: NodeParams, pkt: Packet, exts: Extensions, proto: IPAddress,
+          nbma: IPAddress) -> Extensions:
+    """exts with a NAT extension CIE saying that proto is at nbma, as we observed it (or
+    registered it), in place of any other CIE for proto (Cisco's NAT extension)."""
+    others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or [] if c.client_proto != proto]
+    return replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
+        prefix_len=proto.max_prefixlen, mtu=p.mtu, client_nbma=nbma, client_proto=proto)],
+        compulsory=False)

@@ -14,7 +14,8 @@ from ..nhrp import (
 )
 from .answered import AnsweredTable
 from .build import (
-    families, cie_list, ip, nat_nbma, own_cie, replace_cie_list, request_extensions, with_own_auth,
+    Extensions, cie_list, families, ip, nat_nbma, own_cie, replace_cie_list,
+    request_extensions, vouch, with_own_auth,
 )
 from .cache import CacheEntry, EntryType
 from .context import Context, Upstream
@@ -41,6 +42,14 @@ class Resolving:
     tries: int
     nbma: IPAddress         # where the requests go (an NHS, or the hub that redirected)
     first: float            # when the first try went out (set-up latency)
+
+
+def _relayed(cls: type[RequestReply], pkt: RequestReply, exts: Extensions) -> RequestReply:
+    """pkt as the next hop gets it: one hop less, with these extensions."""
+    return cls(afn=pkt.afn, protocol_type=pkt.protocol_type, snap=pkt.snap,
+               hop_count=pkt.hop_count - 1, src_nbma=pkt.src_nbma, src_proto=pkt.src_proto,
+               dst_proto=pkt.dst_proto, flags=pkt.flags, request_id=pkt.request_id,
+               cies=pkt.cies, extensions=exts)
 
 
 def direct_reply(pkt: RequestReply, via: IPAddress | None) -> bool:
@@ -258,18 +267,9 @@ class Resolver:
         if direct:
             # the first NHS vouches for where it saw the requester (Cisco's NAT extension
             # CIE), so that the responder need not believe the claimed NBMA address
-            others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or []
-                      if c.client_proto != src_proto]
-            exts = replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
-                prefix_len=src_proto.max_prefixlen, mtu=p.mtu, client_nbma=observed,
-                client_proto=src_proto)], compulsory=False)
-        out = ResolutionRequest(
-            afn=pkt.afn, protocol_type=pkt.protocol_type, snap=pkt.snap,
-            hop_count=pkt.hop_count - 1, src_nbma=pkt.src_nbma, src_proto=pkt.src_proto,
-            dst_proto=pkt.dst_proto, flags=pkt.flags, request_id=pkt.request_id,
-            cies=pkt.cies, extensions=with_own_auth(p, exts))
+            exts = vouch(p, pkt, exts, src_proto, observed)
         ctx.stats["resolution_forwarded"] += 1
-        ctx.send(to, out)
+        ctx.send(to, _relayed(ResolutionRequest, pkt, with_own_auth(p, exts)))
 
     # -- replies --------------------------------------------------------------------------
     def on_reply(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
@@ -309,18 +309,9 @@ class Resolver:
         responder = ctx.cache.get(via) if via is not None else None
         if via is not None and responder is not None and responder.type in _OWNED \
                 and responder.nbma is not None and responder.type is not EntryType.LOCAL:
-            others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or []
-                      if c.client_proto != via]
-            exts = replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
-                prefix_len=via.max_prefixlen, mtu=p.mtu, client_nbma=responder.nbma,
-                client_proto=via)], compulsory=False)
-        out = ResolutionReply(
-            afn=pkt.afn, protocol_type=pkt.protocol_type, snap=pkt.snap,
-            hop_count=pkt.hop_count - 1, src_nbma=pkt.src_nbma, src_proto=pkt.src_proto,
-            dst_proto=pkt.dst_proto, flags=pkt.flags, request_id=pkt.request_id,
-            cies=pkt.cies, extensions=with_own_auth(p, exts))
+            exts = vouch(p, pkt, exts, via, responder.nbma)
         ctx.stats["resolution_reply_forwarded"] += 1
-        ctx.send(target.nbma, out)
+        ctx.send(target.nbma, _relayed(ResolutionReply, pkt, with_own_auth(p, exts)))
 
     def answered_by(self, r: Resolving, pkt: RequestReply, observed: IPAddress) -> None:
         """The reply to our resolution of r.dst."""
