@@ -11,6 +11,7 @@ BENCHES = {
     "codec": "xdmvpn.bench_codec",
     "control": "xdmvpn.bench_control",
     "dataplane": "xdmvpn.dataplane.bench",
+    "fuzz": "xdmvpn_bench.fuzz",
 }
 
 EXAMPLES = """\
