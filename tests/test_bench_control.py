@@ -114,8 +114,7 @@ def _hub(clock):
 
 
 def _register(hub, i, now):
-    from xdmvpn.engine.nhs import _register as register
-    assert register(hub, A("10.0.0.1") + 10 + i, A("198.19.0.0") + i, A("198.19.0.0") + i,
+    assert hub.server.register(A("10.0.0.1") + 10 + i, A("198.19.0.0") + i, A("198.19.0.0") + i,
                     300, True, now) == 0
 
 

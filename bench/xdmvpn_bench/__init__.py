@@ -6,7 +6,7 @@ runs ``xdmvpn_bench.NAME.run(args)``, which returns a dict of figures (printed a
 
 benchmarks   codec (NHRP decode/encode), control (registrations on the wire, memory,
              shortcut setup; parts in ctl/), dataplane (ns per packet, verifier figures;
-             hub pps in forwarding)
+             hub pps in forwarding), fuzz (the NHRP codec and engine under mutation)
 harnesses    testrun (the kernel's BPF test-run: run, run_live), packets (hand-built
              frames), both also used by tests/dataplane; daemons (`xdmvpn run` processes
              in namespaces), also used by tests/daemon/topo.py

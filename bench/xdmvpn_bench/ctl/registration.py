@@ -46,7 +46,7 @@ def spoke_proto(i: int) -> ipaddress.IPv4Address:
 
 
 def registration_request(i: int, request_id: int) -> bytes:
-    """NHRP registration of spoke i, as engine/nhc.py (and a Cisco spoke) sends it."""
+    """NHRP registration of spoke i, as engine/registration_client.py (and a Cisco spoke) sends it."""
     hub_nbma, hub_proto = ipaddress.IPv4Address(HUB_NBMA), OVERLAY.ip
     nat = [Cie(prefix_len=32, mtu=MTU, client_nbma=hub_nbma, client_proto=hub_proto)]
     pkt = RegistrationRequest(

@@ -16,6 +16,7 @@ BENCHES = {
     "codec": "xdmvpn_bench.codec",
     "control": "xdmvpn_bench.control",
     "dataplane": "xdmvpn_bench.dataplane",
+    "fuzz": "xdmvpn_bench.fuzz",
 }
 
 EXAMPLES = """\
@@ -27,6 +28,8 @@ examples:
   xdmvpn bench dataplane --json
       BPF program cost per packet (live frames, restored each run, counters
       checked), hub hairpin vs kernel forwarding, verifier figures (root)
+  xdmvpn bench fuzz --json
+      the NHRP fuzzer's figures (see bench/xdmvpn_bench/fuzz.py)
   bench/run
       every benchmark of the repository in turn, JSON on each one's last line"""
 
