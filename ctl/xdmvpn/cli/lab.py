@@ -142,8 +142,11 @@ def invoked_as() -> str:
         if not os.access(mine, os.X_OK):
             return f"{shlex.quote(sys.executable)} -m xdmvpn"
     found = shutil.which("xdmvpn")
-    if found and os.path.samefile(found, mine):
-        return "xdmvpn"
+    try:
+        if found and os.path.samefile(found, mine):
+            return "xdmvpn"
+    except OSError:                                   # mine is gone: say it as it was run
+        pass
     return shlex.quote(mine)
 
 
