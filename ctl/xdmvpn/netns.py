@@ -7,7 +7,7 @@ benchmarks (they import them from here).
   run, sh, ip, popen      a command, in a namespace with ns=...
   exec_argv, enter_argv   argv prefixes: `ip netns exec` (own /sys) or `nsenter --net`
   add, delete, names      namespaces; veth, veth_between, addr, neigh, sysctl: their parts
-  ifindex, link_stats, snmp_ip   what the kernel says inside one
+  ifindex, snmp_ip        what the kernel says inside one
   Namespaces              a set of namespaces under one unique prefix, removed together
 """
 
@@ -167,13 +167,6 @@ def sysctl(ns: str | None, *settings: str) -> None:
 
 def ifindex(ns: str | None, dev: str) -> int:
     return int(sh("cat", f"/sys/class/net/{dev}/ifindex", ns=ns))
-
-
-def link_stats(ns: str | None, dev: str) -> dict:
-    """rx/tx packets of a device from /sys (read inside the namespace)."""
-    out = sh("cat", f"/sys/class/net/{dev}/statistics/rx_packets",
-             f"/sys/class/net/{dev}/statistics/tx_packets", ns=ns).split()
-    return {"rx_packets": int(out[0]), "tx_packets": int(out[1])}
 
 
 def snmp_ip(ns: str | None) -> dict:
