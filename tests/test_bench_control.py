@@ -11,7 +11,7 @@ import sys
 from ipaddress import ip_address as A
 from pathlib import Path
 
-from nsutil import need_root
+from util import need_root
 from xdmvpn.daemon.effects import LiveEffects
 from xdmvpn.engine import node as node_mod
 from xdmvpn.engine.cache import Cache, CacheEntry, EntryType
@@ -114,8 +114,7 @@ def _hub(clock):
 
 
 def _register(hub, i, now):
-    from xdmvpn.engine.nhs import _register as register
-    assert register(hub, A("10.0.0.1") + 10 + i, A("198.19.0.0") + i, A("198.19.0.0") + i,
+    assert hub.server.register(A("10.0.0.1") + 10 + i, A("198.19.0.0") + i, A("198.19.0.0") + i,
                     300, True, now) == 0
 
 

@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
 from netsim import Net, hub_and_spokes, ipv4_head  # noqa: E402
 from xdmvpn import show  # noqa: E402
 from xdmvpn.engine.params import NhsParams  # noqa: E402
-from xdmvpn.engine.resolve import send_resolution  # noqa: E402
 
 # FakeClock starts at 1000; registration and the shortcut happen at 1000, we look at 1010.
 HOLD_LEFT = 290
@@ -156,7 +155,7 @@ def test_spoke_cache_table_with_used_entry(phase3):
 def test_negative_entry_has_no_nbma_and_no_peer():
     net, (hub, s1, s2) = hub_and_spokes()
     net.tick()
-    send_resolution(s1, A("172.16.0.1"), A("192.0.2.1"), net.clock.now())
+    s1.resolve(A("172.16.0.1"), A("192.0.2.1"))
     net.deliver()
     row = show.cache_json(snap_of(s1))[-1]
     assert row == cache_row("negative", "172.16.0.1", "-", "-", identity="-", up=False,
@@ -242,13 +241,13 @@ def test_no_shortcuts_is_an_empty_list_and_a_header(phase3):
 def test_pending_and_negative_resolutions_show_as_frr_does():
     net, (hub, s1, s2) = hub_and_spokes()
     net.tick()
-    send_resolution(s1, A("192.168.2.20"), A("192.0.2.1"), net.clock.now())   # not delivered
+    s1.resolve(A("192.168.2.20"), A("192.0.2.1"))   # not delivered
     rows = show.shortcut_json(snap_of(s1))
     assert rows == [{"type": "incomplete", "prefix": "192.168.2.20/32", "identity": "",
                      "expires": None}]
     assert "via" not in rows[0]                      # FRR leaves it out without a next hop
     net.deliver()
-    send_resolution(s1, A("172.16.0.1"), A("192.0.2.1"), net.clock.now())
+    s1.resolve(A("172.16.0.1"), A("192.0.2.1"))
     net.deliver()
     assert [(r["type"], r["prefix"]) for r in show.shortcut_json(snap_of(s1))] == [
         ("negative", "172.16.0.1/32"), ("dynamic", "192.168.2.0/24")]
@@ -337,7 +336,7 @@ def test_tables_fit_80_columns_and_split_evenly(phase3):
 
 def test_a_refreshing_shortcut_stays_one_entry(phase3):
     net, hub, s1, s2 = phase3
-    send_resolution(s1, A("192.168.2.20"), A("192.0.2.1"), net.clock.now())   # the refresh
+    s1.resolve(A("192.168.2.20"), A("192.0.2.1"))   # the refresh
     assert snap_of(s1)["resolving"][0]["dst"] == "192.168.2.20"
     assert [r["type"] for r in show.shortcut_json(snap_of(s1))] == ["dynamic"]
     net.deliver()

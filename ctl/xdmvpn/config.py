@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from .errors import XdmvpnError
+from .inet import IPAddress, IPInterface, IPNetwork
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 KeyPath = tuple[str | int, ...]
 
 # The keys of each table, in the order render_toml writes them.

@@ -125,13 +125,12 @@ def snapshot(node, iface: str) -> dict:
     } for _, sc in sorted(node.shortcuts.items(),
                           key=lambda kv: (kv[0].version, kv[0]))]
     resolving = [{
-        "dst": str(dst),
-        "nbma": str(nbma),
-        "sent": sent,
-        "tries": tries,
-        "first": first,
-    } for dst, (_rid, sent, tries, nbma, first) in sorted(
-        node.resolving.items(), key=lambda kv: (kv[0].version, kv[0]))]
+        "dst": str(r.dst),
+        "nbma": str(r.nbma),
+        "sent": r.sent,
+        "tries": r.tries,
+        "first": r.first,
+    } for _, r in sorted(node.resolving.items(), key=lambda kv: (kv[0].version, kv[0]))]
     return {
         "schema": SCHEMA,
         "interface": iface,

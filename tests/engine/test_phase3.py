@@ -129,8 +129,7 @@ def test_hop_count_zero_gets_error_15_but_never_an_error_about_an_error():
 def test_unknown_destination_gets_a_negative_reply():
     net, (hub, s1, s2) = hub_and_spokes()
     net.tick()
-    from xdmvpn.engine.resolve import send_resolution
-    send_resolution(s1, A("172.16.0.1"), A("192.0.2.1"), net.clock.now())
+    s1.resolve(A("172.16.0.1"), A("192.0.2.1"))
     crossed = net.deliver()
     reply = crossed[-1][2]
     assert reply.TYPE == PacketType.RESOLUTION_REPLY and reply.cies[0].code == 12
@@ -157,9 +156,8 @@ def test_purge_from_the_owner_removes_its_registration():
 def test_unrecognized_compulsory_extension_gets_error_1_and_bad_checksum_is_dropped():
     net, (hub, s1, s2) = hub_and_spokes()
     net.tick()
-    from xdmvpn.engine.resolve import send_resolution
     from xdmvpn.nhrp import Extension, encode
-    send_resolution(s1, A("192.168.2.20"), A("192.0.2.1"), net.clock.now())
+    s1.resolve(A("192.168.2.20"), A("192.0.2.1"))
     ((_, data),) = s1.fx.take()
     req = decode(data)
     req.extensions.insert(-1, Extension(0x1234, True, b"??"))

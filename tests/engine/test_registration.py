@@ -4,7 +4,7 @@ from ipaddress import ip_address as A
 
 from netsim import Net, hub_and_spokes
 from xdmvpn.engine.cache import EntryType
-from xdmvpn.engine.nhc import NhcState
+from xdmvpn.engine.registration_client import NhcState
 from xdmvpn.engine.params import NhsParams
 from xdmvpn.nhrp import CieCode, PacketType
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from xdmvpn import config as C
 from xdmvpn.dataplane import maps as M
 from xdmvpn.engine.cache import EntryType
-from xdmvpn.engine.nhc import NhcState
+from xdmvpn.engine.registration_client import NhcState
 from xdmvpn.exporter import labels as L
 from xdmvpn.exporter.collector import DmvpnCollector
 from xdmvpn.exporter.histogram import LatencyHistogram

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from nsutil import Namespaces, need_root
+from util import need_root
+from xdmvpn import netns
 from xdmvpn.lab import vm
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel("ip_gre", "esp4")]
@@ -24,25 +25,29 @@ KEY = 42
 def pair():
     """Two namespaces joined by a veth: a (192.0.2.1) and b (192.0.2.2) on eth0."""
     need_root()
-    ns = Namespaces()
-    try:
-        a, b = ns.add("a"), ns.add("b")
-        ns.link(a, "eth0", "192.0.2.1/24", b, "eth0", "192.0.2.2/24")
-        yield ns, a, b
-    finally:
-        ns.close()
+    with netns.Namespaces() as spaces:
+        a, b = spaces.add("a"), spaces.add("b")
+        spaces.link(a, "eth0", b, "eth0", "192.0.2.1/24", "192.0.2.2/24")
+        yield a, b
 
 
-def capture(ns, where, flt, action) -> list[str]:
-    """tcpdump's lines for the packets matching flt on where's eth0 while action runs."""
-    dump = ns.popen(where, "tcpdump", "-nn", "-l", "-v", "-i", "eth0", flt)
+def ip(ns, *args) -> None:
+    netns.ip(*args, ns=ns)
+
+
+def ping_seen(src, dst_ns, dst, flt) -> list[str]:
+    """Ping dst from src (3 packets, all answered); tcpdump's lines for the packets
+    matching flt on dst_ns's eth0 meanwhile."""
+    dump = netns.popen("tcpdump", "-nn", "-l", "-v", "-i", "eth0", flt, ns=dst_ns)
     time.sleep(1.0 * vm.time_scale())
     try:
-        action()
+        r = netns.run("ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "5", dst, ns=src,
+                      check=False)
         time.sleep(0.5 * vm.time_scale())
     finally:
         dump.terminate()
         out, _ = dump.communicate(timeout=30)
+    assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
     return out.splitlines()
 
 
@@ -56,44 +61,36 @@ def test_the_kernel_has_gre_and_esp():
 
 
 def test_a_kernel_gre_device_exchanges_packets_with_the_key(pair):
-    ns, a, b = pair
+    a, b = pair
     for n, local, remote, inner in ((a, "192.0.2.1", "192.0.2.2", "10.99.0.1/30"),
                                     (b, "192.0.2.2", "192.0.2.1", "10.99.0.2/30")):
-        ns.run(n, "ip", "tunnel", "add", "gre1", "mode", "gre", "key", str(KEY), "ttl", "64",
-               "local", local, "remote", remote, "dev", "eth0")
-        ns.run(n, "ip", "addr", "add", inner, "dev", "gre1")
-        ns.run(n, "ip", "link", "set", "gre1", "up")
-    pings = []
-    lines = capture(ns, b, "ip proto 47", lambda: pings.append(
-        ns.run(a, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "5", "10.99.0.2",
-               check=False)))
-    assert " 0% packet loss" in pings[0].stdout, pings[0].stdout + pings[0].stderr
+        ip(n, "tunnel", "add", "gre1", "mode", "gre", "key", str(KEY), "ttl", "64",
+           "local", local, "remote", remote, "dev", "eth0")
+        ip(n, "addr", "add", inner, "dev", "gre1")
+        ip(n, "link", "set", "gre1", "up")
+    lines = ping_seen(a, b, "10.99.0.2", "ip proto 47")
     gre = [x for x in lines if "GREv0" in x]
     assert gre, lines
     assert all(f"key=0x{KEY:x}" in x for x in gre), gre
-    rx = int(ns.run(b, "cat", "/sys/class/net/gre1/statistics/rx_packets").stdout)
+    rx = int(netns.sh("cat", "/sys/class/net/gre1/statistics/rx_packets", ns=b))
     assert rx >= 3
 
 
 def test_esp_transport_mode_carries_a_ping(pair):
     """Hand-made SAs and policies (no IKE): the kernel's own ESP, both ways."""
-    ns, a, b = pair
+    a, b = pair
     key = "0x" + "11" * 20                     # rfc4106(gcm(aes)): 16-byte key + 4 salt
     for n in (a, b):
         for src, dst, spi in (("192.0.2.1", "192.0.2.2", "0x101"),
                               ("192.0.2.2", "192.0.2.1", "0x102")):
-            ns.run(n, "ip", "xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp",
-                   "spi", spi, "mode", "transport", "aead", "rfc4106(gcm(aes))", key, "128")
+            ip(n, "xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", spi,
+               "mode", "transport", "aead", "rfc4106(gcm(aes))", key, "128")
     for n, src, dst in ((a, "192.0.2.1", "192.0.2.2"), (b, "192.0.2.2", "192.0.2.1")):
-        ns.run(n, "ip", "xfrm", "policy", "add", "src", src, "dst", dst, "dir", "out",
-               "tmpl", "proto", "esp", "mode", "transport")
-        ns.run(n, "ip", "xfrm", "policy", "add", "src", dst, "dst", src, "dir", "in",
-               "tmpl", "proto", "esp", "mode", "transport")
-    pings = []
-    lines = capture(ns, b, "ip proto 50 or icmp", lambda: pings.append(
-        ns.run(a, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "5", "192.0.2.2",
-               check=False)))
-    assert " 0% packet loss" in pings[0].stdout, pings[0].stdout + pings[0].stderr
+        ip(n, "xfrm", "policy", "add", "src", src, "dst", dst, "dir", "out",
+           "tmpl", "proto", "esp", "mode", "transport")
+        ip(n, "xfrm", "policy", "add", "src", dst, "dst", src, "dir", "in",
+           "tmpl", "proto", "esp", "mode", "transport")
+    lines = ping_seen(a, b, "192.0.2.2", "ip proto 50 or icmp")
     esp = [x for x in lines if "ESP(spi=" in x]
     assert any("spi=0x00000101" in x for x in esp) and any("spi=0x00000102" in x
                                                              for x in esp), lines

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import config as config_mod
 from .. import control, show
 from ..dataplane.tunnel import TunnelDataplane
-from ..engine.nhc import NhcState
+from ..engine.registration_client import NhcState
 from ..engine.node import Node
 from ..engine.params import from_config
 from ..errors import XdmvpnError

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv6Address
+from typing import TypedDict
+
+from ..inet import IPAddress
 from ..nhrp import (
-    AuthExtension, Cie, CieListExtension, ExtType, Packet, end_extension,
+    Afn, AuthExtension, Cie, CieListExtension, ExtType, Packet, ProtocolType, end_extension,
 )
 from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
+from ..nhrp.messages import AnyExtension
+from ..nhrp.wire import Address
 from .params import NodeParams
+
+Extensions = list[AnyExtension]
+
+
+class Families(TypedDict):
+    afn: int
+    protocol_type: int
+
+
+def families(p: NodeParams) -> Families:
+    """The header fields naming our address families: the NBMA's (afn) and the tunnel's
+    (protocol type), so that an IPv6 overlay or underlay says so on the wire."""
+    return Families(afn=Afn.IPV4 if p.nbma.version == 4 else Afn.IPV6,
+                    protocol_type=ProtocolType.IPV4 if p.tunnel_ip.version == 4
+                    else ProtocolType.IPV6)
 
 
 def own_cie(p: NodeParams, prefix_len: int = 32, holdtime: int | None = None,
@@ -16,13 +37,15 @@ def own_cie(p: NodeParams, prefix_len: int = 32, holdtime: int | None = None,
                client_nbma=p.nbma, client_proto=p.tunnel_ip)
 
 
-def auth_ext(p: NodeParams) -> list:
+def auth_ext(p: NodeParams) -> Extensions:
     return [AuthExtension(AUTH_TYPE_CLEARTEXT, p.auth)] if p.auth is not None else []
 
 
-def request_extensions(p: NodeParams, *, responder: bool = True, nat: list | None = None) -> list:
+def request_extensions(p: NodeParams, *, responder: bool = True,
+                       nat: list[Cie] | None = None) -> Extensions:
     """responder (empty), forward and reverse transit (empty), auth, NAT, end."""
-    exts = [CieListExtension(ExtType.RESPONDER_ADDRESS, True, [])] if responder else []
+    exts: Extensions = [CieListExtension(ExtType.RESPONDER_ADDRESS, True, [])] \
+        if responder else []
     exts += [CieListExtension(ExtType.FORWARD_TRANSIT_NHS, True, []),
              CieListExtension(ExtType.REVERSE_TRANSIT_NHS, True, [])]
     exts += auth_ext(p)
@@ -32,7 +55,7 @@ def request_extensions(p: NodeParams, *, responder: bool = True, nat: list | Non
     return exts
 
 
-def with_own_auth(p: NodeParams, exts: list) -> list:
+def with_own_auth(p: NodeParams, exts: Extensions) -> Extensions:
     """Regenerate the authentication extension for this hop, exactly once, where it was
     (or, when absent, before the NAT and End extensions, where Cisco puts it)."""
     where = next((i for i, e in enumerate(exts) if e.type == ExtType.AUTHENTICATION), None)
@@ -49,8 +72,10 @@ def cie_list(pkt: Packet, ext_type: int) -> list[Cie] | None:
     return ext.cies if isinstance(ext, CieListExtension) else None
 
 
-def replace_cie_list(exts: list, ext_type: int, cies: list[Cie], compulsory=True) -> list:
-    out, done = [], False
+def replace_cie_list(exts: Extensions, ext_type: int, cies: list[Cie],
+                     compulsory: bool = True) -> Extensions:
+    out: Extensions = []
+    done = False
     for e in exts:
         if e.type == ext_type:
             out.append(CieListExtension(ext_type, e.compulsory, cies))
@@ -61,3 +86,29 @@ def replace_cie_list(exts: list, ext_type: int, cies: list[Cie], compulsory=True
         end = next((i for i, e in enumerate(out) if e.type == ExtType.END), len(out))
         out.insert(end, CieListExtension(ext_type, compulsory, cies))
     return out
+
+
+def nat_nbma(pkt: Packet, proto: IPAddress | None) -> IPAddress | None:
+    """The post-NAT NBMA address a NAT extension CIE gives for `proto` (Cisco), if any."""
+    if proto is None:
+        return None
+    for cie in cie_list(pkt, ExtType.NAT_ADDRESS) or []:
+        nbma = ip(cie.client_nbma)
+        if cie.client_proto == proto and nbma is not None:
+            return nbma
+    return None
+
+
+def ip(addr: Address) -> IPAddress | None:
+    """An address field as an IP address; None when absent or of another length."""
+    return addr if isinstance(addr, (IPv4Address, IPv6Address)) else None
+
+
+def vouch(p: NodeParams, pkt: Packet, exts: Extensions, proto: IPAddress,
+          nbma: IPAddress) -> Extensions:
+    """exts with a NAT extension CIE saying that proto is at nbma, as we observed it (or
+    registered it), in place of any other CIE for proto (Cisco's NAT extension)."""
+    others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or [] if c.client_proto != proto]
+    return replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
+        prefix_len=proto.max_prefixlen, mtu=p.mtu, client_nbma=nbma, client_proto=proto)],
+        compulsory=False)

@@ -1,17 +1,22 @@
 """The NHRP cache: protocol address -> NBMA address, with the entry types of FRR/Cisco and
-holdtime expiry on the monotonic clock."""
+holdtime expiry on the monotonic clock.
+
+Indexed three ways so that no operation walks the whole cache: by protocol address (a dict),
+by NBMA address (per NBMA, its protocol addresses kept sorted: a purge of a prefix from one
+NBMA costs O(log n) plus what it removes), and by expiry (a heap)."""
 
 from __future__ import annotations
 
+import bisect
 import enum
 import heapq
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import Iterator
 
-IPAddress = IPv4Address | IPv6Address
+from ..inet import IPAddress, IPNetwork
 
 
 class EntryType(enum.Enum):
@@ -31,6 +36,10 @@ class EntryType(enum.Enum):
 
 _RANK = {t: i for i, t in enumerate(EntryType)}
 
+# Entry types another station may change (register, resolve, purge); the others are ours.
+LEARNT = frozenset({EntryType.NEGATIVE, EntryType.INCOMPLETE, EntryType.CACHED,
+                    EntryType.DYNAMIC})
+
 
 @dataclass(slots=True)
 class CacheEntry:
@@ -48,7 +57,7 @@ class CacheEntry:
     used: bool = False                     # data plane saw traffic since last refresh
 
     @property
-    def prefix(self) -> IPv4Network | IPv6Network:
+    def prefix(self) -> IPNetwork:
         return ip_network(f"{self.proto}/{self.prefix_len}", strict=False)
 
     def remaining(self, now: float) -> int | None:
@@ -64,23 +73,39 @@ class Change:
     removed: bool = False
 
 
+Key = tuple[int, int]          # (IP version, address as an integer): sorts v4 before v6
+
+
+def key(addr: IPAddress) -> Key:
+    return (addr.version, int(addr))
+
+
+def _bounds(net: IPNetwork) -> tuple[Key, Key]:
+    return (net.version, int(net.network_address)), (net.version, int(net.broadcast_address))
+
+
 @dataclass
 class Cache:
     entries: dict[IPAddress, CacheEntry] = field(default_factory=dict)
     # NBMA address -> how many DYNAMIC entries have it (a hub's multicast targets), kept up
     # to date by put/remove/expire so that nobody walks 100,000 entries to know them
-    dynamic_nbmas: Counter = field(default_factory=Counter, repr=False, compare=False)
+    dynamic_nbmas: Counter[IPAddress] = field(default_factory=Counter, repr=False,
+                                              compare=False)
+    # NBMA address -> sorted keys of the entries bound to it (LOCAL excepted)
+    _by_nbma: dict[IPAddress, list[Key]] = field(default_factory=dict, repr=False,
+                                                 compare=False)
     # (expires, n, proto) per put with an expiry: a heap, so that expire() and
     # next_expiry() cost O(log n) per entry rather than a walk of the cache per tick.
     # Items of replaced or removed entries stay until they reach the top (lazy deletion).
-    _expiry: list = field(default_factory=list, repr=False, compare=False)
+    _expiry: list[tuple[float, int, IPAddress]] = field(default_factory=list, repr=False,
+                                                        compare=False)
     _n: Iterator[int] = field(default_factory=itertools.count, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __iter__(self) -> Iterator[CacheEntry]:
-        return iter(sorted(self.entries.values(), key=lambda e: (e.proto.version, e.proto)))
+        return iter(sorted(self.entries.values(), key=lambda e: key(e.proto)))
 
     def get(self, proto: IPAddress) -> CacheEntry | None:
         return self.entries.get(proto)
@@ -93,8 +118,7 @@ class Cache:
         self.entries[entry.proto] = entry
         if old is not None:
             self._dropped(old)
-        if entry.type is EntryType.DYNAMIC and entry.nbma is not None:
-            self.dynamic_nbmas[entry.nbma] += 1
+        self._indexed(entry)
         if entry.expires is not None:
             if len(self._expiry) > 4 * len(self.entries) + 1024:
                 self._expiry = [(e.expires, next(self._n), e.proto)
@@ -104,13 +128,30 @@ class Cache:
                 heapq.heappush(self._expiry, (entry.expires, next(self._n), entry.proto))
         return Change(entry, old_nbma=old.nbma if old else None, added=old is None)
 
+    def _indexed(self, entry: CacheEntry) -> None:
+        if entry.nbma is None or entry.type is EntryType.LOCAL:
+            return
+        if entry.type is EntryType.DYNAMIC:
+            self.dynamic_nbmas[entry.nbma] += 1
+        bisect.insort(self._by_nbma.setdefault(entry.nbma, []), key(entry.proto))
+
     def _dropped(self, entry: CacheEntry) -> None:
-        if entry.type is EntryType.DYNAMIC and entry.nbma is not None:
+        if entry.nbma is None or entry.type is EntryType.LOCAL:
+            return
+        if entry.type is EntryType.DYNAMIC:
             left = self.dynamic_nbmas[entry.nbma] - 1
             if left > 0:
                 self.dynamic_nbmas[entry.nbma] = left
             else:
                 del self.dynamic_nbmas[entry.nbma]
+        keys = self._by_nbma.get(entry.nbma)
+        if keys is not None:
+            k = key(entry.proto)
+            i = bisect.bisect_left(keys, k)
+            if i < len(keys) and keys[i] == k:
+                del keys[i]
+            if not keys:
+                del self._by_nbma[entry.nbma]
 
     def remove(self, proto: IPAddress) -> Change | None:
         old = self.entries.pop(proto, None)
@@ -142,6 +183,39 @@ class Cache:
             heapq.heappop(heap)            # replaced or removed since
         return None
 
+    # -- by NBMA --------------------------------------------------------------------------
+    def at_nbma(self, nbma: IPAddress) -> int:
+        """How many entries (LOCAL excepted) are bound to this NBMA address."""
+        return len(self._by_nbma.get(nbma, ()))
+
+    def knows(self, nbma: IPAddress) -> bool:
+        return nbma in self._by_nbma
+
+    def types_at(self, nbma: IPAddress) -> set[EntryType]:
+        """The types of the entries bound to this NBMA address (O(entries at it), which
+        Limits.entries_per_nbma bounds)."""
+        out = set()
+        for version, value in self._by_nbma.get(nbma, ()):
+            e = self.entries.get(_address(version, value))
+            if e is not None:
+                out.add(e.type)
+        return out
+
+    def bound_to(self, nbma: IPAddress, net: IPNetwork) -> list[CacheEntry]:
+        """The entries bound to `nbma` whose protocol address is in `net`: O(log n + k)."""
+        keys = self._by_nbma.get(nbma)
+        if not keys:
+            return []
+        lo, hi = _bounds(net)
+        i, j = bisect.bisect_left(keys, lo), bisect.bisect_right(keys, hi)
+        out = []
+        for version, value in keys[i:j]:
+            proto: IPAddress = _address(version, value)
+            e = self.entries.get(proto)
+            if e is not None:
+                out.append(e)
+        return out
+
     def of_type(self, *types: EntryType) -> list[CacheEntry]:
         return [e for e in self if e.type in types]
 
@@ -150,3 +224,7 @@ class Cache:
         for e in self.entries.values():
             out[e.type.value] += 1
         return out
+
+
+def _address(version: int, value: int) -> IPAddress:
+    return IPv4Address(value) if version == 4 else IPv6Address(value)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
 
 
 class MonotonicClock:

@@ -4,10 +4,20 @@ BPF maps and netlink; tests record the calls."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, IPv4Network, IPv6Network
+from typing import Any
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+from ..inet import IPAddress, IPNetwork
+
+
+@dataclass(frozen=True)
+class RouteHint:
+    """Where the node's routing table sends a destination.
+
+    local: dst is ours or behind us on a non-tunnel interface (we answer for it, with
+    `prefix_len` the length of that route); via: the tunnel next hop's protocol address."""
+    local: bool = False
+    prefix_len: int = 32
+    via: IPAddress | None = None
 
 
 class Effects:
@@ -28,7 +38,7 @@ class Effects:
     def shortcut_del(self, prefix: IPNetwork) -> None:
         pass
 
-    def multicast_set(self, nbmas: frozenset) -> None:
+    def multicast_set(self, nbmas: frozenset[IPAddress]) -> None:
         """The set of NBMA addresses overlay multicast is replicated to."""
 
     def default_nhs_set(self, nbma: IPAddress | None) -> None:
@@ -38,7 +48,7 @@ class Effects:
         """Monotonic time the data plane last sent traffic to this next hop, if known."""
         return None
 
-    def route_lookup(self, dst: IPAddress) -> "RouteHint":
+    def route_lookup(self, dst: IPAddress) -> RouteHint:
         """The overlay routing decision for dst (kernel FIB in the daemon)."""
         return RouteHint()
 
@@ -47,77 +57,67 @@ class Effects:
         return ""
 
     def may_register(self, nbma: IPAddress, proto: IPAddress) -> bool:
-        """May the peer at `nbma` register (or purge) tunnel address `proto`? (IPsec
-        identity binding; without IPsec, yes.)"""
+        """May the peer at `nbma` register tunnel address `proto`? (IPsec identity binding;
+        without IPsec, yes.)"""
         return True
-
-
-@dataclass(frozen=True)
-class RouteHint:
-    """Where the node's routing table sends a destination.
-
-    local: dst is ours or behind us on a non-tunnel interface (we answer for it, with
-    `prefix_len` the length of that route); via: the tunnel next hop's protocol address."""
-    local: bool = False
-    prefix_len: int = 32
-    via: IPAddress | None = None
 
 
 @dataclass
 class Recorder(Effects):
     """Records every effect; `routes` maps destinations to hints (tests)."""
-    sent: list = field(default_factory=list)
-    mappings: dict = field(default_factory=dict)
-    shortcuts: dict = field(default_factory=dict)
-    multicast: frozenset = frozenset()
+    sent: list[tuple[IPAddress, bytes]] = field(default_factory=list)
+    mappings: dict[IPAddress, IPAddress] = field(default_factory=dict)
+    shortcuts: dict[IPNetwork, tuple[IPAddress, IPAddress]] = field(default_factory=dict)
+    multicast: frozenset[IPAddress] = frozenset()
     default_nhs: IPAddress | None = None
-    routes: dict = field(default_factory=dict)
-    used: dict = field(default_factory=dict)
-    log: list = field(default_factory=list)
-    identities: dict = field(default_factory=dict)     # nbma -> IKE identity
-    allowed: dict | None = None        # nbma -> tunnel addresses it may register; None: all
+    routes: dict[IPNetwork, RouteHint] = field(default_factory=dict)
+    used: dict[IPAddress, float] = field(default_factory=dict)
+    log: list[tuple[Any, ...]] = field(default_factory=list)
+    identities: dict[IPAddress, str] = field(default_factory=dict)     # nbma -> IKE identity
+    # nbma -> tunnel addresses it may register; None: all
+    allowed: dict[IPAddress, set[IPAddress]] | None = None
 
-    def peer_identity(self, nbma):
+    def peer_identity(self, nbma: IPAddress) -> str:
         return self.identities.get(nbma, "")
 
-    def may_register(self, nbma, proto):
+    def may_register(self, nbma: IPAddress, proto: IPAddress) -> bool:
         return self.allowed is None or proto in self.allowed.get(nbma, ())
 
-    def last_used(self, proto):
+    def last_used(self, proto: IPAddress) -> float | None:
         return self.used.get(proto)
 
-    def send(self, nbma, packet):
+    def send(self, nbma: IPAddress, packet: bytes) -> None:
         self.sent.append((nbma, packet))
 
-    def mapping_set(self, proto, nbma):
+    def mapping_set(self, proto: IPAddress, nbma: IPAddress) -> None:
         self.mappings[proto] = nbma
         self.log.append(("mapping_set", proto, nbma))
 
-    def mapping_del(self, proto):
+    def mapping_del(self, proto: IPAddress) -> None:
         self.mappings.pop(proto, None)
         self.log.append(("mapping_del", proto))
 
-    def shortcut_set(self, prefix, via, nbma):
+    def shortcut_set(self, prefix: IPNetwork, via: IPAddress, nbma: IPAddress) -> None:
         self.shortcuts[prefix] = (via, nbma)
         self.log.append(("shortcut_set", prefix, via, nbma))
 
-    def shortcut_del(self, prefix):
+    def shortcut_del(self, prefix: IPNetwork) -> None:
         self.shortcuts.pop(prefix, None)
         self.log.append(("shortcut_del", prefix))
 
-    def multicast_set(self, nbmas):
+    def multicast_set(self, nbmas: frozenset[IPAddress]) -> None:
         self.multicast = nbmas
 
-    def default_nhs_set(self, nbma):
+    def default_nhs_set(self, nbma: IPAddress | None) -> None:
         self.default_nhs = nbma
 
-    def route_lookup(self, dst):
+    def route_lookup(self, dst: IPAddress) -> RouteHint:
         for net, hint in sorted(self.routes.items(), key=lambda kv: -kv[0].prefixlen):
-            if dst in net:
+            if dst.version == net.version and dst in net:
                 return hint
         return RouteHint()
 
-    def take(self):
+    def take(self) -> list[tuple[IPAddress, bytes]]:
         """The packets sent since the last take()."""
         out, self.sent = self.sent, []
         return out

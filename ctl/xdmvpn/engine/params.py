@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
-IPAddress = IPv4Address | IPv6Address
+from ..inet import IPAddress
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The cap of every table a peer can make grow. What hits a cap is refused and counted
+    (stats[("cap", name)]); every table also expires its entries (docs/security.md)."""
+    entries_per_nbma: int = 128     # cache entries bound to one NBMA (spokes behind one NAT)
+    answered: int = 1024            # requesters we answered (purged on clear and shutdown)
+    answered_prefixes: int = 8      # prefix lengths remembered per requester
+    indications: int = 65536        # (source, destination) pairs of the indication guard
+    resolving: int = 1024           # our resolutions under way
+    pending: int = 4096             # our requests awaiting a reply
+    shortcuts: int = 16384          # shortcuts installed
+    cies: int = 64                  # CIEs in one packet (per CIE list)
 
 
 @dataclass(frozen=True)
@@ -38,14 +52,15 @@ class NodeParams:
     retry_max: float = 32.0
     # cap on entries a hub accepts (insufficient resources beyond it)
     max_entries: int = 200_000
-    extra: dict = field(default_factory=dict, compare=False)
+    limits: Limits = Limits()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def is_nhc(self) -> bool:
         return bool(self.nhs)
 
 
-def from_config(cfg, nbma: IPAddress) -> NodeParams:
+def from_config(cfg: Any, nbma: IPAddress) -> NodeParams:
     """The engine's parameters from a loaded node configuration (xdmvpn.config.NodeConfig);
     `nbma` is the node's own NBMA address (configured, or read off the underlay)."""
     n, t = cfg.nhrp, cfg.tunnel

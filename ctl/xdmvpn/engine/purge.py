@@ -1,81 +1,125 @@
-"""Purges we send (RFC 2332 5.2.5): when our NBMA address changes, at clean shutdown and on
-`xdmvpn clear`, the stations that hold a binding of ours are told to drop it.
-
-Who holds one: every NHS we registered with, and every requester whose resolution request we
-answered (node.answered: its NBMA -> its protocol address, the CIE prefixes we gave it)."""
+"""Purges (RFC 2332 5.2.5). Received: remove the bindings the sender may remove. Sent: when
+our NBMA address changes, at clean shutdown and on `xdmvpn clear`, the stations that hold a
+binding of ours (our NHSs, the requesters in the answered table) are told to drop it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from ipaddress import ip_network
 
-from ..nhrp import Cie, PurgeRequest
-from .build import request_extensions
-from .cache import CacheEntry, EntryType
-from .nhc import NhcState
+from ..inet import IPAddress
+from ..nhrp import Cie, Flag, PacketType, PurgeReply, PurgeRequest, RequestReply
+from .answered import AnsweredTable
+from .build import families, ip, request_extensions, with_own_auth
+from .cache import EntryType
+from .context import Context
+from .pending import Pending
+from .resolution import Resolver
+from .shortcut import ShortcutTable
+from .validate import prefix_len
 
-if TYPE_CHECKING:
-    from .node import Node
-
-
-def send_purge(node: "Node", to, dst_proto, cies: list[Cie]) -> int:
-    p = node.p
-    rid = node.new_request_id()
-    node.pending[rid] = ("purge", to)
-    pkt = PurgeRequest(src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst_proto,
-                       hop_count=p.hop_count, flags=0, request_id=rid, cies=cies,
-                       extensions=request_extensions(p, responder=False, nat=None))
-    node.stats["purge_sent"] += 1
-    node.send(to, pkt)
-    return rid
+PURGE_TIMEOUT = 10.0            # seconds we wait for a purge reply
 
 
-def _own_cie(node: "Node", prefix_len: int) -> Cie:
-    return Cie(prefix_len=prefix_len, mtu=node.p.mtu, client_proto=node.p.tunnel_ip)
+class PendingPurge(Pending):
+    reply_type = PacketType.PURGE_REPLY
+
+    def __init__(self, ctx: Context, to: IPAddress):
+        self.ctx = ctx
+        self.to = to
+
+    def accepts(self, pkt: RequestReply, observed: IPAddress) -> bool:
+        return observed == self.to
+
+    def error_from(self, observed: IPAddress) -> bool:
+        return observed == self.to
+
+    def complete(self, pkt: RequestReply, observed: IPAddress) -> None:
+        self.ctx.stats["purge_acked"] += 1
+
+    def fail(self, code: int) -> None:
+        self.ctx.stats["purge_refused"] += 1
+
+    def expire(self, now: float) -> None:
+        self.ctx.stats["purge_unanswered"] += 1
 
 
-def purge_requesters(node: "Node") -> int:
-    """Tell every station that resolved us to forget the bindings we gave it."""
-    n = 0
-    for nbma, (proto, lengths) in list(node.answered.items()):
-        send_purge(node, nbma, proto, [_own_cie(node, pl) for pl in sorted(lengths)])
-        n += 1
-    node.answered.clear()
-    return n
+class Purger:
+    def __init__(self, ctx: Context, shortcuts: ShortcutTable, answered: AnsweredTable,
+                 resolver: Resolver):
+        self.ctx = ctx
+        self.shortcuts = shortcuts
+        self.answered = answered
+        self.resolver = resolver
 
+    # -- received ---------------------------------------------------------------------------
+    def on_request(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
+        """Remove the purged bindings the sender is entitled to remove, then reply unless N
+        is set. Entitled: the NBMA address a binding is bound to (its owner) and our NHSs.
+        Anyone else's purge of a shortcut's next hop only makes us check it: the shortcut
+        is resolved again through our NHS and dies within VERIFY_HOLD unless the answer
+        comes (a station whose NBMA address changed purges from its new address)."""
+        ctx = self.ctx
+        purged = 0
+        trusted = ctx.is_nhs(observed)
+        for cie in pkt.cies or [Cie(prefix_len=0)]:
+            proto = ip(cie.client_proto) or ip(pkt.src_proto)
+            if proto is None:
+                continue
+            net = ip_network(f"{proto}/{prefix_len(cie.prefix_len, proto.max_prefixlen)}",
+                             strict=False)
+            if trusted:
+                victims = [e for e in (ctx.cache.get(proto),) if e is not None]
+                victims += ctx.cache.bound_to(observed, net)
+            else:
+                victims = ctx.cache.bound_to(observed, net)
+            for entry in victims:
+                if entry.type in (EntryType.DYNAMIC, EntryType.CACHED) \
+                        and ctx.cache.get(entry.proto) is entry:
+                    ctx.cache_remove(entry.proto)
+                    purged += 1
+            for sc in self.shortcuts.toward(net, None if trusted else observed):
+                self.shortcuts.remove(sc.prefix)
+                purged += 1
+            if not trusted:
+                for sc in self.shortcuts.via(proto):
+                    self.resolver.verify(sc)
+        ctx.stats["purged_entries"] += purged
+        if not pkt.flags & Flag.N:
+            reply = PurgeReply(afn=pkt.afn, protocol_type=pkt.protocol_type,
+                               hop_count=ctx.p.hop_count, src_nbma=pkt.src_nbma,
+                               src_proto=pkt.src_proto, dst_proto=pkt.dst_proto,
+                               flags=pkt.flags, request_id=pkt.request_id, cies=pkt.cies,
+                               extensions=with_own_auth(ctx.p, pkt.extensions))
+            ctx.send(observed, reply)
 
-def purge_registrations(node: "Node") -> int:
-    """De-register from every NHS that has us (clean shutdown)."""
-    n = 0
-    for c in node.nhcs:
-        if c.state is NhcState.UP and c.proto is not None:
-            send_purge(node, c.nhs.nbma, c.proto, [_own_cie(node, node.p.tunnel_ip.max_prefixlen)])
+    # -- sent -------------------------------------------------------------------------------
+    def send(self, to: IPAddress, dst_proto: IPAddress, cies: list[Cie]) -> int | None:
+        ctx, p = self.ctx, self.ctx.p
+        rid = ctx.new_request_id()
+        if not ctx.pending.add(PendingPurge(ctx, to), rid, ctx.now() + PURGE_TIMEOUT):
+            return None
+        pkt = PurgeRequest(**families(p), src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst_proto,
+                           hop_count=p.hop_count, flags=0, request_id=rid, cies=cies,
+                           extensions=request_extensions(p, responder=False, nat=None))
+        ctx.stats["purge_sent"] += 1
+        ctx.send(to, pkt)
+        return rid
+
+    def _own_cie(self, prefix_len: int) -> Cie:
+        p = self.ctx.p
+        return Cie(prefix_len=prefix_len, mtu=p.mtu, client_proto=p.tunnel_ip)
+
+    def purge_requesters(self) -> int:
+        """Tell every station that resolved us to forget the bindings we gave it: one purge
+        per requester, its prefixes batched in it."""
+        n = 0
+        for nbma, a in self.answered.take():
+            self.send(nbma, a.proto, [self._own_cie(pl) for pl in sorted(a.lengths)])
             n += 1
-    return n
+        return n
 
-
-def shutdown(node: "Node") -> int:
-    return purge_requesters(node) + purge_registrations(node)
-
-
-def nbma_changed(node: "Node", new_nbma) -> int:
-    """Our NBMA address is now new_nbma: purge the stale bindings others hold, from the new
-    address (a station may always purge its own protocol address), and register again."""
-    if new_nbma == node.p.nbma:
-        return 0
-    now = node.clock.now()
-    node.p = replace(node.p, nbma=new_nbma)
-    local = node.cache.get(node.p.tunnel_ip)
-    node.cache.remove(node.p.tunnel_ip)
-    node.cache.put(CacheEntry(node.p.tunnel_ip, EntryType.LOCAL, nbma=new_nbma,
-                              claimed_nbma=new_nbma, created=local.created if local else now,
-                              mtu=node.p.mtu))
-    n = purge_requesters(node) + purge_registrations(node)
-    for c in node.nhcs:
-        if c.pending_id is not None:
-            node.pending.pop(c.pending_id, None)
-            c.pending_id = None
-        c.backoff = node.p.retry_initial
-        c.next_send = now          # register again at once, from the new address
-    node.stats["nbma_changed"] += 1
-    return n
+    def purge_registrations(self, nhss: list[tuple[IPAddress, IPAddress]]) -> int:
+        """De-register from every NHS (NBMA, protocol address) that has us."""
+        for nbma, proto in nhss:
+            self.send(nbma, proto, [self._own_cie(self.ctx.p.tunnel_ip.max_prefixlen)])
+        return len(nhss)

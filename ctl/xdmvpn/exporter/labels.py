@@ -5,6 +5,7 @@ onto one of these, anything unknown to "other", so a peer cannot create series."
 from __future__ import annotations
 
 from ..engine.cache import EntryType
+from ..engine.drops import DROP_REASONS
 from ..nhrp.constants import CieCode, ErrorCode, PacketType
 
 OTHER = "other"
@@ -17,9 +18,7 @@ DIRECTIONS = ("rx", "tx")
 IPSEC_STATES = ("up", "connecting", "down")
 
 # node.stats[("drop", reason)]: packets the controller received and did not act on.
-NHRP_DROPS = ("malformed", "checksum", "authentication", "unhandled", "not_a_server",
-              "unexpected_reply", "unresolvable", "reply_without_cie",
-              "indication_from_stranger", "indication_without_packet")
+NHRP_DROPS = DROP_REASONS
 
 # node.stats keys counted per outcome.
 RESOLUTIONS = {"resolution_answered": "answered", "resolution_negative": "negative",

@@ -1,0 +1,145 @@
+"""Every table a peer can make grow has a cap (counted when hit) and an expiry, hammered
+here with small caps; a purge costs O(CIEs x log n), never a walk of the cache."""
+
+from dataclasses import replace
+from ipaddress import IPv4Address, ip_address as A, ip_network as N
+
+import pytest
+
+from craft import HUB, ROGUE, exts, purge_request, registration_request, resolution_request, send
+from netsim import hub_and_spokes, ipv4_head
+from xdmvpn.engine.cache import Cache, CacheEntry, EntryType
+from xdmvpn.engine.params import Limits
+from xdmvpn.nhrp import Cie, TrafficIndication, decode
+
+SMALL = Limits(entries_per_nbma=8, answered=16, answered_prefixes=2, indications=32,
+               resolving=16, pending=24, shortcuts=8, cies=64)
+
+
+def small(node):
+    node.p = replace(node.p, limits=SMALL)
+    node.ctx.pending.cap = SMALL.pending
+    return node
+
+
+def test_cache_entries_per_source_nbma():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(hub)
+    codes = []
+    for i in range(100):
+        (_, data), = send(hub, registration_request(proto=f"10.0.0.{100 + i}", rid=i), ROGUE)
+        codes.append(decode(data).cies[0].code)
+    assert codes.count(0) == 8 and set(codes[8:]) == {5}          # insufficient resources
+    assert hub.cache.at_nbma(ROGUE) == 8 and hub.stats[("cap", "entries_per_nbma")] == 92
+    net.tick(301)                                                  # and they expire
+    assert hub.cache.at_nbma(ROGUE) == 0
+
+
+def test_answered_requesters_and_clear_sends_a_bounded_number_of_purges():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(s2)
+    for i in range(1000):
+        nbma = IPv4Address(int(A("198.18.0.0")) + i)
+        send(s2, resolution_request(dst="192.168.2.20", src_proto=f"10.0.{i // 250}.{i % 250}",
+                                    src_nbma=nbma, rid=i), nbma)
+    assert len(s2.answered) == 16 and s2.stats[("cap", "answered")] > 900
+    assert len(s2.cache) <= 3 + 16           # no mapping cached beyond what is answered
+    s2.clear_cache()
+    purges = [to for to, _ in s2.fx.take()]
+    assert len(purges) == 16 and len(set(purges)) == 16           # one per requester
+    for i in range(20):                                           # expiry after holdtime
+        nbma = IPv4Address(int(A("198.19.0.0")) + i)
+        send(s2, resolution_request(dst="192.168.2.20", src_proto=f"10.1.0.{i}",
+                                    src_nbma=nbma, rid=i), nbma)
+    assert len(s2.answered) == 16
+    net.clock.advance(301)
+    send(s2, resolution_request(dst="192.168.2.20", src_proto="10.2.0.1", src_nbma=ROGUE),
+         ROGUE)
+    assert len(s2.answered) == 1
+
+
+def test_indication_guard():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(hub)
+    sent = sum(hub.on_trigger(A("192.0.2.11"), IPv4Address(int(A("192.168.1.0")) + i),
+                              A("192.168.2.20"), ipv4_head("192.168.1.10", "192.168.2.20"))
+               for i in range(10_000))
+    assert sent == 32 and len(hub.indications) == 32
+    assert hub.stats[("cap", "indications")] == 10_000 - 32
+    net.clock.advance(1.0)
+    assert hub.on_trigger(A("192.0.2.11"), A("192.168.1.200"), A("192.168.2.20"), b"")
+    assert len(hub.indications) == 1
+
+
+def test_resolving_and_pending():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(s1)
+    for i in range(500):
+        ind = TrafficIndication(src_nbma=HUB, src_proto=A("10.0.0.1"),
+                                dst_proto=A("192.168.1.10"),
+                                contents=ipv4_head("192.168.1.10", f"172.16.{i // 250}.{i % 250}"),
+                                extensions=exts(responder=False))
+        send(s1, ind, HUB)
+    assert len(s1.resolving) == 16 and s1.stats[("cap", "resolving")] == 500 - 16
+    assert len(s1.ctx.pending) <= SMALL.pending
+    for _ in range(10):                                           # tries run out
+        net.clock.advance(2.0)
+        s1.tick()
+        s1.fx.take()
+    assert s1.resolving == {} and len(s1.ctx.pending) <= 1        # its registration
+
+
+def test_pending_requests_cap():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(s1)
+    s1.p = replace(s1.p, limits=replace(SMALL, resolving=1000))
+    for i in range(100):
+        s1.resolve(IPv4Address(int(A("172.16.0.0")) + i))
+    assert len(s1.ctx.pending) == SMALL.pending and s1.stats[("cap", "pending")] > 0
+    net.clock.advance(100)
+    s1.tick()
+    assert len(s1.ctx.pending) <= SMALL.pending
+
+
+def test_shortcuts_cap():
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(s1)
+    for i in range(14):
+        s2.fx.routes[N(f"192.168.{10 + i}.0/24")] = s2.fx.routes[N("192.168.2.0/24")]
+        hub.fx.routes[N(f"192.168.{10 + i}.0/24")] = hub.fx.routes[N("192.168.2.0/24")]
+        s1.resolve(A(f"192.168.{10 + i}.1"))
+    net.deliver()
+    assert len(s1.shortcuts) == 8 and s1.stats[("cap", "shortcuts")] == 6
+
+
+class NoWalk(Cache):
+    def __iter__(self):
+        raise AssertionError("a purge walked the cache")
+
+    def of_type(self, *types):
+        raise AssertionError("a purge walked the cache")
+
+
+@pytest.mark.parametrize("sender", ["stranger", "owner"])
+def test_a_purge_never_walks_the_cache(sender):
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    cache = NoWalk()
+    for e in list(hub.cache.entries.values()):
+        cache.put(e)
+    for i in range(50_000):
+        cache.put(CacheEntry(IPv4Address(int(A("10.128.0.0")) + i), EntryType.DYNAMIC,
+                             nbma=IPv4Address(int(A("198.18.0.0")) + i % 40_000)))
+    hub.ctx.cache = cache
+    observed = ROGUE if sender == "stranger" else A("198.18.0.1")
+    cies = [Cie(prefix_len=0 if i % 2 else 8, client_proto=A(f"10.{128 + i}.0.0"))
+            for i in range(64)]
+    send(hub, purge_request("10.0.0.66", cies, src_nbma=observed), observed)
+    assert hub.stats[("drop", "bug")] == 0
+    assert len(cache) == 50_000 + 3 - (2 if sender == "owner" else 0)
