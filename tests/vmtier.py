@@ -319,10 +319,12 @@ MISSING = pytest.StashKey[list]()
 
 
 def _remove_old_runs() -> None:
-    """Keep the newest KEEP_RUNS - 1 run directories (and the one about to be made)."""
+    """Keep the newest KEEP_RUNS - 1 run directories (and the one about to be made), and
+    any whose session (the pid ending its name) is still running."""
     runs = sorted(RUNS.glob(RUN_PREFIX + "*"), key=lambda p: p.stat().st_mtime)
     for old in runs[:max(len(runs) - (KEEP_RUNS - 1), 0)]:
-        shutil.rmtree(old, ignore_errors=True)
+        if not Path(f"/proc/{old.name.rsplit('-', 1)[-1]}").exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 class InnerReporter:
