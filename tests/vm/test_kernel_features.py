@@ -109,7 +109,7 @@ def test_bcc_compiles_and_the_kernel_verifies_the_data_plane():
     printed is the compile time docs/vm.md quotes."""
     need_root()
     from xdmvpn.dataplane import build
-    from xdmvpn.dataplane.testrun import prog_info
+    from xdmvpn.dataplane.libbpf import prog_info
     start = time.monotonic()
     module = build.compile_bpf(build.DataplaneConfig(ipsec=True))
     compiled = time.monotonic() - start
