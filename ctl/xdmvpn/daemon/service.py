@@ -181,7 +181,8 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.start()
         try:
-            self.server = await control.serve(self.cfg.control.socket, self.handle)
+            self.server = await control.serve(self.cfg.control.socket, self.handle,
+                                              self.stats)
             self.metrics = metrics_server.start(self)
         except BaseException:
             if self.server is not None:
