@@ -444,13 +444,16 @@ class KernelRoutes:
 
     def resync(self, why: str) -> None:
         """Dump the overlay's table again (in the worker); notifications that arrive
-        meanwhile are applied after it."""
+        meanwhile are applied after it. Asked during a dump: one more dump after it."""
+        self.stats[f"route_resync.{why}"] += 1
         if self._buffered is not None:
             self._resync_again = True
             return
+        self._dump()
+
+    def _dump(self) -> None:
         self._buffered = []
         self.stats["route_dumps"] += 1
-        self.stats[f"route_resync.{why}"] += 1
         table = self.context.table
         future = self.writer.submit(_dump_table, table)
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._dumped, f))
@@ -472,7 +475,7 @@ class KernelRoutes:
             self.table.apply(msg)
         if self._resync_again:
             self._resync_again = False
-            self.resync("again")
+            self._dump()
         self.on_change()
 
     def _on_monitor(self) -> None:
