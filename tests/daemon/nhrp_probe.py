@@ -8,7 +8,8 @@ it) and reports what came back, decoded with the codec.
     python nhrp_probe.py OWN_NBMA TARGET_NBMA DST KEY AUTH steady SECONDS INTERVAL
         one request every INTERVAL seconds for SECONDS; every reply's round-trip time
 
-Prints one JSON line: sent, answered (distinct request ids replied to), rtt_max, rtt_p99.
+Prints one JSON line: sent, answered (distinct request ids replied to), dropped (replies the
+kernel dropped on this socket's full buffer), rtt_max, rtt_p99.
 Request ids start at a random point so that two runs never meet."""
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main(argv: list[str]) -> dict:
             sent_at[rid + i] = t0
             while not sock.send(target, packet):       # a full send buffer: try again
                 time.sleep(0.0001)
+            if i % 256 == 255:
+                drain(sock, sent_at, rtts, 0)          # replies must not pile up here
         time.sleep(1.0)
         last = rid + len(packets)
         sent_at[last] = time.monotonic()
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> dict:
         while time.monotonic() < deadline and len(rtts) < len(sent_at):
             drain(sock, sent_at, rtts, 0.1)
     times = sorted(rtts.values())
-    return {"sent": len(sent_at), "answered": len(rtts),
+    return {"sent": len(sent_at), "answered": len(rtts), "dropped": sock.dropped,
             "rtt_max": times[-1] if times else None,
             "rtt_p99": times[int(len(times) * 0.99) - 1] if times else None}
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from nsutil import sh
 from topo import AUTH, KEY, Topology
+from xdmvpn.netns import ip, run
 
 pytestmark = pytest.mark.root
 
@@ -34,10 +34,9 @@ def lab(tmp_path_factory):
     t = Topology(tmp_path_factory.mktemp("load"), spokes=2, hub_extra=MAX_SEND,
                  spoke_extra=MAX_SEND)
     try:
-        t.probe = t._ns("probe")
-        t._veth(t.probe, "eth0", t.ul, "p99")
-        sh("ip", "-n", t.ul, "link", "set", "p99", "master", "br0")
-        sh("ip", "-n", t.probe, "addr", "add", f"{PROBE_NBMA}/24", "dev", "eth0")
+        t.probe = t.spaces.add("probe")
+        t.spaces.link(t.probe, "eth0", t.ul, "p99", f"{PROBE_NBMA}/24")
+        ip("link", "set", "p99", "master", "br0", ns=t.ul)
         t.start_all()
         t.wait_for(lambda: t.registered("spoke1") and t.registered("spoke2"), 20,
                    message="spokes registered")
@@ -80,11 +79,13 @@ def test_a_burst_is_received_or_counted_as_dropped_by_the_kernel(lab):
     st = lab.ask("hub1", "stats")
     assert st["gre_rcvbuf"] >= 4 << 20
     assert not [k for k in st["daemon"] if k.startswith("bug.")]
-    assert out["answered"] >= rx - (passed - 20001) - 10   # what was read was answered
+    # what the hub read was answered (give or take the spokes' own NHRP meanwhile)
+    assert out["answered"] + out["dropped"] >= rx - (passed - 20001) - 10, out
     text = lab.cli("hub1", "show", "stats").stdout
     assert "gre_rx " in text
     print(f"burst of 20001: {rx} read, {dropped} dropped by the kernel (buffer "
           f"{st['gre_rcvbuf']} bytes), {out['answered']} answered")
+    assert "gre_rx_kernel_drops" in text or dropped == 0
 
 
 def test_a_route_via_a_spoke_reaches_the_mirror_without_a_dump(lab):
@@ -107,8 +108,8 @@ def test_1000_shortcut_routes_while_nhrp_keeps_being_answered(lab):
     lab.exec("hub1", "ip", "route", "replace", "10.0.128.0/17", "via",
              lab.tunnel_ip("spoke2"), "dev", "dmvpn0")
     dsts = [f"10.0.{128 + i // 250}.{i % 250 + 1}" for i in range(1000)]
-    sh("ip", "-n", lab.ns("spoke2"), "-batch", "-",
-       input="".join(f"route add {d}/32 dev lan0\n" for d in dsts))
+    run("ip", "-n", lab.ns("spoke2"), "-batch", "-",
+        input="".join(f"route add {d}/32 dev lan0\n" for d in dsts))
 
     def ours():
         return len(lab.exec("spoke1", "ip", "route", "show", "proto", "202")
@@ -117,7 +118,7 @@ def test_1000_shortcut_routes_while_nhrp_keeps_being_answered(lab):
     time.sleep(1)
     sender = ("import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
               "for d in sys.argv[1:]:\n    s.sendto(b'x', (d, 9))\n")
-    sh("ip", "netns", "exec", lab.ns("spoke1lan"), sys.executable, "-c", sender, *dsts)
+    run(sys.executable, "-c", sender, *dsts, ns=lab.ns("spoke1lan"))
     lab.wait_for(lambda: ours() >= 1000, 30, step=0.2, message="1000 shortcut routes")
     lab.ask("spoke1", "clear", what="shortcut")
     lab.wait_for(lambda: ours() == 0, 30, step=0.2, message="shortcut routes removed")

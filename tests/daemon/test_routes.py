@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-from nsutil import Namespaces, sh
+from util import need_root
+from xdmvpn.netns import Namespaces, ip, run
 
 pytestmark = pytest.mark.root
 
@@ -43,29 +44,29 @@ async def following(stats, changes=None):
 
 @pytest.fixture
 def ns():
-    """One namespace: overlay ov0 (172.16.0.1/24, a veth whose peer stays in the namespace),
-    a LAN lan0 (10.1.0.1/16) with the default route, some routes via tunnel peers."""
+    """One namespace (its name): overlay ov0 (172.16.0.1/24, a veth whose peer stays in the
+    namespace), a LAN lan0 (10.1.0.1/16) with the default route, routes via tunnel peers."""
+    need_root()
     with Namespaces() as spaces:
         name = spaces.add("rt")
         for a, b in (("ov0", "ov1"), ("lan0", "lan1")):
-            sh("ip", "-n", name, "link", "add", a, "type", "veth", "peer", "name", b)
-            sh("ip", "-n", name, "link", "set", a, "up")
-            sh("ip", "-n", name, "link", "set", b, "up")
-        sh("ip", "-n", name, "addr", "add", "172.16.0.1/24", "dev", "ov0")
-        sh("ip", "-n", name, "addr", "add", "10.1.0.1/16", "dev", "lan0")
+            ip("link", "add", a, "type", "veth", "peer", "name", b, ns=name)
+            ip("link", "set", a, "up", ns=name)
+            ip("link", "set", b, "up", ns=name)
+        ip("addr", "add", "172.16.0.1/24", "dev", "ov0", ns=name)
+        ip("addr", "add", "10.1.0.1/16", "dev", "lan0", ns=name)
         for route in ("default via 10.1.0.254",
                       "10.9.0.0/16 via 172.16.0.12 dev ov0",
                       "10.30.0.0/16 via 172.16.0.14 dev ov0",
                       "10.7.0.0/16 nexthop via 172.16.0.12 dev ov0 nexthop via 172.16.0.13 "
                       "dev ov0",
                       "unreachable 10.8.0.0/16"):
-            sh("ip", "-n", name, "route", "add", *route.split())
-        spaces.name = name
-        yield spaces
+            ip("route", "add", *route.split(), ns=name)
+        yield name
 
 
-def child(spaces, code: str, timeout: float = 120) -> dict:
-    out = subprocess.run(["ip", "netns", "exec", spaces.name, sys.executable, "-c",
+def child(ns: str, code: str, timeout: float = 120) -> dict:
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
                           PRELUDE + textwrap.dedent(code)],
                          capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr
@@ -87,8 +88,8 @@ print(json.dumps(out))
 """
 
 
-def lookups(spaces, *dsts, timed: int = 20000) -> dict:
-    out = subprocess.run(["ip", "netns", "exec", spaces.name, sys.executable, "-c",
+def lookups(ns: str, *dsts, timed: int = 20000) -> dict:
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
                           PRELUDE + LOOKUP, str(timed), *dsts], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
@@ -109,11 +110,11 @@ def test_the_kernel_answers_the_route_question_and_ip_rules_change_it(ns):
     assert before["10.7.0.1"][:2] == [False, 16]             # multipath: the kernel's pick
     assert before["10.7.0.1"][2] in ("172.16.0.12", "172.16.0.13")
     # policy routing: the main table no longer decides for these destinations
-    sh("ip", "-n", ns.name, "route", "add", "10.9.0.0/16", "via", "172.16.0.13", "dev", "ov0",
-       "table", "100")
-    sh("ip", "-n", ns.name, "rule", "add", "to", "10.9.0.0/16", "lookup", "100", "pref", "100")
-    sh("ip", "-n", ns.name, "route", "add", "10.30.0.0/16", "dev", "lan0", "table", "101")
-    sh("ip", "-n", ns.name, "rule", "add", "to", "10.30.0.0/16", "lookup", "101", "pref", "101")
+    ip("route", "add", "10.9.0.0/16", "via", "172.16.0.13", "dev", "ov0",
+       "table", "100", ns=ns)
+    ip("rule", "add", "to", "10.9.0.0/16", "lookup", "100", "pref", "100", ns=ns)
+    ip("route", "add", "10.30.0.0/16", "dev", "lan0", "table", "101", ns=ns)
+    ip("rule", "add", "to", "10.30.0.0/16", "lookup", "101", "pref", "101", ns=ns)
     after = lookups(ns, *dsts)
     assert after["10.9.1.1"] == [False, 16, "172.16.0.13"]
     assert after["10.30.1.1"] == [True, 16, None]
@@ -171,7 +172,7 @@ asyncio.run(main())
 def test_a_burst_of_route_writes_is_batched_in_the_worker_and_followed_without_dumps(ns):
     out = child(ns, BURST)
     st = out["stats"]
-    kernel = sh("ip", "-n", ns.name, "route", "show", "proto", "202").stdout.splitlines()
+    kernel = ip("route", "show", "proto", "202", ns=ns).splitlines()
     assert len(kernel) == 1000
     assert not [r for r in kernel if r.startswith(("10.101.", "10.102."))]
     # 10.101/24: added and deleted in one batch, only the delete is sent; 10.102.0.0/24:
@@ -258,26 +259,26 @@ def test_vrf_changes_the_answer(ns):
     this host's kernel lacks; Debian's stock kernel has them: run it there, e.g. in a VM
     `vng --run /boot/vmlinuz-VERSION --exec 'modprobe vrf; pytest tests/daemon/test_routes.py
     -k vrf'` (passed there, 6.1.0-56-amd64)."""
-    probe = subprocess.run(["ip", "-n", ns.name, "link", "add", "blue", "type", "vrf", "table",
-                            "10"], capture_output=True, text=True)
+    probe = run("ip", "-n", ns, "link", "add", "blue", "type", "vrf", "table", "10",
+                check=False)
     if probe.returncode != 0:
         pytest.skip("this kernel has no VRF devices (CONFIG_NET_VRF), a stock kernel has: "
                     f"{probe.stderr.strip()}")
-    sh("ip", "-n", ns.name, "link", "set", "blue", "up")
+    ip("link", "set", "blue", "up", ns=ns)
     followed = child(ns, VRF_FOLLOW, timeout=600)
     assert followed["before"] == [254, ["10.30.0.0/16", "10.9.0.0/16"]]
     assert followed["after"] == [10, ["10.60.0.0/16"]]
     assert followed["stats"]["route_resync.vrf"] >= 1
-    assert "10.61.0.0/16" in sh("ip", "-n", ns.name, "route", "show", "vrf", "blue").stdout
-    sh("ip", "-n", ns.name, "link", "set", "ov0", "nomaster")
-    sh("ip", "-n", ns.name, "link", "set", "ov0", "up")
+    assert "10.61.0.0/16" in ip("route", "show", "vrf", "blue", ns=ns)
+    ip("link", "set", "ov0", "nomaster", ns=ns)
+    ip("link", "set", "ov0", "up", ns=ns)
     for route in ("10.9.0.0/16 via 172.16.0.12 dev ov0", "10.30.0.0/16 via 172.16.0.14 dev ov0"):
-        sh("ip", "-n", ns.name, "route", "replace", *route.split())
+        ip("route", "replace", *route.split(), ns=ns)
     before = lookups(ns, "10.9.1.1", "10.60.0.1", timed=0)
-    sh("ip", "-n", ns.name, "link", "set", "ov0", "master", "blue")
-    sh("ip", "-n", ns.name, "link", "set", "ov0", "up")
-    sh("ip", "-n", ns.name, "route", "add", "10.60.0.0/16", "via", "172.16.0.15", "dev", "ov0",
-       "vrf", "blue")
+    ip("link", "set", "ov0", "master", "blue", ns=ns)
+    ip("link", "set", "ov0", "up", ns=ns)
+    ip("route", "add", "10.60.0.0/16", "via", "172.16.0.15", "dev", "ov0",
+       "vrf", "blue", ns=ns)
     after = lookups(ns, "10.9.1.1", "10.60.0.1", timed=0)
     assert before["10.9.1.1"] == [False, 16, "172.16.0.12"]
     assert before["10.60.0.1"] == [False, 32, None]           # the default route, off-tunnel
