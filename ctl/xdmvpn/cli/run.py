@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load(args.config)          # ConfigError: FILE:LINE: KEY: ..., exit 2
     from ..daemon.service import run as run_daemon, need_root
     need_root()
+    cfg = load(args.config)          # ConfigError: FILE:LINE: KEY: ..., exit 2
     # debug is for xdmvpn's own loggers; pyroute2 logs every netlink message at debug
     level = getattr(logging, args.log_level.upper())
     logging.basicConfig(level=max(level, logging.INFO), stream=sys.stderr,
