@@ -94,7 +94,12 @@ def _stats_text(st: dict) -> str:
              if c["packets"]]
     out = show.render_table(("Counter", "Packets", "Bytes"), rows)
     nhrp = [(k, v) for k, v in st["nhrp"].items()]
-    return out + "\n\n" + show.render_table(("NHRP", "Count"), nhrp)
+    out += "\n\n" + show.render_table(("NHRP", "Count"), nhrp)
+    # the controller's own counters: GRE datagrams received and dropped by the kernel on a
+    # full socket buffer, route writes, control-socket errors, faults
+    daemon = [(k, v) for k, v in sorted(st.get("daemon", {}).items())
+              if isinstance(v, int) and v]
+    return out + "\n\n" + show.render_table(("Daemon", "Count"), daemon)
 
 
 def run_clear(args: argparse.Namespace) -> int:
