@@ -27,6 +27,10 @@ FRR_DMVPN_KEYS = ["src", "dst", "notifierActive", "sas", "identity"]
 
 @pytest.fixture
 def phase3():
+    return phase3_nodes()
+
+
+def phase3_nodes():
     """Two spokes registered with the hub, then the hub redirects 192.168.1.10 ->
     192.168.2.20 and spoke 1 gets a shortcut to 192.168.2.0/24 via spoke 2."""
     net, (hub, s1, s2) = hub_and_spokes()

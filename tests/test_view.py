@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
 
-from netsim import hub_and_spokes, ipv4_head  # noqa: E402
+from test_show import phase3_nodes  # noqa: E402
 from xdmvpn import show, view as V  # noqa: E402
 from xdmvpn.dataplane.maps import Mapping  # noqa: E402
 
@@ -69,15 +69,9 @@ class Peers:
 
 
 @pytest.fixture
-def phase3():
-    """Spoke 1 with a shortcut to 192.168.2.0/24 via spoke 2 (tests/engine/netsim.py)."""
-    net, (hub, s1, s2) = hub_and_spokes()
-    net.tick()
-    hub.on_trigger(A("192.0.2.11"), A("192.168.1.10"), A("192.168.2.20"),
-                   ipv4_head("192.168.1.10", "192.168.2.20"))
-    net.deliver()
-    net.tick(10)
-    return s1
+def spoke1():
+    """Spoke 1 with a shortcut to 192.168.2.0/24 via spoke 2 (tests/test_show.py)."""
+    return phase3_nodes()[2]
 
 
 def daemon_view(node, ipsec=None, per_peer_limit=None, counters=None):
@@ -95,18 +89,18 @@ def daemon_view(node, ipsec=None, per_peer_limit=None, counters=None):
 
 # -- what the view reads ----------------------------------------------------------------------
 
-def test_a_daemon_views_snapshot_is_the_engine_snapshot_with_its_ipsec_part(phase3):
-    engine = show.snapshot(V.EngineView(phase3, "tun0"))
-    assert show.snapshot(daemon_view(phase3)) == engine
-    with_ipsec = show.snapshot(daemon_view(phase3, Peers()))
+def test_a_daemon_views_snapshot_is_the_engine_snapshot_with_its_ipsec_part(spoke1):
+    engine = show.snapshot(V.EngineView(spoke1, "tun0"))
+    assert show.snapshot(daemon_view(spoke1)) == engine
+    with_ipsec = show.snapshot(daemon_view(spoke1, Peers()))
     assert with_ipsec == engine | {"ipsec": Peers().snapshot()}
     assert [r["auth"] for r in show.cache_json(with_ipsec)
             if r["protocol"] == "10.0.0.12"] == [True]
     assert json.loads(json.dumps(with_ipsec)) == with_ipsec
 
 
-def test_the_stats_answer_keeps_its_keys_and_names(phase3):
-    st = show.stats(daemon_view(phase3, Peers()))
+def test_the_stats_answer_keeps_its_keys_and_names(spoke1):
+    st = show.stats(daemon_view(spoke1, Peers()))
     assert list(st) == ["paths", "drops", "nhrp", "daemon", "mirror", "mappings", "prefixes",
                         "multicast", "nhs_dataplane", "setup_latencies", "nbma", "xdp_mode",
                         "gre_rcvbuf", "ipsec"]
@@ -124,13 +118,13 @@ def test_the_stats_answer_keeps_its_keys_and_names(phase3):
     assert (st["nbma"], st["xdp_mode"], st["gre_rcvbuf"]) == ("192.0.2.11", "native", 8 << 20)
     assert st["ipsec"] == {"manager.initiated": 2} and st["mirror"] == {"mirrored": 0}
     assert json.loads(json.dumps(st)) == st
-    assert show.stats(daemon_view(phase3))["ipsec"] is None
+    assert show.stats(daemon_view(spoke1))["ipsec"] is None
 
 
-def test_grouped_counters_and_faults(phase3):
-    phase3.stats[("cap", "shortcuts")] += 2
-    phase3.stats[("drop", "checksum")] += 1
-    v = daemon_view(phase3, counters=Counter({
+def test_grouped_counters_and_faults(spoke1):
+    spoke1.stats[("cap", "shortcuts")] += 2
+    spoke1.stats[("drop", "checksum")] += 1
+    v = daemon_view(spoke1, counters=Counter({
         "gre_rx": 9, "gre_rx_kernel_drops": 4, "gre_drop.wrong_key": 3,
         "nhrp_drop.no_ipsec_sa": 6, "control_requests": 5, "control_error.timeout": 1,
         "route_added": 2, "route_failed": 1, "route_batches": 2, "route_lookups": 8,
@@ -148,8 +142,8 @@ def test_grouped_counters_and_faults(phase3):
     assert v.per_peer_limit() is None
 
 
-def test_what_the_view_returns_is_a_copy(phase3):
-    v = daemon_view(phase3)
+def test_what_the_view_returns_is_a_copy(spoke1):
+    v = daemon_view(spoke1)
     counters = v.nhrp_counters()
     counters.clear()
     assert v.nhrp_counters()

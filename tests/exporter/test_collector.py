@@ -233,30 +233,37 @@ def test_values_from_the_sample():
     assert "dmvpn_peer_packets" not in fams and "dmvpn_peers_unexported" not in fams
 
 
+RECEIVE_ROUTE_CONTROL_CAPS = [      # (sample, labels, value in fake_daemon())
+    ("dmvpn_nhrp_drops_total", {"reason": "no_ipsec_sa"}, 5),       # the daemon's
+    ("dmvpn_nhrp_drops_total", {"reason": "checksum"}, 1),          # the engine's
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "shortcuts"}, 3),
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "entries"}, 2),
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "pending"}, 0),
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "other"}, 1),
+    ("dmvpn_gre_socket_received_total", {}, 120),
+    ("dmvpn_gre_socket_kernel_drops_total", {}, 17),
+    ("dmvpn_gre_socket_discards_total", {"reason": "wrong_key"}, 9),
+    ("dmvpn_gre_socket_discards_total", {"reason": "fragment"}, 0),
+    ("dmvpn_gre_socket_receive_buffer_bytes", {}, 8 << 20),
+    ("dmvpn_control_requests_total", {}, 40),
+    ("dmvpn_control_errors_total", {"reason": "malformed"}, 3),
+    ("dmvpn_control_errors_total", {"reason": "timeout"}, 0),
+    ("dmvpn_route_writes_total", {"result": "added"}, 11),
+    ("dmvpn_route_writes_total", {"result": "failed"}, 2),
+    ("dmvpn_route_write_batches_total", {}, 6),
+    ("dmvpn_route_lookups_total", {}, 30),
+    ("dmvpn_route_lookup_errors_total", {"reason": "unanswered"}, 1),
+    ("dmvpn_route_table_resyncs_total", {"reason": "link_down"}, 2),
+    ("dmvpn_route_table_resyncs_total", {"reason": "vrf"}, 0),
+    ("dmvpn_route_notifications_lost_total", {}, 1),
+]
+
+
 def test_receive_route_control_and_cap_counters():
     _, values = scrape(fake_daemon())
-    assert v(values, "dmvpn_nhrp_drops_total", reason="no_ipsec_sa") == 5     # the daemon's
-    assert v(values, "dmvpn_nhrp_drops_total", reason="checksum") == 1        # the engine's
-    assert v(values, "dmvpn_nhrp_cap_refusals_total", table="shortcuts") == 3
-    assert v(values, "dmvpn_nhrp_cap_refusals_total", table="entries") == 2
-    assert v(values, "dmvpn_nhrp_cap_refusals_total", table="pending") == 0
-    assert v(values, "dmvpn_nhrp_cap_refusals_total", table="other") == 1
-    assert v(values, "dmvpn_gre_socket_received_total") == 120
-    assert v(values, "dmvpn_gre_socket_kernel_drops_total") == 17
-    assert v(values, "dmvpn_gre_socket_discards_total", reason="wrong_key") == 9
-    assert v(values, "dmvpn_gre_socket_discards_total", reason="fragment") == 0
-    assert v(values, "dmvpn_gre_socket_receive_buffer_bytes") == 8 << 20
-    assert v(values, "dmvpn_control_requests_total") == 40
-    assert v(values, "dmvpn_control_errors_total", reason="malformed") == 3
-    assert v(values, "dmvpn_control_errors_total", reason="timeout") == 0
-    assert v(values, "dmvpn_route_writes_total", result="added") == 11
-    assert v(values, "dmvpn_route_writes_total", result="failed") == 2
-    assert v(values, "dmvpn_route_write_batches_total") == 6
-    assert v(values, "dmvpn_route_lookups_total") == 30
-    assert v(values, "dmvpn_route_lookup_errors_total", reason="unanswered") == 1
-    assert v(values, "dmvpn_route_table_resyncs_total", reason="link_down") == 2
-    assert v(values, "dmvpn_route_table_resyncs_total", reason="vrf") == 0
-    assert v(values, "dmvpn_route_notifications_lost_total") == 1
+    got = [(name, labels, v(values, name, **labels))
+           for name, labels, _ in RECEIVE_ROUTE_CONTROL_CAPS]
+    assert got == RECEIVE_ROUTE_CONTROL_CAPS
 
 
 def test_ipsec_zeros_without_a_provider():
