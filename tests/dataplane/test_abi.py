@@ -5,8 +5,8 @@ compiler and kernel.
    element size and signedness; every enum value and sentinel; every constant), compiled by
    bcc with the real headers: a mismatch fails the compile, naming the assert.
 2. The compiled modules (production, test-clock and benchmark builds): every map abi.py
-   names exists with the kernel's type, key size, value size, entries and flags, and no
-   other map exists; every program abi.py names is in the module, and no other.
+   names exists with the kernel's type, key size, value size, entries and flags (read as
+   tunnel start-up reads pins: libbpf.map_info), and no other map exists; every program abi.py names is in the module, and no other.
 Each check is shown to fail on a deliberately wrong mirror (the negative cases).
 """
 
@@ -19,7 +19,7 @@ import enum
 import pytest
 
 from conftest import require_root
-from xdmvpn.dataplane import abi, build
+from xdmvpn.dataplane import abi, build, libbpf
 from xdmvpn.errors import XdmvpnError
 
 # ---- 1. layouts, enums and constants, by the compiler -------------------------------------------
@@ -174,37 +174,24 @@ def test_a_wrong_mirror_fails_the_compile_naming_it(mirror, named):
 
 # ---- 2. maps and programs, by the kernel ------------------------------------------------------
 
-class _MapInfo(ctypes.Structure):
-    # struct bpf_map_info (uapi/linux/bpf.h), the part compared here
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
-                ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
-                ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
-                ("name", ctypes.c_char * 16), ("rest", ctypes.c_uint8 * 64)]
-
-
-def _lib():
+def _bcc():
+    """libbcc's view of a compiled module (its tables and functions)."""
     from bcc.libbcc import lib
 
     lib.bpf_num_tables.restype = ctypes.c_size_t
     lib.bpf_num_tables.argtypes = [ctypes.c_void_p]
     lib.bpf_table_name.restype = ctypes.c_char_p
     lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     return lib
 
 
 def module_maps(module) -> dict[str, tuple[int, int, int, int, int]]:
     """name -> (type, key size, value size, max entries, flags) as the kernel has them."""
-    lib = _lib()
+    lib = _bcc()
     out = {}
     for i in range(lib.bpf_num_tables(module.module)):
         name = lib.bpf_table_name(module.module, i)
-        fd = lib.bpf_table_fd(module.module, name)
-        info = _MapInfo()
-        size = ctypes.c_uint32(ctypes.sizeof(info))
-        assert lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)) == 0
-        out[name.decode()] = (info.type, info.key_size, info.value_size, info.max_entries,
-                              info.map_flags)
+        out[name.decode()] = libbpf.map_info(lib.bpf_table_fd(module.module, name))
     return out
 
 
@@ -219,7 +206,7 @@ def map_mismatches(found: dict, specs) -> list[str]:
 
 
 def module_functions(module) -> set[str]:
-    lib = _lib()
+    lib = _bcc()
     return {lib.bpf_function_name(module.module, i).decode()
             for i in range(lib.bpf_num_functions(module.module))}
 

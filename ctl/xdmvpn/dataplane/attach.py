@@ -3,7 +3,6 @@ tc clsact filters through pyroute2, the overlay veth pair, bpffs pins."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -12,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import XdmvpnError
-from . import abi
+from . import abi, libbpf
 
 log = logging.getLogger(__name__)
 
@@ -221,58 +220,18 @@ def pin_dir(tunnel: str) -> Path:
     return BPFFS / "xdmvpn" / tunnel
 
 
-# The bpf syscall, for what bcc does not do: read a pin's layout (bcc reuses a pin
-# whatever its layout).  uapi/linux/bpf.h: commands, union bpf_attr members used.
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
-_BPF_OBJ_GET = 7
-_BPF_OBJ_GET_INFO_BY_FD = 15
-
-
-class _ObjGetAttr(ctypes.Structure):
-    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32),
-                ("file_flags", ctypes.c_uint32), ("path_fd", ctypes.c_int32)]
-
-
-class _InfoAttr(ctypes.Structure):
-    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
-                ("info", ctypes.c_uint64)]
-
-
-class _MapInfo(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
-                ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
-                ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _bpf(cmd: int, attr: ctypes.Structure) -> int:
-    rc = _libc.syscall(ctypes.c_long(_SYS_BPF), ctypes.c_int(cmd), ctypes.byref(attr),
-                       ctypes.c_uint(ctypes.sizeof(attr)))
-    if rc < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return rc
-
-
 def pinned_map_layout(path: Path) -> tuple[int, int, int, int, int]:
     """(map type, key size, value size, max entries, flags) of the map pinned at path."""
-    name = ctypes.create_string_buffer(str(path).encode())
-    fd = _bpf(_BPF_OBJ_GET, _ObjGetAttr(pathname=ctypes.addressof(name)))
+    fd = libbpf.pinned(str(path))
     try:
-        info = _MapInfo()
-        _bpf(_BPF_OBJ_GET_INFO_BY_FD, _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info),
-                                               info=ctypes.addressof(info)))
+        return libbpf.map_info(fd)
     finally:
         os.close(fd)
-    return info.type, info.key_size, info.value_size, info.max_entries, info.map_flags
 
 
 def check_pins(tunnel: str) -> None:
     """A one-line XdmvpnError when a map pinned for tunnel has another layout than this
-    version's (abi.MAPS): bcc would reuse it as it is."""
+    version's (abi.MAPS): bcc reuses a pin whatever its layout."""
     d = pin_dir(tunnel)
     for spec in abi.MAPS:
         path = d / spec.name
