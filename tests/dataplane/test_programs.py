@@ -562,15 +562,27 @@ def ipsec_hub(fx_ns):
     h.close()
 
 
+# (id, harness fixture, multicast set, counters): one copy sent, one dropped
+MCAST_DROPS = [
+    ("member-without-neighbour", "hub", ["192.0.2.2", "192.0.2.99"],  # on link, no neighbour
+     {"mcast": 1, "drop_no_neigh": 1}),
+    ("ipsec-copy-that-cannot-be-cloned", "ipsec_hub", ["192.0.2.2", "192.0.2.3"],
+     {"mcast": 1, "drop_clone": 1}),
+]
+
+
 @pytest.mark.root
-def test_multicast_copy_that_cannot_be_cloned(ipsec_hub):
-    ipsec_hub.maps.set_multicast(["192.0.2.2", "192.0.2.3"])
+@pytest.mark.parametrize("harness,members,counters", [r[1:] for r in MCAST_DROPS],
+                         ids=[r[0] for r in MCAST_DROPS])
+def test_multicast_copy_dropped(request, harness, members, counters):
+    h = request.getfixturevalue(harness)
+    h.maps.set_multicast(members)
     try:
         mc = P.ipv4("10.0.0.1", "224.0.0.5", bytes(40), proto=89, ttl=1)
-        res, c = ipsec_hub.run("xdmvpn_tc_encap", ovl(mc))
-        assert (res.retval, c) == (TC_ACT_SHOT, {"mcast": 1, "drop_clone": 1})
+        res, c = h.run("xdmvpn_tc_encap", ovl(mc))
+        assert (res.retval, c) == (TC_ACT_SHOT, counters)
     finally:
-        ipsec_hub.maps.set_multicast([])
+        h.maps.set_multicast([])
 
 
 @pytest.mark.root
@@ -579,17 +591,6 @@ def test_esp_receive_without_tunnel_metadata(ipsec_hub):
     not ours."""
     res, c = ipsec_hub.run("xdmvpn_tc_esp_rx", ovl(I_US))
     assert (res.retval, c) == (TC_ACT_SHOT, {"drop_esp_not_ours": 1})
-
-
-@pytest.mark.root
-def test_multicast_member_without_neighbour(hub):
-    hub.maps.set_multicast(["192.0.2.2", "192.0.2.99"])   # on link, no neighbour entry
-    try:
-        mc = P.ipv4("10.0.0.1", "224.0.0.5", bytes(40), proto=89, ttl=1)
-        res, c = hub.run("xdmvpn_tc_encap", ovl(mc))
-        assert (res.retval, c) == (TC_ACT_SHOT, {"mcast": 1, "drop_no_neigh": 1})
-    finally:
-        hub.maps.set_multicast([])
 
 
 @pytest.mark.root
@@ -623,11 +624,11 @@ DROP_TESTS = {
     "plaintext_ipsec": "test_ipsec_dataplane.py", "ipsec_no_sa": "test_ipsec_dataplane.py",
     "esp_not_ours": "test_esp_receive_without_tunnel_metadata",
     "no_mapping": "TC_TABLE", "no_route": "XDP_TABLE",
-    "no_neigh": "test_multicast_member_without_neighbour",
+    "no_neigh": "MCAST_DROPS",
     "nh_slot": "test_mapping_slot_outside_the_nexthop_cache",
     "tail_call": "test_multicast_batch_whose_next_call_fails",
     "bounds": "DIRECT_TABLE", "adjust_head": "DIRECT_TABLE", "adjust_room": "DIRECT_TABLE",
-    "clone": "test_multicast_copy_that_cannot_be_cloned",
+    "clone": "MCAST_DROPS",
 }
 
 
@@ -636,6 +637,7 @@ def test_every_drop_reason_is_tested_or_unreachable():
     assert set(DROP_TESTS) | set(UNREACHABLE) == names
     assert not set(DROP_TESTS) & set(UNREACHABLE)
     tables = {"XDP_TABLE": XDP_TABLE, "TC_TABLE": TC_TABLE, "DIRECT_TABLE": DIRECT_TABLE,
+              "MCAST_DROPS": MCAST_DROPS,
               "ADMISSION_TABLE": [s for r in ADMISSION_TABLE for s in r[1]]}
     for reason, where in DROP_TESTS.items():
         if where in tables:
