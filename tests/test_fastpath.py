@@ -207,6 +207,19 @@ def test_daemon_effects_write_no_map_on_refresh_and_only_changes_otherwise():
     assert maps.writes == writes
 
 
+def test_spokes_of_one_layout_are_parsed_once_and_checked_each(monkeypatch):
+    calls = []
+    real = server_mod.parse_registration
+    monkeypatch.setattr(server_mod, "parse_registration", lambda d: calls.append(1) or real(d))
+    packets = [(request(i, src_nbma=SPOKE + i, proto=SPOKE_PROTO + i), SPOKE + i)
+               for i in range(6)]
+    bad = bytearray(request(9, src_nbma=SPOKE + 9, proto=SPOKE_PROTO + 9))
+    bad[13] ^= 1                                      # the same layout, a bad checksum
+    fast, _ = both(packets + [(bytes(bad), SPOKE + 9)], auth=SECRET)
+    assert len(calls) == 1 and len(fast.cache.templates) == 6
+    assert fast.stats[("drop", "checksum")] == 1
+
+
 # -- any change goes the full way ---------------------------------------------------------------
 
 def test_a_changed_refresh_goes_the_full_path():
@@ -409,3 +422,23 @@ def test_parse_refuses_what_the_full_path_would_not_take_as_is():
     assert parse_registration(two_cies) is None
     assert struct.unpack_from("!H", raw, 10)[0] == len(raw)
     assert PacketType.REGISTRATION_REQUEST == raw[17]
+
+
+def _rfc1071(data: bytes) -> int:
+    """The checksum word by word, as RFC 1071 writes it (the reference)."""
+    if len(data) & 1:
+        data += b"\0"
+    total = 0
+    for i in range(0, len(data), 2):
+        total += (data[i] << 8) | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.lists(st.sampled_from([b"\0\0", b"\xff\xff",
+                                                                   b"\x80\x00", b"\0"]),
+                                                  max_size=12).map(b"".join)))
+def test_the_checksum_is_rfc_1071s(data):
+    assert checksum(data) == _rfc1071(data)
+    assert checksum(bytearray(data)) == checksum(memoryview(data)) == _rfc1071(data)

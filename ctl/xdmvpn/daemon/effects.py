@@ -83,7 +83,7 @@ class LiveEffects(Effects):
             self.stats["mapping_not_ipv4"] += 1
             return
         old = self.mapped.get(proto)
-        if old == nbma:
+        if old is not None and old == nbma:    # (None == address raises inside ipaddress)
             return                       # the data plane has it already: no write
         self.maps.add_mapping(proto, nbma)
         self.mapped[proto] = nbma

@@ -21,7 +21,9 @@ from ipaddress import IPv4Address, ip_network
 from ..inet import IPAddress, IPNetwork, checksum
 from ..nhrp import Cie, CieCode, ExtType, Flag, PacketType, RegistrationReply, RequestReply
 from ..nhrp.codec import encode
-from ..nhrp.fastpath import parse_registration, registration_reply, with_request_id
+from ..nhrp.fastpath import (
+    Registration, layout_key, parse_registration, registration_reply, with_request_id,
+)
 from .build import ReplyPieces, ip, own_cie, replace_cie_list, reply_pieces, with_own_auth
 from .cache import CacheEntry, EntryType
 from .context import Context
@@ -34,6 +36,9 @@ _REPLY = PacketType.REGISTRATION_REPLY            # counters keep the enum (thei
 _RX = ("rx", PacketType.REGISTRATION_REQUEST)
 _OK = ("registration", _SUCCESS)
 _UNIQUE = int(Flag.U_REG)
+# request layouts whose parse is kept (spokes of one kind send one layout; more kinds evict
+# the oldest: a stranger's layouts cost a parse each, never memory)
+LAYOUTS = 64
 
 
 def template_key(data: bytes) -> bytes:
@@ -48,6 +53,7 @@ class RegistrationServer:
         self._p: NodeParams | None = None      # the configuration of the two below
         self._pieces: ReplyPieces | None = None
         self._net: IPNetwork | None = None
+        self._layouts: dict[bytes, Registration] = {}      # layout_key -> its parse
 
     def serves(self) -> bool:
         p = self.ctx.p
@@ -101,8 +107,10 @@ class RegistrationServer:
 
     def _register_fast(self, data: bytes, key: bytes, observed: IPAddress,
                        pieces: ReplyPieces) -> bool:
-        reg = parse_registration(data)
-        if reg is None or not isinstance(observed, IPv4Address):
+        if not isinstance(observed, IPv4Address):
+            return False
+        reg = self._parsed(data)
+        if reg is None:
             return False
         ctx = self.ctx
         p = ctx.p
@@ -112,21 +120,36 @@ class RegistrationServer:
         if not 1 <= p.limits.cies >= reg.nat_cies or not self.serves():
             return False
         seen = observed.packed
-        proto = IPv4Address(reg.client_proto or reg.src_proto)
-        claimed_raw = reg.client_nbma or reg.src_nbma
+        src_nbma, src_proto = data[28:32], data[32:36]
+        proto = IPv4Address(reg.client_proto or src_proto)
+        claimed_raw = reg.client_nbma or src_nbma
         claimed = observed if claimed_raw == seen else IPv4Address(claimed_raw)
         code = self.register(proto, claimed, observed, reg.holdtime,
                              bool(reg.flags & _UNIQUE), ctx.now())
         ctx.stats[_RX] += 1
         ctx.stats[("registration", int(code))] += 1
-        nat = pieces.nat_head + seen + reg.src_proto \
-            if reg.nat and seen != reg.src_nbma else None
+        nat = pieces.nat_head + seen + src_proto if reg.nat and seen != src_nbma else None
         reply = registration_reply(data, reg, code, hop_count=p.hop_count,
                                    dst_proto=pieces.dst_proto, responder=pieces.responder,
                                    auth=pieces.auth, nat=nat)
         self._keep(key, proto, observed, code, reply)
         ctx.send_raw(observed, _REPLY, reply)
         return True
+
+    def _parsed(self, data: bytes) -> Registration | None:
+        """parse_registration(data), from the parse of an earlier request of the same
+        layout when there was one (then only the checksum is checked)."""
+        key = layout_key(data)
+        reg = self._layouts.get(key)
+        if reg is not None:
+            size = (data[10] << 8) | data[11]
+            return None if checksum(data[:size]) else reg
+        reg = parse_registration(data)
+        if reg is not None:
+            if len(self._layouts) >= LAYOUTS:
+                del self._layouts[next(iter(self._layouts))]
+            self._layouts[key] = reg
+        return reg
 
     def on_request(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
         """The full path: a decoded and validated registration request."""

@@ -49,12 +49,11 @@ _NAT_OPAQUE_LEN = 8
 
 
 class Registration(NamedTuple):
-    """What the fast path needs of a registration request (addresses as packed bytes;
-    extensions as (type, type word, start, end) offsets into the request)."""
+    """What the fast path needs of a registration request besides its request id and source
+    addresses (bytes 24-35, read from the request itself): the same for every request of the
+    same layout_key. Addresses as packed bytes; extensions as (type, type word, start, end)
+    offsets into the request."""
     flags: int
-    request_id: int
-    src_nbma: bytes
-    src_proto: bytes
     client_nbma: bytes          # b"" when the CIE carries none
     client_proto: bytes
     holdtime: int
@@ -77,13 +76,21 @@ def _cie_fits(data: bytes, off: int, end: int) -> int:
     return n if off + n <= end else 0
 
 
+def layout_key(data: bytes) -> bytes:
+    """A request without its checksum, request id and source addresses: requests with the
+    same key have the same Registration (the source addresses are any IPv4 addresses, which
+    the engine accepts alike), so a caller may keep parse results by it, and check only the
+    checksum of the next request with that key."""
+    return data[:12] + data[14:24] + data[36:]
+
+
 def parse_registration(data: bytes) -> Registration | None:
     """The request in `data` (an NHRP packet; bytes past its size are ignored, as decode
     does) when it has the fast path's layout and a good checksum, else None."""
     if len(data) < _CIE_AT + _CIE_LEN:
         return None
     (afn, ptype, _snap, hops, size, _csum, extoff, version, op, shtl, sstl,
-     spl, dpl, flags, rid, src_nbma, src_proto, _dst) = _HEAD.unpack_from(data)
+     spl, dpl, flags, _rid, _src_nbma, _src_proto, _dst) = _HEAD.unpack_from(data)
     if (op != _REQUEST or version != NHRP_VERSION or afn != _IPV4_AFN
             or ptype != _IPV4_PROTOCOL or shtl != 4 or sstl or spl != 4 or dpl != 4
             or not hops or size > len(data) or not _CIE_AT < extoff <= size):
@@ -142,7 +149,7 @@ def parse_registration(data: bytes) -> Registration | None:
         off = end
     if checksum(data[:size]):
         return None
-    return Registration(flags, rid, src_nbma, src_proto, client_nbma, client_proto, holdtime,
+    return Registration(flags, client_nbma, client_proto, holdtime,
                         auth, nat, nat_cies, tuple(exts), extoff)
 
 
@@ -183,7 +190,7 @@ def registration_reply(data: bytes, reg: Registration, code: int, *, hop_count: 
     extoff = 36 + len(dst_proto) + reg.extension_offset - _CIE_AT
     head = _MAND_HEAD.pack(_IPV4_AFN, _IPV4_PROTOCOL, _SNAP, hop_count, 28 + len(body), 0,
                            extoff, NHRP_VERSION, _REPLY, 4, 0, 4, len(dst_proto), reg.flags,
-                           reg.request_id)
+                           int.from_bytes(data[_RID], "big"))
     return b"".join((head[:12], checksum(head + body).to_bytes(2, "big"), head[14:], body))
 
 
