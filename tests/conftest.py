@@ -2,6 +2,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# test helpers (util, pcapgen, tshark_oracle, nsutil, engine/netsim) import by name
+# test helpers (util, pcapgen, tshark_oracle, engine/netsim) import by name
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "engine"))

@@ -1,4 +1,5 @@
-"""Write NHRP payloads into capture files the way they cross the wire (test helper)."""
+"""Write NHRP payloads into capture files the way they cross the wire: in GRE, or directly
+in IP as protocol 54 (test helper)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from scapy.utils import PcapNgWriter, PcapWriter  # noqa: E402
 
 
 def gre_frame(payload: bytes, *, key: int | None = 1000, src="192.0.2.1", dst="192.0.2.2",
-              link: str = "ether", vlan: int | None = None):
-    gre = GRE(proto=0x2001, key_present=key is not None, key=key or 0)
-    ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
-    inner = ip / gre / Raw(payload)
+              link: str = "ether", vlan: int | None = None, carrier: str = "gre"):
+    """carrier "gre": IP / GRE (protocol 0x2001, key) / NHRP; "ip": IP (protocol 54) / NHRP."""
+    if carrier == "ip":
+        ip = IPv6(src=src, dst=dst, nh=54) if ":" in src else IP(src=src, dst=dst, proto=54)
+        inner = ip / Raw(payload)
+    else:
+        gre = GRE(proto=0x2001, key_present=key is not None, key=key or 0)
+        ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
+        inner = ip / gre / Raw(payload)
     if link == "raw":
         return inner
     if link == "sll":

@@ -11,7 +11,7 @@ import sys
 from ipaddress import ip_address as A
 from pathlib import Path
 
-from nsutil import need_root
+from util import need_root
 from xdmvpn.daemon.effects import LiveEffects
 from xdmvpn.engine import node as node_mod
 from xdmvpn.engine.cache import Cache, CacheEntry, EntryType

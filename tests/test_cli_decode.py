@@ -21,6 +21,12 @@ VARIANTS = {
     "pcap-linux-cooked": dict(fmt="pcap", link="sll"),
     "pcap-raw-ip": dict(fmt="pcap", link="raw"),
     "pcapng-ipv6-underlay": dict(fmt="pcapng", src="2001:db8::1", dst="2001:db8::2"),
+    # NHRP directly in IP (protocol 54): tshark 4.0 dissects it as NHRP too (its NHRP
+    # dissector registers IP protocol 54), so it stays the oracle here.
+    "pcap-ethernet-ip54": dict(fmt="pcap", carrier="ip"),
+    "pcapng-raw-ip54": dict(fmt="pcapng", carrier="ip", link="raw"),
+    "pcap-vlan-ip54": dict(fmt="pcap", carrier="ip", vlan=7),
+    "pcapng-ipv6-ip54": dict(fmt="pcapng", carrier="ip", src="2001:db8::1", dst="2001:db8::2"),
 }
 
 
@@ -31,12 +37,78 @@ def test_every_link_type_matches_tshark(tmp_path, variant):
     res = run_cli("decode", "--json", str(path))
     assert res.returncode == 0, res.stderr
     ours = [json.loads(line) for line in res.stdout.splitlines()]
-    assert len(ours) == len(WIRES)
     theirs = tshark_nhrp(str(path))
+    assert len(ours) == len(theirs) == len(WIRES)
+    carrier = VARIANTS[variant].get("carrier", "gre")
+    key = VARIANTS[variant].get("key", 1000) if carrier == "gre" else None
     for obj in ours:
-        assert obj["gre_key"] == VARIANTS[variant].get("key", 1000)
+        assert (obj["carrier"], obj["gre_key"]) == (carrier, key)
         assert obj["reencode_identical"] is True
         assert ours_comparable(obj) == tshark_comparable(theirs[obj["frame"]][0])
+
+
+def test_nhrp_directly_in_ip_text_line(tmp_path):
+    path = tmp_path / "ip54.pcap"
+    write_capture(path, WIRES, carrier="ip")
+    res = run_cli("decode", str(path))
+    lines = res.stdout.splitlines()
+    assert res.returncode == 0 and len(lines) == len(WIRES)
+    assert " proto=54  Registration Request id=77" in lines[2] and "key=" not in lines[2]
+
+
+def test_gre_and_ip_carried_nhrp_in_one_capture(tmp_path):
+    from pcapgen import gre_frame
+    from scapy.utils import PcapWriter
+    path = tmp_path / "both.pcap"
+    with PcapWriter(str(path)) as w:
+        w.write(gre_frame(WIRES[0]))
+        w.write(gre_frame(WIRES[1], carrier="ip"))
+    res = run_cli("decode", "--json", str(path))
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.returncode == 0
+    assert [(o["carrier"], o["gre_key"], o["type"]) for o in objs] == [("gre", 1000, 1),
+                                                                       ("ip", None, 2)]
+
+
+def _no_nhrp_capture(path, frames: int) -> None:
+    """frames frames of other traffic: GRE carrying IPv4, and UDP."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import GRE, Ether
+    from scapy.utils import PcapWriter
+    with PcapWriter(str(path)) as w:
+        for i in range(frames):
+            inner = GRE(proto=0x0800) / IP() if i % 2 else UDP(sport=500, dport=500)
+            w.write(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / inner)
+
+
+def test_a_capture_without_nhrp_says_so_in_one_line_exit_3(tmp_path):
+    path = tmp_path / "other.pcap"
+    _no_nhrp_capture(path, 4)
+    for json_flag in ([], ["--json"]):
+        res = run_cli("decode", *json_flag, str(path))
+        assert (res.returncode, res.stdout) == (3, "")
+        assert res.stderr == (f"xdmvpn: {path}: no NHRP packet in 4 frames (looked for GRE "
+                              "protocol 0x2001 and IP protocol 54)\n")
+    empty = tmp_path / "empty.pcap"
+    _no_nhrp_capture(empty, 0)
+    res = run_cli("decode", str(empty))
+    assert res.returncode == 3 and "no NHRP packet in 0 frames" in res.stderr
+
+
+def test_several_files_some_without_nhrp(tmp_path):
+    good, other = tmp_path / "good.pcap", tmp_path / "other.pcap"
+    write_capture(good, WIRES[:2])
+    _no_nhrp_capture(other, 1)
+    res = run_cli("decode", str(other), str(good))
+    assert res.returncode == 3
+    assert [line.split()[:2] for line in res.stdout.splitlines()] == [[f"{good}:", "1"],
+                                                                       [f"{good}:", "2"]]
+    assert res.stderr == (f"xdmvpn: {other}: no NHRP packet in 1 frame (looked for GRE "
+                          "protocol 0x2001 and IP protocol 54)\n")
+    bad = tmp_path / "bad.pcap"
+    write_capture(bad, [WIRES[0][:30]])                # a decoding failure outranks it
+    res = run_cli("decode", str(other), str(bad))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
 
 
 def test_text_output_one_line_per_packet(tmp_path):

@@ -4,6 +4,7 @@ errors, suggestions for unknown keys, render_toml round trips, `xdmvpn config`."
 import argparse
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import sys
@@ -826,3 +827,38 @@ def test_cli_through_the_real_command(tmp_path):
     res = run_cli("config", "check", str(bad))
     assert (res.returncode, res.stdout) == (2, "")
     assert res.stderr == f"{bad}:4: tunnel.mtu: must be an integer 576..9000, got 100\n"
+
+
+# --- input the TOML parser itself cannot take -------------------------------------------
+
+NESTED = {
+    "arrays": "x = " + "[" * 3000 + "]" * 3000,
+    "inline_tables": "x = " + "{ a = " * 2000 + "1" + " }" * 2000,
+    "array_in_a_known_key": "[nhrp]\nmulticast = " + "[" * 5000 + "]" * 5000,
+}
+
+
+@pytest.mark.parametrize("case", NESTED)
+def test_deeply_nested_toml_is_one_line_and_exit_2(tmp_path, case):
+    path = tmp_path / "deep.toml"
+    path.write_text(BASE + NESTED[case] + "\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value) == (f"{path}: TOML nested too deeply (arrays or inline tables "
+                              "inside each other): not a node configuration")
+    for argv in (("config", "check", str(path)), ("run", "--config", str(path))):
+        res = run_cli(*argv)
+        assert res.returncode == 2, res.stderr
+        assert res.stdout == "" and res.stderr.count("\n") == 1, res.stderr[:500]
+        if argv[0] == "run" and os.geteuid() != 0:     # run asks for root before reading
+            assert "needs root" in res.stderr
+        else:
+            assert "TOML nested too deeply" in res.stderr
+
+
+def test_values_tomllib_refuses_past_the_syntax_are_one_line(tmp_path):
+    path = tmp_path / "long.toml"
+    path.write_text(BASE + "[nhrp]\nholdtime = " + "1" * 5000 + "\n")
+    res = run_cli("config", "check", str(path))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr[:500]
+    assert res.stderr.startswith(f"{path}: TOML value not readable: ")

@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 from nhrp_samples import samples
-from nsutil import Namespaces
 from tshark_oracle import tshark_nhrp
+from util import need_root
+from xdmvpn import netns
 from xdmvpn.nhrp import encode
+from xdmvpn.netns import Namespaces
 from xdmvpn.transport import gre_header, parse_gre_nhrp
 
 WIRES = [encode(m) for _, m in samples()]
@@ -54,17 +56,18 @@ print(json.dumps(got), flush=True)
 
 
 def test_send_and_receive_between_namespaces_and_tshark_agrees(tmp_path):
+    need_root()
     with Namespaces() as ns:
         a, b = ns.add("a"), ns.add("b")
-        ns.link(a, "u0", "192.0.2.1/24", b, "u0", "192.0.2.2/24")
+        ns.link(a, "u0", b, "u0", "192.0.2.1/24", "192.0.2.2/24")
         cap = tmp_path / "wire.pcap"
-        dump = ns.popen(b, "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n",
-                         "-i", "u0", "-w", str(cap), "ip proto 47")
-        recv = ns.popen(b, sys.executable, "-c", RECEIVER, str(len(WIRES)))
+        dump = netns.popen("tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n",
+                           "-i", "u0", "-w", str(cap), "ip proto 47", ns=b)
+        recv = netns.popen(sys.executable, "-c", RECEIVER, str(len(WIRES)), ns=b)
         assert recv.stdout.readline().strip() == "ready"
         assert "listening on" in dump.stderr.readline()      # tcpdump is attached
-        ns.run(a, sys.executable, "-c", SENDER,
-               input="".join(w.hex() + "\n" for w in WIRES))
+        netns.run(sys.executable, "-c", SENDER, ns=a,
+                  input="".join(w.hex() + "\n" for w in WIRES))
         out, err = recv.communicate(timeout=20)
         dump.terminate()
         dump.communicate(timeout=10)

@@ -1,4 +1,5 @@
-"""Shared test helpers: where the repository is, the captures, running the real CLI."""
+"""Shared test helpers: where the repository is, the captures, running the real CLI,
+insisting on root. (Namespaces: xdmvpn.netns, the product's one set of helpers.)"""
 
 import hashlib
 import os
@@ -31,3 +32,9 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real `xdmvpn` command of this interpreter's environment."""
     return subprocess.run([sys.executable, "-m", "xdmvpn", *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def need_root() -> None:
+    """Tests that need root fail loudly without it: CI runs as root, skipping would hide."""
+    if os.geteuid() != 0:
+        raise AssertionError("this test needs root (network namespaces, raw sockets, BPF)")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+from collections import Counter
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -19,7 +20,11 @@ from .errors import XdmvpnError
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST = 64 * 1024
+MAX_REQUEST = 64 * 1024        # bytes of one request line
+REQUEST_TIMEOUT = 5.0          # seconds a client has to send its request line
+ANSWER_TIMEOUT = 10.0          # seconds a client has to take its answer
+BACKLOG = 1024                 # connections waiting to be accepted (capped by somaxconn)
+CONCURRENT = 64                # answers being built at once
 
 Handler = Callable[[dict], dict | Awaitable[dict]]
 
@@ -57,7 +62,7 @@ def request(path: str, req: dict, timeout: float = 5.0) -> dict:
         sock.close()
     try:
         answer = json.loads(b"".join(chunks))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise XdmvpnError(f"the daemon at {path} sent a malformed answer") from None
     if not isinstance(answer, dict):
         raise XdmvpnError(f"the daemon at {path} sent a malformed answer")
@@ -66,8 +71,17 @@ def request(path: str, req: dict, timeout: float = 5.0) -> dict:
     return answer
 
 
-async def serve(path: str, handler: Handler) -> asyncio.AbstractServer:
-    """Listen on `path` (replacing a stale socket) and answer each request with handler."""
+async def serve(path: str, handler: Handler, stats: Counter | None = None
+                ) -> asyncio.AbstractServer:
+    """Listen on `path` (replacing a stale socket) and answer each request with handler.
+
+    Every connection gets exactly one answer line, whatever it sends: a request longer than
+    MAX_REQUEST bytes, bytes that are not JSON (or JSON nested too deeply for the parser),
+    an empty line or nothing at all within REQUEST_TIMEOUT all get an error line, counted
+    in stats["control_error.<reason>"]. A client that does not read its answer within
+    ANSWER_TIMEOUT is cut off. BACKLOG connections may wait to be accepted (500 `xdmvpn
+    show` at once are all answered), and at most CONCURRENT answers are built at a time."""
+    stats = stats if stats is not None else Counter()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.exists() or p.is_symlink():
@@ -80,34 +94,83 @@ async def serve(path: str, handler: Handler) -> asyncio.AbstractServer:
             raise XdmvpnError(f"another daemon already serves {path}")
         finally:
             probe.close()
+    turns = asyncio.Semaphore(CONCURRENT)
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5.0)
-            answer = await _answer(handler, line)
-            writer.write(json.dumps(answer, default=str).encode() + b"\n")
-            await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError,
-                ValueError):
-            pass
+            answer = await _read_and_answer(handler, reader, turns, stats)
+            if answer is not None:
+                writer.write(answer)
+                await asyncio.wait_for(writer.drain(), ANSWER_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionError):
+            stats["control_error.client_gone"] += 1
+            writer.transport.abort()
         finally:
             writer.close()
 
     old = os.umask(0o177)
     try:
-        server = await asyncio.start_unix_server(client, path, limit=MAX_REQUEST)
+        server = await asyncio.start_unix_server(client, path, limit=MAX_REQUEST,
+                                                 backlog=BACKLOG)
     finally:
         os.umask(old)
     return server
 
 
-async def _answer(handler: Handler, line: bytes) -> dict:
+def _error(stats: Counter, reason: str, message: str) -> bytes:
+    stats[f"control_error.{reason}"] += 1
+    return _line({"ok": False, "error": message})
+
+
+def _line(answer: dict) -> bytes:
+    return json.dumps(answer, default=str).encode() + b"\n"
+
+
+async def _read_and_answer(handler: Handler, reader: asyncio.StreamReader,
+                           turns: asyncio.Semaphore, stats: Counter) -> bytes | None:
+    """The answer line for one connection (None: the client left without a word)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REQUEST_TIMEOUT
+    try:
+        line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+    except asyncio.TimeoutError:
+        return _error(stats, "timeout", f"no request line within {REQUEST_TIMEOUT:g} s")
+    except ValueError:            # the line went past the reader's limit: skip the rest of
+        try:                      # it (until the deadline) so that the client reads this
+            while loop.time() < deadline:
+                chunk = await asyncio.wait_for(reader.read(MAX_REQUEST),
+                                               deadline - loop.time())
+                if not chunk or b"\n" in chunk:
+                    break
+        except asyncio.TimeoutError:
+            pass
+        return _error(stats, "too_long", f"request longer than {MAX_REQUEST} bytes")
+    if not line:
+        stats["control_error.empty"] += 1
+        return None
+    if not line.endswith(b"\n"):
+        return _error(stats, "truncated", "request not ended by a newline")
+    if not line.strip():
+        return _error(stats, "empty", "empty request (one JSON object per line)")
     try:
         req = json.loads(line)
-    except ValueError:
-        return {"ok": False, "error": "malformed request (one JSON object per line)"}
+    except RecursionError:
+        return _error(stats, "malformed", "malformed request (JSON nested too deeply)")
+    except ValueError:            # not UTF-8, not JSON
+        return _error(stats, "malformed", "malformed request (one JSON object per line)")
     if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-        return {"ok": False, "error": 'malformed request (an object with "cmd")'}
+        return _error(stats, "malformed", 'malformed request (an object with "cmd")')
+    async with turns:
+        answer = await _answer(handler, req)
+    stats["control_requests"] += 1
+    try:
+        return _line(answer)
+    except (ValueError, TypeError, RecursionError) as exc:     # a bug in the handler
+        log.error("control request %r: answer not serializable: %s", req["cmd"], exc)
+        return _error(stats, "internal", f"internal error: {type(exc).__name__}")
+
+
+async def _answer(handler: Handler, req: dict) -> dict:
     try:
         out = handler(req)
         if asyncio.iscoroutine(out):

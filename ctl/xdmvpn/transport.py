@@ -2,7 +2,13 @@
 
 The kernel here has no ip_gre: XDP passes NHRP (GRE protocol 0x2001 with our key) up the
 stack, where a raw IPPROTO_GRE socket receives it with its IP header; the same socket sends
-NHRP, the GRE header written here (RFC 2784/2890: flags, protocol, optional key)."""
+NHRP, the GRE header written here (RFC 2784/2890: flags, protocol, optional key).
+
+Bursts (a hub's spokes all registering at once, a flood) must not be lost silently: the
+socket's receive buffer is sized for them (RCVBUF, forced past net.core.rmem_max since the
+daemon runs as root), the daemon drains it in batches (`recv_batch`), and the kernel's
+count of datagrams dropped on a full buffer (SO_RXQ_OVFL, delivered with every datagram)
+is kept in `dropped` for `show stats`."""
 
 from __future__ import annotations
 
@@ -15,8 +21,23 @@ from .errors import XdmvpnError
 from .nhrp.constants import GRE_PROTO_NHRP
 
 GRE_C, GRE_K, GRE_S = 0x8000, 0x2000, 0x1000
+RCVBUF = 4 << 20                 # bytes: thousands of small NHRP datagrams
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)           # linux/asm-generic/socket.h
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_DROPS = struct.Struct("=I")
+_CMSG_SPACE = socket.CMSG_SPACE(_DROPS.size)
 GRE_VERSION_MASK = 0x0007
 GRE_RESERVED_MASK = 0x4FF8       # routing bit, strict source route, recursion, flags
+
+
+def size_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a receive buffer of size bytes (forced past net.core.rmem_max when we have
+    CAP_NET_ADMIN); return what the kernel gave (it doubles the request for bookkeeping)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
 def gre_header(key: int | None) -> bytes:
@@ -59,12 +80,17 @@ def parse_gre_nhrp(packet: bytes, key: int | None) -> tuple[bytes | None, str]:
     return packet[off:end], ""
 
 
+Received = tuple[bytes, IPv4Address] | tuple[None, str]
+
+
 class GreSocket:
     """One raw GRE socket bound to our NBMA address (and the underlay device)."""
 
-    def __init__(self, local: IPv4Address, key: int | None, device: str | None = None):
+    def __init__(self, local: IPv4Address, key: int | None, device: str | None = None,
+                 rcvbuf: int = RCVBUF):
         self.key = key
         self.header = gre_header(key)
+        self.dropped = 0             # datagrams the kernel dropped on a full buffer
         try:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
         except PermissionError:
@@ -85,6 +111,8 @@ class GreSocket:
             raise XdmvpnError(f"cannot bind the GRE socket to {local}: {exc.strerror}") \
                 from None
         self.sock.setblocking(False)
+        self.rcvbuf = size_receive_buffer(self.sock, rcvbuf)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -96,17 +124,30 @@ class GreSocket:
         except (BlockingIOError, OSError):
             return False       # counted by the caller; NHRP retries cover a lost packet
 
-    def recv(self) -> tuple[bytes, IPv4Address] | tuple[None, str] | None:
+    def recv(self) -> Received | None:
         """One datagram: (nhrp, source) for NHRP with our key, (None, reason) for any other
         GRE, None when nothing is waiting."""
         try:
-            packet, (src, _) = self.sock.recvfrom(65535)
+            packet, ancillary, _, (src, _) = self.sock.recvmsg(65535, _CMSG_SPACE)
         except (BlockingIOError, InterruptedError):
             return None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+                self.dropped = _DROPS.unpack_from(value)[0]     # the kernel's running count
         payload, reason = parse_gre_nhrp(packet, self.key)
         if payload is None:
             return None, reason
         return payload, IPv4Address(src)
+
+    def recv_batch(self, limit: int) -> list[Received]:
+        """Up to limit datagrams; fewer means the socket is empty now."""
+        out: list[Received] = []
+        while len(out) < limit:
+            got = self.recv()
+            if got is None:
+                break
+            out.append(got)
+        return out
 
     def close(self) -> None:
         self.sock.close()

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-from nsutil import need_root, sh
-from xdmvpn import control
-from xdmvpn.dataplane import netns
+from util import need_root
+from xdmvpn import control, netns
+from xdmvpn.lab.xdp import attach_pass
+from xdmvpn.netns import Namespaces, in_netns, run
+from xdmvpn_bench import daemons
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = 42
@@ -38,7 +40,8 @@ class Topology:
                  ipsec_extra: dict | None = None,
                  metrics: str = ""):
         need_root()
-        self.tag = uuid.uuid4().hex[:5]
+        self.spaces = Namespaces("xdd")
+        self.tag = self.spaces.tag
         self.tmp = tmp
         self.hubs = hubs
         self.spokes = spokes
@@ -50,13 +53,12 @@ class Topology:
         self.ipsec_extra = ipsec_extra or {}
         self.charons: dict = {}            # name -> xdmvpn.ipsec.charon.Charon
         self.metrics = metrics          # body of a [metrics] table for every node, if any
-        self.namespaces: list[str] = []
         self.run_args: tuple = ()          # extra `xdmvpn run` arguments for every start
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
-        self.ul = self._ns("ul")
-        sh("ip", "-n", self.ul, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.ul, "link", "set", "br0", "up")
+        self.ul = self.spaces.add("ul")
+        netns.ip("link", "add", "br0", "type", "bridge", ns=self.ul)
+        netns.ip("link", "set", "br0", "up", ns=self.ul)
         self.nodes = [f"hub{h}" for h in range(1, hubs + 1)] + \
             [f"spoke{i}" for i in range(1, spokes + 1)]
         for name in self.nodes:
@@ -78,7 +80,7 @@ class Topology:
         return f"10.0.{int(name[5:])}.10"
 
     def ns(self, name: str) -> str:
-        return f"xdd{self.tag}{name}"
+        return self.spaces.name(name)
 
     def instance(self, name: str) -> str:
         return f"t{self.tag}-{name}"
@@ -87,42 +89,25 @@ class Topology:
         return f"/run/xdmvpn/{self.instance(name)}.sock"
 
     # -- building -------------------------------------------------------------------------------
-    def _ns(self, short: str) -> str:
-        name = self.ns(short)
-        netns.add(name)
-        self.namespaces.append(name)
-        return name
-
-    def _veth(self, a_ns, a_if, b_ns, b_if) -> None:
-        netns.veth_between(f"v{self.tag}{a_if[:3]}{len(self.namespaces)}", a_ns, a_if,
-                           b_ns, b_if)
-
     def _node(self, name: str) -> None:
-        ns = self._ns(name)
+        ip = netns.ip
+        ns = self.spaces.add(name, "net.ipv4.ip_forward=1")
         port = f"p{self.index(name)}"
-        self._veth(ns, "eth0", self.ul, port)
-        sh("ip", "-n", self.ul, "link", "set", port, "master", "br0")
-        sh("ip", "-n", ns, "addr", "add", f"{self.nbma(name)}/24", "dev", "eth0")
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.spaces.link(ns, "eth0", self.ul, port, f"{self.nbma(name)}/24")
+        ip("link", "set", port, "master", "br0", ns=self.ul)
         if name.startswith("spoke"):
-            lan = self._ns(f"{name}lan")
             i = int(name[5:])
-            self._veth(ns, "lan0", lan, "eth0")
-            sh("ip", "-n", ns, "addr", "add", f"10.0.{i}.1/24", "dev", "lan0")
-            sh("ip", "-n", lan, "addr", "add", f"10.0.{i}.10/24", "dev", "eth0")
-            sh("ip", "-n", lan, "route", "add", "default", "via", f"10.0.{i}.1")
+            lan = self.spaces.add(f"{name}lan")
+            self.spaces.link(ns, "lan0", lan, "eth0", f"10.0.{i}.1/24", f"10.0.{i}.10/24")
+            ip("route", "add", "default", "via", f"10.0.{i}.1", ns=lan)
         (self.tmp / f"{name}.toml").write_text(self.config(name))
 
     def _xdp_pass_on_bridge_ports(self) -> None:
         """veth delivers XDP_TX frames (the hub's hairpin) only to a peer end that has an
-        XDP program (DESIGN.md 2): an XDP_PASS one on every bridge port, as a switch port
-        on real hardware needs nothing."""
-        ports = [f"p{self.index(n)}" for n in self.nodes]
-        code = ("from bcc import BPF\n"
-                "b = BPF(text='int pass(struct xdp_md *c) { return XDP_PASS; }')\n"
-                "fn = b.load_func('pass', BPF.XDP)\n"
-                f"for p in {ports!r}: BPF.attach_xdp(p.encode(), fn, 1 << 2)\n")
-        sh("ip", "netns", "exec", self.ul, sys.executable, "-c", code)
+        XDP program (DESIGN.md 2): the lab's pass program on every bridge port, as a switch
+        port on real hardware needs nothing."""
+        with in_netns(self.ul):
+            attach_pass([f"p{self.index(n)}" for n in self.nodes])
 
     def config(self, name: str) -> str:
         lines = ["[tunnel]", 'name = "dmvpn0"', f'address = "{self.tunnel_ip(name)}/24"',
@@ -154,32 +139,16 @@ class Topology:
             self.start_charon(name)
         log = self.tmp / f"{name}.log"
         self.logs[name] = log
-        out = open(log, "ab")
-        env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
-        # nsenter, not `ip netns exec`: that one remounts /sys in a private mount namespace,
-        # hiding the shared bpffs, so pinned maps would die with the process
-        proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.ns(name)}", sys.executable, "-m", "xdmvpn",
-             "run",
-             "--config", str(self.tmp / f"{name}.toml"), "--log-level", "debug", *self.run_args, *extra],
-            stdout=out, stderr=out, env=env)
+        proc = daemons.spawn(self.ns(name), self.tmp / f"{name}.toml", log, "--log-level",
+                             "debug", *self.run_args, *extra)
         self.procs[name] = proc
         if wait:
             self.wait_ready(name)
         return proc
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited {proc.returncode}:\n{self.log(name)}")
-            try:
-                control.request(self.socket(name), {"cmd": "ping"}, timeout=1.0)
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise AssertionError(f"{name} not ready within {timeout} s:\n{self.log(name)}")
+        daemons.wait_answering(name, self.procs[name], self.socket(name), self.logs[name],
+                               timeout)
 
     def start_all(self) -> None:
         for name in self.nodes:
@@ -195,16 +164,14 @@ class Topology:
                 continue
             if name.startswith("hub"):
                 for i in range(1, self.spokes + 1):
-                    sh("ip", "-n", self.ns(name), "route", "replace", f"10.0.{i}.0/24", "via",
-                       f"172.16.0.{10 + i}", "dev", "dmvpn0")
+                    netns.ip("route", "replace", f"10.0.{i}.0/24", "via", f"172.16.0.{10 + i}",
+                             "dev", "dmvpn0", ns=self.ns(name))
             else:
-                sh("ip", "-n", self.ns(name), "route", "replace", "10.0.0.0/16", "via",
-                   "172.16.0.1", "dev", "dmvpn0")
+                netns.ip("route", "replace", "10.0.0.0/16", "via", "172.16.0.1", "dev",
+                         "dmvpn0", ns=self.ns(name))
 
     def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        return proc.wait(timeout)
+        return daemons.stop(self.procs.pop(name), sig, timeout)
 
     # -- IPsec: a private charon per node -------------------------------------------------------
     def has_ipsec(self, name: str) -> bool:
@@ -247,8 +214,7 @@ class Topology:
                 if sa["state"] == "ESTABLISHED"}
 
     def log(self, name: str) -> str:
-        path = self.logs.get(name)
-        return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
+        return daemons.log_tail(self.logs.get(name), 4000)
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(self, name: str, cmd: str, **kw) -> dict:
@@ -284,11 +250,11 @@ class Topology:
     def ping(self, src: str, dst_ip: str, count: int = 1, interval: float = 0.2,
              wait: int = 2, lan: bool = True) -> subprocess.CompletedProcess:
         ns = self.ns(f"{src}lan") if lan else self.ns(src)
-        return sh("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count), "-i",
-                  str(interval), "-W", str(wait), dst_ip, check=False)
+        return run("ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait),
+                   dst_ip, ns=ns, check=False)
 
     def exec(self, name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        return sh("ip", "netns", "exec", self.ns(name), *cmd, check=check)
+        return run(*cmd, ns=self.ns(name), check=check)
 
     def close(self) -> None:
         for name in list(self.procs):
@@ -301,10 +267,9 @@ class Topology:
                 self.stop_charon(name)
             except Exception:
                 pass
-        for ns in self.namespaces:
-            sh("ip", "netns", "del", ns, check=False)
+        self.spaces.close()
         for name in self.nodes:
-            sh("rm", "-rf", f"/sys/fs/bpf/xdmvpn/{self.instance(name)}", check=False)
+            shutil.rmtree(f"/sys/fs/bpf/xdmvpn/{self.instance(name)}", ignore_errors=True)
 
 
 def dump(obj) -> str:

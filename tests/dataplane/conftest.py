@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ctl"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xdmvpn.dataplane import build, netns  # noqa: E402
+from xdmvpn import netns  # noqa: E402
+from xdmvpn.dataplane import build  # noqa: E402
 from xdmvpn.dataplane.maps import DataplaneMaps  # noqa: E402
-from xdmvpn.dataplane.testrun import in_netns, run  # noqa: E402
+from xdmvpn.netns import in_netns  # noqa: E402
+from xdmvpn_bench.testrun import run  # noqa: E402
 
 UL_MAC = "02:00:00:00:01:01"
 PEER2_MAC = "02:00:00:00:02:02"
@@ -33,18 +35,14 @@ def require_root():
         pytest.fail("data-plane tests need root (BPF, XDP, netns): run them as root", pytrace=False)
 
 
-def ifindex_in(ns: str, dev: str) -> int:
-    return int(netns.sh("cat", f"/sys/class/net/{dev}/ifindex", ns=ns))
-
-
 class Harness:
     """Programs compiled for the fixture namespace, run through BPF test-run."""
 
     def __init__(self, ns: str, **cfg):
         self.ns = ns
         self.config = build.DataplaneConfig(
-            local_nbma=LOCAL, underlay_ifindex=ifindex_in(ns, "ul0"),
-            overlay_ifindex=ifindex_in(ns, "dmvpn0-dp"), overlay_mac=OVL_MAC,
+            local_nbma=LOCAL, underlay_ifindex=netns.ifindex(ns, "ul0"),
+            overlay_ifindex=netns.ifindex(ns, "dmvpn0-dp"), overlay_mac=OVL_MAC,
             overlay_dp_mac=DP_MAC, **cfg)
         self.module = build.compile_bpf(self.config)
         self.progs = build.load_programs(self.module)
@@ -82,7 +80,7 @@ def fx_ns():
         netns.addr(name, "ul0", f"{LOCAL}/24")
         netns.neigh(name, "ul0", "192.0.2.2", PEER2_MAC)
         netns.neigh(name, "ul0", "192.0.2.3", PEER3_MAC)
-        netns.sysctl(name, "net.ipv4.conf.ul0.forwarding", "1")
+        netns.sysctl(name, "net.ipv4.conf.ul0.forwarding=1")
         netns.veth("dmvpn0", name, "dmvpn0-dp", name, mac_a=OVL_MAC, mac_b=DP_MAC)
         yield name
     finally:

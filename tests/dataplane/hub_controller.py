@@ -14,7 +14,7 @@ import time
 
 
 def main(ns: str, pin_name: str) -> None:
-    from xdmvpn.dataplane.testrun import in_netns
+    from xdmvpn.netns import in_netns
     from xdmvpn.dataplane.tunnel import TunnelDataplane
 
     with in_netns(ns):

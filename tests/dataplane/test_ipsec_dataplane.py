@@ -28,8 +28,8 @@ import pytest
 
 from conftest import require_root
 from test_lab import NODES, Lab
-from xdmvpn.dataplane import netns
-from xdmvpn.dataplane.testrun import in_netns
+from xdmvpn import netns
+from xdmvpn.netns import in_netns
 from xdmvpn.dataplane.tunnel import TunnelDataplane
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -15,9 +15,11 @@ import time
 import pytest
 
 from conftest import require_root
-from xdmvpn.dataplane import attach, netns
-from xdmvpn.dataplane.testrun import in_netns
+from xdmvpn import netns
+from xdmvpn.dataplane import attach
 from xdmvpn.dataplane.tunnel import TunnelDataplane
+from xdmvpn.netns import in_netns
+from xdmvpn.pinger import Pinger
 
 KEY = 42
 NODES = {  # name: (NBMA, overlay, MAC)
@@ -82,11 +84,12 @@ class Lab:
                     dp.destroy()
             except Exception:
                 attach.remove_pins(f"xdl-{n}-{self.tag}")
-        for ns in list(self.ns.values()) + [self.br]:
-            netns.delete(ns)
+        netns.delete(*self.ns.values(), self.br)
 
     def ping(self, n, dst, count=5, interval=0.05):
-        return netns.ping(self.ns[n], dst, count, interval)
+        """Echo replies received of count echoes sent interval apart."""
+        with Pinger(self.ns[n]) as pinger:
+            return pinger.burst(dst, count, interval)
 
     def counters(self, n):
         return {k: v["packets"] for k, v in self.dp[n].maps.counters().items()}

@@ -13,15 +13,17 @@ import pytest
 from conftest import LOCAL, PEER3_MAC, UL_MAC, Harness
 from test_programs import KEY, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX, \
     inner, outer, ovl
-from xdmvpn.dataplane import build, netns
-from xdmvpn.dataplane import packets as P
+from xdmvpn import netns
+from xdmvpn.dataplane import build
 from xdmvpn.errors import XdmvpnError
+from xdmvpn.inet import checksum
+from xdmvpn_bench import packets as P
 
 
 def outer_fields(frame: bytes) -> dict:
     ip = frame[14:34]
     return {"ttl": ip[8], "df": bool(struct.unpack("!H", ip[6:8])[0] & 0x4000),
-            "id": struct.unpack("!H", ip[4:6])[0], "csum_ok": P.csum(ip) == 0}
+            "id": struct.unpack("!H", ip[4:6])[0], "csum_ok": checksum(ip) == 0}
 
 
 @pytest.fixture(scope="module")

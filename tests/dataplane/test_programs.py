@@ -2,7 +2,7 @@
 
 Every branch of the XDP underlay program and the tc encap program has a row,
 plus the malformed outer packets.  Expected outputs are built independently
-with tests/dataplane/packets.py.
+with xdmvpn_bench.packets (every byte explicit, no scapy).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from xdmvpn.dataplane import packets as P
+from xdmvpn_bench import packets as P
 from conftest import DP_MAC, LOCAL, OVL_MAC, PEER2_MAC, PEER3_MAC, UL_MAC, Harness
 
 XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 1, 2, 3, 4

@@ -267,7 +267,6 @@ def test_every_counted_outcome_exists_in_the_engine():
     src = _source()
     for key in list(L.RESOLUTIONS) + list(L.SHORTCUT_EVENTS):
         assert f'stats["{key}"]' in src, key
-    daemon_src = (CTL / "daemon" / "service.py").read_text() + \
-        (CTL / "daemon" / "effects.py").read_text()
+    daemon_src = "\n".join(p.read_text() for p in (CTL / "daemon").glob("*.py"))
     for kind in L.FAULTS:
         assert f'stats["{kind}"]' in daemon_src, kind

@@ -13,8 +13,9 @@ from ipaddress import ip_address
 
 import pytest
 
-from nsutil import Namespaces
+from util import need_root
 from xdmvpn import config as C
+from xdmvpn.netns import Namespaces
 from xdmvpn.errors import XdmvpnError
 from xdmvpn.ipsec.charon import start_charon, stop_charon
 from xdmvpn.ipsec.manager import IpsecManager
@@ -22,9 +23,10 @@ from xdmvpn.ipsec.manager import IpsecManager
 
 @pytest.fixture
 def pair(tmp_path):
+    need_root()
     with Namespaces() as ns:
         a, b = ns.add("a"), ns.add("b")
-        ns.link(a, "eth0", "192.0.2.1/24", b, "eth0", "192.0.2.2/24")
+        ns.link(a, "eth0", b, "eth0", "192.0.2.1/24", "192.0.2.2/24")
         charons = []
         try:
             for name in (a, b):
@@ -53,6 +55,7 @@ def test_two_private_charons_side_by_side(pair, tmp_path):
 
 
 def test_stop_charon_from_its_work_directory(tmp_path):
+    need_root()
     with Namespaces() as ns:
         name = ns.add("s")
         c = start_charon(name, tmp_path / "w")

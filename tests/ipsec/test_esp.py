@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from nsutil import need_root
+from util import need_root
 from topo import Topology
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
 from xdmvpn.ipsec.kernel import NO_ESP, esp_missing

@@ -8,14 +8,17 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from labutil import cli, remove_stale_test_labs, unique_name
-from nsutil import need_root
+from util import need_root
 from xdmvpn.lab import manage, runner
+from xdmvpn.lab.topology import NAME_ENV
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -97,6 +100,46 @@ def test_exec_sees_the_daemon_made_tunnel(lab):
     assert out.returncode == 0 and "172.16.0.11/24" in out.stdout
 
 
+# sudo's secure_path: no venv on it, as when the lab was started with sudo .venv/bin/xdmvpn
+SUDO_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def test_show_inside_a_node_asks_that_nodes_daemon(lab):
+    """`xdmvpn lab exec NODE -- xdmvpn show ...`: xdmvpn is on PATH in there (this one's
+    bin directory first) and show asks NODE's daemon ($XDMVPN_INSTANCE), not dmvpn0."""
+    name, _ = lab
+    out = cli(name, "lab", "exec", "spoke1", "--", "xdmvpn", "show", "nhs", "--json",
+              env={"PATH": SUDO_PATH})
+    assert out.returncode == 0, out.stderr
+    assert [(n["nbma"], n["state"]) for n in json.loads(out.stdout)] == [("192.0.2.1", "up")]
+    out = cli(name, "lab", "exec", "hub", "--", "xdmvpn", "show", "cache", env={"PATH": SUDO_PATH})
+    assert out.returncode == 0 and "172.16.0.11" in out.stdout and "172.16.0.12" in out.stdout
+    out = cli(name, "lab", "exec", "spoke2", "--", "sh", "-c",
+              'echo "$XDMVPN_INSTANCE"; command -v xdmvpn', env={"PATH": SUDO_PATH})
+    assert out.stdout.splitlines() == [f"{name}-spoke2",
+                                       os.path.join(os.path.dirname(sys.executable), "xdmvpn")]
+    # a LAN host has no daemon: nothing names one there
+    out = cli(name, "lab", "exec", "spoke2-host", "--", "sh", "-c",
+              'echo "${XDMVPN_INSTANCE-unset}"')
+    assert out.stdout == "unset\n"
+    # --instance and --socket still choose another daemon
+    out = cli(name, "lab", "exec", "spoke1", "--", "xdmvpn", "show", "nhs", "--json",
+              "--instance", f"{name}-hub")
+    assert out.returncode == 0 and json.loads(out.stdout) == []
+
+
+def printed_commands(output: str) -> list[str]:
+    """The commands a lab output tells its reader to type: `$ CMD` lines and the
+    `;`-separated commands after `try: `."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("$ "):
+            found.append(line[2:])
+        elif "try: " in line:
+            found += [c.strip() for c in line.split("try: ", 1)[1].split(";")]
+    return found
+
+
 def test_down_stops_the_daemons_and_removes_everything():
     need_root()
     name = unique_name("s")
@@ -176,5 +219,38 @@ def test_demo_replaces_a_lab_and_shows_the_shortcut_appearing():
         table = out.split("xdmvpn show shortcut\n")[1].splitlines()
         assert table[0].split()[:3] == ["Type", "Prefix", "Via"]
         assert table[1].split()[:3] == ["dynamic", "10.0.2.0/24", "172.16.0.12"]
+    finally:
+        manage.down(name)
+
+
+def test_the_demos_printed_commands_work_when_typed():
+    """Started the README's way (.venv/bin/xdmvpn, here from a shell whose PATH is sudo's),
+    every command the demo prints runs as printed through a shell and does what it says."""
+    need_root()
+    name = unique_name("p")
+    env = {**os.environ, NAME_ENV: name, "PATH": SUDO_PATH}
+    xdmvpn = os.path.join(os.path.dirname(sys.executable), "xdmvpn")
+    try:
+        demo = subprocess.run([xdmvpn, "lab", "demo"], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        commands = printed_commands(demo.stdout)
+        assert commands == [f"{xdmvpn} lab ping spoke1 spoke2", f"{xdmvpn} lab status",
+                            f"{xdmvpn} lab ping spoke1 spoke2 --count 8 --interval 0.3",
+                            f"{xdmvpn} lab exec spoke1 -- xdmvpn show shortcut",
+                            f"{xdmvpn} lab status",
+                            f"{xdmvpn} lab exec spoke2 -- xdmvpn show cache"]
+        ran = {}
+        for command in commands:
+            res = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                                 timeout=120, env=env)
+            assert res.returncode == 0 and res.stderr == "", (command, res.stdout, res.stderr)
+            ran[command.split(f"{xdmvpn} ", 1)[1]] = res.stdout
+        assert "spoke1 -> spoke2: 8 sent, 8 received, 0 lost" in \
+            ran["lab ping spoke1 spoke2 --count 8 --interval 0.3"]
+        shortcut = ran["lab exec spoke1 -- xdmvpn show shortcut"].splitlines()
+        assert shortcut[1].split()[:3] == ["dynamic", "10.0.2.0/24", "172.16.0.12"]
+        assert "172.16.0.1 " in ran["lab exec spoke2 -- xdmvpn show cache"]
+        assert ran["lab status"].splitlines()[0].split()[0] == "Node"
     finally:
         manage.down(name)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from labutil import cli, remove_stale_test_labs, unique_name
-from nsutil import need_root
+from util import need_root
 from xdmvpn.ipsec.charon import default_socket
 from xdmvpn.lab import manage
 from xdmvpn.lab.topology import STATE_ROOT

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from labutil import cli, remove_stale_test_labs, unique_name
-from nsutil import need_root
+from util import need_root
 from xdmvpn.errors import XdmvpnError
-from xdmvpn.lab import manage, netns, runner
-from xdmvpn.lab.probe import Pinger
+from xdmvpn.lab import manage, network, runner
+from xdmvpn.netns import ip
+from xdmvpn.pinger import Pinger
 
 pytestmark = [pytest.mark.root]
 
@@ -38,16 +39,16 @@ def lab():
 
 
 def test_namespaces_addresses_and_neighbours(lab):
-    assert netns.existing(lab.name) == sorted(lab.namespaces())
+    assert network.existing(lab.name) == sorted(lab.namespaces())
     spoke = lab.node("spoke1")
-    addrs = netns.ip("-br", "-4", "addr", ns=lab.ns(spoke))
+    addrs = ip("-br", "-4", "addr", ns=lab.ns(spoke))
     assert "192.0.2.11/24" in addrs and "10.0.1.1/24" in addrs
-    neigh = netns.ip("neigh", "show", "dev", "ul0", ns=lab.ns(spoke))
+    neigh = ip("neigh", "show", "dev", "ul0", ns=lab.ns(spoke))
     assert "192.0.2.1 lladdr 02:00:c0:00:02:01 PERMANENT" in neigh
     assert "192.0.2.12 lladdr 02:00:c0:00:02:0c PERMANENT" in neigh
-    assert "default via 10.0.1.1" in netns.ip("route", ns=lab.host_ns(spoke))
+    assert "default via 10.0.1.1" in ip("route", ns=lab.host_ns(spoke))
     # the bridge's ports carry the pass program (veth delivers the hub's XDP_TX only so)
-    ports = netns.ip("-d", "link", "show", "master", "br0", ns=lab.bridge_ns)
+    ports = ip("-d", "link", "show", "master", "br0", ns=lab.bridge_ns)
     assert ports.count("prog/xdp") == 3, ports
 
 
@@ -100,7 +101,7 @@ def test_up_when_the_lab_exists_says_run_down(lab):
     assert out.returncode == 2
     assert out.stderr == (f"xdmvpn: error: lab {lab.name} is already up ({lab.ns(lab.hub)} "
                           "exists): run `xdmvpn lab down` first\n")
-    assert netns.existing(lab.name) == sorted(lab.namespaces())
+    assert network.existing(lab.name) == sorted(lab.namespaces())
 
 
 def test_commands_on_a_lab_that_is_not_up():

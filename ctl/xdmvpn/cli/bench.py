@@ -1,4 +1,6 @@
-"""`xdmvpn bench`: benchmarks printing JSON, the last line one object with the figures."""
+"""`xdmvpn bench NAME`: runs ``xdmvpn_bench.NAME.run(args) -> dict`` and prints the figures,
+the last line one JSON object. The benchmarks live apart from the product, in the
+xdmvpn_bench package (bench/ in the repository); none is imported until asked for."""
 
 from __future__ import annotations
 
@@ -6,11 +8,14 @@ import argparse
 import importlib
 import json
 
+from ..errors import XdmvpnError
+
+PACKAGE = "xdmvpn_bench"
 # name -> module with run(args) -> dict
 BENCHES = {
-    "codec": "xdmvpn.bench_codec",
-    "control": "xdmvpn.bench_control",
-    "dataplane": "xdmvpn.dataplane.bench",
+    "codec": "xdmvpn_bench.codec",
+    "control": "xdmvpn_bench.control",
+    "dataplane": "xdmvpn_bench.dataplane",
     "fuzz": "xdmvpn_bench.fuzz",
 }
 
@@ -22,24 +27,48 @@ examples:
       hub registrations/s on the wire (10,000 spokes), RSS per entry, shortcut setup ms (root)
   xdmvpn bench dataplane --json
       BPF program cost per packet (live frames, restored each run, counters
-      checked), hub hairpin vs kernel forwarding, verifier figures (root)"""
+      checked), hub hairpin vs kernel forwarding, verifier figures (root)
+  xdmvpn bench fuzz --json
+      the NHRP fuzzer's figures (see bench/xdmvpn_bench/fuzz.py)
+  bench/run
+      every benchmark of the repository in turn, JSON on each one's last line"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark and print its figures as JSON",
-                       description="Run a benchmark. With --json the last line of output is "
-                                   "one JSON object with the figures.",
+                       description="Run a benchmark (module xdmvpn_bench.NAME). With --json "
+                                   "the last line of output is one JSON object with the "
+                                   "figures.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=sorted(BENCHES), help="what to measure")
+    p.add_argument("name", metavar="NAME",
+                   help=f"what to measure: {', '.join(sorted(BENCHES))}")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="minimum measuring time per figure (default 1.0)")
     p.set_defaults(func=run)
 
 
+def bench_module(name: str):
+    """The module of benchmark `name`; XdmvpnError (one line) when there is none."""
+    if name not in BENCHES:
+        raise XdmvpnError(f"bench: no benchmark {name!r} (one of: {', '.join(sorted(BENCHES))})")
+    try:
+        importlib.import_module(PACKAGE)
+    except ModuleNotFoundError:
+        raise XdmvpnError(f"bench {name}: the benchmark package {PACKAGE} is not installed "
+                          "(it comes with a checkout: ./setup.sh)") from None
+    module = BENCHES[name]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise                               # the benchmark itself lacks something
+        raise XdmvpnError(f"bench {name}: no module {module} (an older checkout? "
+                          "./setup.sh)") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    module = importlib.import_module(BENCHES[args.name])
-    result = module.run(args)
+    result = bench_module(args.name).run(args)
     if not args.json:
         for key, value in result.items():
             print(f"{key:32} {value}")

@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
 import sys
 
 from ..errors import XdmvpnError
-from ..lab import manage, netns, probe
+from ..lab import manage, network, probe
 from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, OVERLAY, TUNNEL,
                             UNDERLAY, UNDERLAY_IF, Topology, label, node_configs, plan)
+from ..netns import exec_argv
 from ..show import render_table
+from .show_cmd import INSTANCE_ENV
 
 EXAMPLES = """\
 examples:
@@ -32,6 +36,9 @@ examples:
       per node: daemon, NHS state, registered spokes (hub), shortcuts
   xdmvpn lab exec spoke1 -- ip route
       any command in a node's namespace (also spoke1-host, hub-host, underlay)
+  xdmvpn lab exec spoke1 -- xdmvpn show shortcut
+      spoke1's shortcuts: in a node, `xdmvpn show` and `clear` ask that node's daemon
+      ($XDMVPN_INSTANCE is set to it) and xdmvpn is on PATH
   xdmvpn lab exec hub -- tcpdump -ni ul0 proto gre
       watch the hub's underlay
   xdmvpn lab up --ipsec
@@ -92,7 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="pause between packets (default 0.5)")
     ping.add_argument("--json", action="store_true",
                       help="one JSON object per packet, then the summary")
-    ex = add("exec", "run a command in a node's namespace", run_exec)
+    ex = add("exec", "run a command in a node's namespace; in a node, `xdmvpn show` asks "
+             "that node's daemon", run_exec)
     ex.add_argument("node", metavar="NODE",
                     help="hub, spokeI, NODE-host (the LAN host) or underlay (the bridge)")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
@@ -124,7 +132,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help=f"number of spokes, 2..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
 
 
-def topology_text(topo: Topology, took: float | None) -> str:
+def invoked_as() -> str:
+    """How to type this xdmvpn again, for the commands the lab prints: `xdmvpn` when PATH
+    finds this very one, else the path it was started by (e.g. .venv/bin/xdmvpn), else
+    `PYTHON -m xdmvpn`. (Inside `lab exec`, plain `xdmvpn` always works: exec_env.)"""
+    mine = sys.argv[0]
+    if os.path.basename(mine) != "xdmvpn":             # python -m xdmvpn
+        mine = os.path.join(os.path.dirname(sys.executable), "xdmvpn")
+        if not os.access(mine, os.X_OK):
+            return f"{shlex.quote(sys.executable)} -m xdmvpn"
+    found = shutil.which("xdmvpn")
+    try:
+        if found and os.path.samefile(found, mine):
+            return "xdmvpn"
+    except OSError:                                   # mine is gone: say it as it was run
+        pass
+    return shlex.quote(mine)
+
+
+def topology_text(topo: Topology, took: float | None, prog: str = "xdmvpn") -> str:
+    """What `lab up` prints; its commands start with prog (see invoked_as)."""
     rows = [(n.name, topo.ns(n), n.underlay.ip, n.overlay.ip, n.lan, n.host.ip)
             for n in topo.nodes]
     spokes = len(topo.spokes)
@@ -139,14 +166,14 @@ def topology_text(topo: Topology, took: float | None) -> str:
         f"overlay {OVERLAY} on {TUNNEL}, GRE key {GRE_KEY}",
         f"routes: hub -> each LAN via its spoke; spokes -> {LANS} via the hub",
         f"configs and logs: {topo.state_dir}/NODE.toml, NODE.log",
-        f"try: xdmvpn lab ping spoke1 {'spoke2' if spokes > 1 else 'hub'}; xdmvpn lab status",
+        f"try: {prog} lab ping spoke1 {'spoke2' if spokes > 1 else 'hub'}; {prog} lab status",
     ])
 
 
 def run_up(args: argparse.Namespace) -> int:
     topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons,
                            ipsec=args.ipsec)
-    print(topology_text(topo, None if args.no_daemons else took))
+    print(topology_text(topo, None if args.no_daemons else took, invoked_as()))
     return 0
 
 
@@ -186,12 +213,33 @@ def run_exec(args: argparse.Namespace) -> int:
     targets = topo.exec_targets()
     if args.node not in targets:
         raise XdmvpnError(f"lab exec: no node {args.node!r} (one of: {', '.join(targets)})")
-    if targets[args.node] not in netns.existing(topo.name):
+    if targets[args.node] not in network.existing(topo.name):
         raise XdmvpnError(f"lab exec: namespace {targets[args.node]} is gone: run "
                           "`xdmvpn lab down` and `xdmvpn lab up`")
+    env = exec_env(topo, args.node)
+    if cmd[0] == "xdmvpn" and not shutil.which("xdmvpn", path=env["PATH"]):
+        cmd = [sys.executable, "-m", "xdmvpn", *cmd[1:]]     # run from a checkout
     sys.stdout.flush()
-    argv = netns.exec_argv(targets[args.node], cmd)
-    os.execvp(argv[0], argv)
+    argv = exec_argv(targets[args.node], cmd)
+    os.execvpe(argv[0], argv, env)
+
+
+def exec_env(topo: Topology, target: str) -> dict[str, str]:
+    """The environment of `lab exec`: in a node (not a LAN host or the underlay),
+    $XDMVPN_INSTANCE names its daemon, so that `xdmvpn show ...` typed in there asks it;
+    this xdmvpn's bin directory (the venv's) comes first on PATH, so that `xdmvpn` is
+    found there even under sudo's PATH."""
+    env = dict(os.environ)
+    node = next((n for n in topo.nodes if n.name == target), None)
+    if node is not None:
+        env[INSTANCE_ENV] = topo.instance(node)
+    path = env.get("PATH") or os.defpath
+    bindir = os.path.dirname(sys.executable)
+    if os.access(os.path.join(bindir, "xdmvpn"), os.X_OK) and \
+            path.split(os.pathsep)[0] != bindir:
+        path = bindir + os.pathsep + path
+    env["PATH"] = path
+    return env
 
 
 def run_metrics(args: argparse.Namespace) -> int:
@@ -244,9 +292,10 @@ def run_demo(args: argparse.Namespace) -> int:
     if done["daemons"] or done["namespaces"]:
         print("removed the previous lab")
     topo, took = manage.up(args.spokes)
-    print(topology_text(topo, took), end="\n\n")
+    prog = invoked_as()
+    print(topology_text(topo, took, prog), end="\n\n")
     a, b = topo.node("spoke1"), topo.node("spoke2")
-    print("$ xdmvpn lab ping spoke1 spoke2 --count 8 --interval 0.3")
+    print(f"$ {prog} lab ping spoke1 spoke2 --count 8 --interval 0.3")
     results = []
     for r in probe.ping(topo, a, b, 8, 0.3):
         results.append(r)
@@ -254,7 +303,8 @@ def run_demo(args: argparse.Namespace) -> int:
     s = probe.summary(a, b, results)
     print(probe.summary_line(s), end="\n\n")
     snap = control.request(topo.socket(a), {"cmd": "snapshot"})["snapshot"]
-    print("$ xdmvpn lab exec spoke1 -- xdmvpn show shortcut")
+    print(f"$ {prog} lab exec spoke1 -- xdmvpn show shortcut")
     print(show.shortcut_table(snap), end="\n\n")
-    print("The lab stays up: xdmvpn lab status, xdmvpn lab ping A B, xdmvpn lab down.")
+    print(f"The lab stays up ({prog} lab down removes it); try: {prog} lab status; "
+          f"{prog} lab exec spoke2 -- xdmvpn show cache")
     return 0 if s["received"] == s["sent"] else 1

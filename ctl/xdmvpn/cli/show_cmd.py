@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from .. import control, show
 from ..config import SOCKET_DIR
+
+#: The daemon `show` and `clear` ask when neither --socket nor --instance says: its
+#: control.instance. `xdmvpn lab exec NODE` sets it to NODE's instance.
+INSTANCE_ENV = "XDMVPN_INSTANCE"
+DEFAULT_INSTANCE = "dmvpn0"
 
 EXAMPLES = """\
 examples:
@@ -17,6 +23,8 @@ examples:
   xdmvpn show stats --json             data-plane counters, NHRP counters, mappings
   xdmvpn show cache --instance lab-hub   another daemon (its control.instance)
   xdmvpn show cache --socket /run/xdmvpn/dmvpn0.sock
+  XDMVPN_INSTANCE=lab-hub xdmvpn show cache   the same as --instance lab-hub
+  xdmvpn lab exec spoke1 -- xdmvpn show shortcut   the lab node's own daemon
 
 JSON output of cache, nhs, shortcut and dmvpn is a list (empty when there is nothing)."""
 
@@ -37,13 +45,17 @@ VIEWS = {
 def _target(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
-    g.add_argument("--instance", metavar="NAME", default="dmvpn0",
-                   help="daemon's control.instance (default dmvpn0): socket "
-                        f"{SOCKET_DIR}/NAME.sock")
+    g.add_argument("--instance", metavar="NAME",
+                   help="daemon's control.instance: socket "
+                        f"{SOCKET_DIR}/NAME.sock (default ${INSTANCE_ENV}, else "
+                        f"{DEFAULT_INSTANCE})")
 
 
 def socket_path(args: argparse.Namespace) -> str:
-    return args.socket or f"{SOCKET_DIR}/{args.instance}.sock"
+    if args.socket:
+        return str(args.socket)
+    instance = args.instance or os.environ.get(INSTANCE_ENV) or DEFAULT_INSTANCE
+    return f"{SOCKET_DIR}/{instance}.sock"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +94,12 @@ def _stats_text(st: dict) -> str:
              if c["packets"]]
     out = show.render_table(("Counter", "Packets", "Bytes"), rows)
     nhrp = [(k, v) for k, v in st["nhrp"].items()]
-    return out + "\n\n" + show.render_table(("NHRP", "Count"), nhrp)
+    out += "\n\n" + show.render_table(("NHRP", "Count"), nhrp)
+    # the controller's own counters: GRE datagrams received and dropped by the kernel on a
+    # full socket buffer, route writes, control-socket errors, faults
+    daemon = [(k, v) for k, v in sorted(st.get("daemon", {}).items())
+              if isinstance(v, int) and v]
+    return out + "\n\n" + show.render_table(("Daemon", "Count"), daemon)
 
 
 def run_clear(args: argparse.Namespace) -> int:

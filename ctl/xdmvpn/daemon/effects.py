@@ -22,7 +22,6 @@ from ipaddress import IPv4Address
 
 from ..dataplane.maps import MCAST_MAX
 from ..engine.effects import Effects, RouteHint
-from ..errors import XdmvpnError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ class LiveEffects(Effects):
     def __init__(self, gre, maps, routes, nhs_order: tuple = ()):
         self.gre = gre                   # transport.GreSocket
         self.maps = maps                 # dataplane.maps.DataplaneMaps
-        self.routes = routes             # daemon.routes.KernelRoutes
+        self.routes = routes             # daemon.routes.KernelRoutes (add/delete/lookup)
         self.nhs_order = tuple(nhs_order)   # configured NHS NBMAs, preferred first
         self.stats: Counter = Counter()
         self.mapped: dict = {}           # proto -> nbma, what we put in the host map
@@ -125,11 +124,7 @@ class LiveEffects(Effects):
         # data plane first: the route sends traffic into the overlay only once the prefix
         # map knows where it goes
         self.maps.add_prefix(prefix, nbma)
-        try:
-            self.routes.add(prefix, via)
-        except XdmvpnError as exc:
-            self.stats["route_failed"] += 1
-            log.warning("%s", exc)
+        self.routes.add(prefix, via)        # written in the background, failures counted
         log.info("shortcut %s via %s at %s", prefix, via, nbma)
 
     def shortcut_del(self, prefix) -> None:
@@ -158,11 +153,7 @@ class LiveEffects(Effects):
 
     def _uninstall(self, prefix) -> None:
         self.installed.pop(prefix, None)
-        try:
-            self.routes.delete(prefix)
-        except XdmvpnError as exc:
-            self.stats["route_failed"] += 1
-            log.warning("%s", exc)
+        self.routes.delete(prefix)          # queued behind any add of the same prefix
         self.maps.remove_prefix(prefix)
         log.info("shortcut %s removed", prefix)
 

@@ -4,8 +4,7 @@ has something for us instead of polling."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+from ..dataplane import libbpf
 
 
 def ring_epoll_fd(module) -> int | None:
@@ -13,15 +12,4 @@ def ring_epoll_fd(module) -> int | None:
     manager = getattr(module, "_ringbuf_manager", None)
     if not manager:
         return None
-    for name in ("libbpf.so.1", ctypes.util.find_library("bpf")):
-        if not name:
-            continue
-        try:
-            fn = ctypes.CDLL(name).ring_buffer__epoll_fd
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p]
-        fd = fn(manager)
-        return fd if fd >= 0 else None
-    return None
+    return libbpf.ring_epoll_fd(manager)

@@ -3,7 +3,9 @@
 * Routes on the overlay whose gateway is a tunnel peer (a hub's `10.0.2.0/24 via
   172.16.0.12 dev dmvpn0`, from a routing daemon or static) become prefixes in the data
   plane's LPM map, so that the hub hairpins traffic for the LAN behind a spoke in XDP and
-  the encap knows where routed traffic goes. Shortcut prefixes (the engine's) win.
+  the encap knows where routed traffic goes. Shortcut prefixes (the engine's) win. The
+  routes come from `KernelRoutes.table`, which follows the kernel's notifications: `sync`
+  reads no netlink and costs what the routes via peers cost, not what the table holds.
 * Adoption: after a restart the pinned maps still hold what the previous controller put
   there. Forwarding keeps using it; whatever the new engine has not claimed again within a
   grace period is removed."""
@@ -30,7 +32,7 @@ class DataplaneMirror:
         self.adopted_prefixes: dict = {}                   # prefix -> deadline
         self.skipped: set = set()                          # routes covering local ones
         self.gateways: set = set()                         # of overlay routes, last sync
-        self.stats = {"mirrored": 0, "adopted_removed": 0}
+        self.stats = {"mirrored": 0, "adopted_removed": 0, "stale_routes_removed": 0}
 
     # -- adoption -------------------------------------------------------------------------
     def adopt(self, now: float, holdtime: float) -> tuple[int, int]:
@@ -62,10 +64,12 @@ class DataplaneMirror:
                 del self.adopted_prefixes[prefix]
                 self.fx.maps.remove_prefix(prefix)
                 self.stats["adopted_removed"] += 1
-        if not self.adopted_prefixes:
-            ours = {r.net for r in self.routes.ours()}
-            for net in ours - set(self.node.shortcuts):
+        if not self.adopted_prefixes:      # ours in the kernel that nobody claims
+            shortcuts = self.node.shortcuts
+            for net in [n for n in self.routes.table.ours if n not in shortcuts
+                        and not self.routes.writer.busy(n)]:
                 self.routes.delete(net)
+                self.stats["stale_routes_removed"] += 1
 
     # -- routes via tunnel peers -------------------------------------------------------------
     def _nbma_of(self, gateway):
@@ -77,25 +81,26 @@ class DataplaneMirror:
 
     def sync(self) -> None:
         want = {}
-        local = self.routes.local_routes()
-        via = self.routes.overlay_routes_via()
+        table = self.routes.table
+        via = table.via
         self.gateways = set(via.values())
         for net, gw in via.items():
-            if net.version != 4 or net in self.node.shortcuts:
+            if net in self.node.shortcuts:
                 continue
             nbma = self._nbma_of(gw)
             if nbma is None or nbma.version != 4:
                 continue
-            inside = [r for r in local if r.version == 4 and r != net and r.subnet_of(net)]
-            if inside:
+            inside = table.covers_elsewhere(net)
+            if inside is not None:
                 # a spoke's summary via the hub covers its own LAN: in the prefix map it
                 # would send the LAN's traffic arriving from the tunnel back out (the
                 # kernel prefers the longer local route). Leave such routes to the kernel.
                 if net not in self.skipped:
                     log.info("route %s not mirrored: it covers %s off the tunnel", net,
-                             inside[0])
+                             inside)
                     self.skipped.add(net)
                 continue
+            self.skipped.discard(net)
             want[net] = nbma
         for net in list(self.mirrored):
             if net not in want:
@@ -109,5 +114,6 @@ class DataplaneMirror:
                 self.mirrored[net] = nbma
                 self.adopted_prefixes.pop(net, None)
                 log.info("route %s mirrored to NBMA %s", net, nbma)
+        self.skipped &= set(via)
         self.stats["mirrored"] = len(self.mirrored)
         self.stats["not_mirrored"] = len(self.skipped)

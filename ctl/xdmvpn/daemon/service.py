@@ -30,13 +30,14 @@ from ..transport import GreSocket
 from .effects import LiveEffects
 from .events import ring_epoll_fd
 from .mirror import DataplaneMirror
-from .routes import KernelRoutes, NetlinkThread, ensure_address, first_ipv4, rtnl_monitor
+from .routes import KernelRoutes, NetlinkThread, ensure_address, first_ipv4
 
 log = logging.getLogger("xdmvpn")
 
-HOUSEKEEPING = 1.0          # seconds between route-mirror/adoption/NBMA checks
+HOUSEKEEPING = 1.0          # seconds between route-mirror/adoption checks (no netlink)
 SYNC_DELAY = 0.01           # seconds from a route/address/mapping change to the mirror sync
 EVENT_POLL = 0.005          # ring-buffer polling period when no epoll fd is available
+GRE_BATCH = 256             # NHRP datagrams handled per loop turn
 RESTART_KEYS = ("name", "address", "source-interface", "source-address", "key")
 DATAPLANE_KEYS = ("mtu", "adjust-mss", "ttl", "df")
 
@@ -99,8 +100,10 @@ class Daemon:
         self._stopping: asyncio.Event | None = None
         self.nbma: IPv4Address | None = None
         self.netlink = NetlinkThread()
-        self._rtnl = None
         self._sync_pending = False
+        self._nbma_checking = False
+        self._gre_more = False           # a full GRE batch asked for the next one
+        self._gre_dropped = 0            # the GRE socket's kernel drop count seen so far
         self._loop = None
 
     # -- start -------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ class Daemon:
         self.dp = self.netlink.call(self._dataplane(self.nbma).start)
         try:
             self.netlink.call(ensure_address, cfg.tunnel.name, cfg.tunnel.address)
-            self.routes = self.netlink.bind(KernelRoutes, cfg.tunnel.name)
+            self.routes = KernelRoutes(cfg.tunnel.name, self.stats)
             self.gre = GreSocket(self.nbma, cfg.tunnel.key,
                                  device=cfg.tunnel.source_interface)
         except BaseException:
@@ -178,7 +181,8 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.start()
         try:
-            self.server = await control.serve(self.cfg.control.socket, self.handle)
+            self.server = await control.serve(self.cfg.control.socket, self.handle,
+                                              self.stats)
             self.metrics = metrics_server.start(self)
         except BaseException:
             if self.server is not None:
@@ -187,8 +191,9 @@ class Daemon:
             raise
         loop.add_reader(self.gre.fileno(), self._on_gre)
         self._open_events(loop)
-        self._rtnl = rtnl_monitor()
-        loop.add_reader(self._rtnl.fileno(), self._on_rtnl)
+        self.routes.on_change = self._schedule_sync
+        self.routes.on_address = self._address_changed
+        self.routes.follow(loop)
         self.fx.on_mapping_change = self._mapping_changed
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
@@ -201,8 +206,6 @@ class Daemon:
         await self._stopping.wait()
         housekeeping.cancel()
         self.server.close()
-        loop.remove_reader(self._rtnl.fileno())
-        self._rtnl.close()
         loop.remove_reader(self.gre.fileno())
         if self._ring_fd is not None:
             loop.remove_reader(self._ring_fd)
@@ -223,20 +226,6 @@ class Daemon:
                         EVENT_POLL * 1000)
             loop.call_later(EVENT_POLL, self._poll_events)
 
-    @guarded
-    def _on_rtnl(self) -> None:
-        """A route or address changed: the mirror and the NBMA check look again, soon (one
-        look for a burst of changes)."""
-        while True:
-            try:
-                if not self._rtnl.recv(65536):
-                    break
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:      # ENOBUFS: we missed some, the look below covers them
-                break
-        self._schedule_sync()
-
     def _mapping_changed(self, proto) -> None:
         """Only a gateway of a route on the overlay matters to the mirror: a hub
         registering thousands of spokes must not dump the routing table for each."""
@@ -251,12 +240,10 @@ class Daemon:
 
     @guarded
     def _sync(self) -> None:
+        """The mirror looks at the routes the kernel told us about (no netlink here)."""
         self._sync_pending = False
         try:
-            self.routes.invalidate()
             self.mirror.sync()
-            if self.cfg.tunnel.source_address is None:
-                self._check_nbma()
         except XdmvpnError as exc:
             self.stats["sync_error"] += 1
             log.warning("%s", exc)
@@ -268,19 +255,42 @@ class Daemon:
 
     @guarded
     def _on_gre(self) -> None:
-        for _ in range(512):
-            got = self.gre.recv()
-            if got is None:
-                break
-            data, src = got
+        """One batch from the GRE socket. A full batch means more is waiting: the next
+        batch runs at the loop's next turn (after timers and the control socket had
+        theirs), the reader paused meanwhile so that it does not run twice."""
+        batch = self.gre.recv_batch(GRE_BATCH)
+        self.stats["gre_rx"] += len(batch)
+        for data, src in batch:
             if data is None:
                 self.stats[f"gre_drop.{src}"] += 1
                 continue
             if self.ipsec is not None and not self.ipsec.accepts(src):
                 self.stats["nhrp_drop.no_ipsec_sa"] += 1      # before any state changes
                 continue
-            self.node.receive(data, src)
+            try:
+                self.node.receive(data, src)
+            except Exception as exc:      # a bug: this packet is lost, not the batch
+                self.stats["bug.receive"] += 1
+                log.error("internal error on NHRP from %s: %s: %s (counted as "
+                          "bug.receive)", src, type(exc).__name__, exc)
+                log.debug("traceback", exc_info=True)
+        dropped = self.gre.dropped - self._gre_dropped
+        if dropped:
+            self.stats["gre_rx_kernel_drops"] += dropped
+            self._gre_dropped = self.gre.dropped
+        if len(batch) == GRE_BATCH and not self._gre_more:
+            self._gre_more = True
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.gre.fileno())
+            loop.call_soon(self._gre_next_batch)
         self._after_event()
+
+    def _gre_next_batch(self) -> None:
+        self._gre_more = False
+        if self._stopping.is_set():
+            return
+        asyncio.get_running_loop().add_reader(self.gre.fileno(), self._on_gre)
+        self._on_gre()
 
     @guarded
     def _on_events(self) -> None:
@@ -334,8 +344,30 @@ class Daemon:
         self._after_event()
 
     # -- NBMA change, reload -----------------------------------------------------------------------
-    def _check_nbma(self) -> None:
-        new = self.netlink.call(first_ipv4, self.cfg.tunnel.source_interface)
+    def _address_changed(self) -> None:
+        """An IPv4 address came or went: without tunnel.source-address, look (in the
+        netlink thread) whether ours changed."""
+        if self.cfg.tunnel.source_address is not None or self._nbma_checking:
+            return
+        self._nbma_checking = True
+        future = asyncio.wrap_future(self.netlink.submit(
+            first_ipv4, self.cfg.tunnel.source_interface))
+        future.add_done_callback(self._nbma_found)
+
+    @guarded
+    def _nbma_found(self, future) -> None:
+        self._nbma_checking = False
+        if future.cancelled() or self._stopping.is_set():
+            return
+        try:
+            new = future.result()
+        except XdmvpnError as exc:
+            self.stats["sync_error"] += 1
+            log.warning("%s", exc)
+            return
+        self._check_nbma(new)
+
+    def _check_nbma(self, new) -> None:
         if new is None or new == self.nbma:
             return
         log.info("NBMA address changed %s -> %s: purging and registering again",
@@ -346,6 +378,7 @@ class Daemon:
         loop.remove_reader(self.gre.fileno())
         self.gre.close()
         self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface)
+        self._gre_dropped = 0
         self.fx.gre = self.gre
         loop.add_reader(self.gre.fileno(), self._on_gre)
         if self.ipsec is not None:
@@ -483,6 +516,7 @@ class Daemon:
                 "nhs_dataplane": [str(a) for a in maps.nhs()],
                 "setup_latencies": list(self.node.setup_latencies)[-256:],
                 "nbma": str(self.nbma), "xdp_mode": self.dp.xdp_used_mode,
+                "gre_rcvbuf": self.gre.rcvbuf,
                 "ipsec": self.ipsec.stats_view() if self.ipsec is not None else None}
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from ..errors import XdmvpnError
 from . import attach, build
 from .maps import DataplaneMaps
-from .testrun import prog_info
+from .libbpf import prog_info
 
 PROGRAMS = ("xdmvpn_xdp_underlay", "xdmvpn_xdp_pass", "xdmvpn_tc_encap", "xdmvpn_tc_mcast",
             "xdmvpn_xdp_decap", "xdmvpn_xdp_hairpin", "xdmvpn_xdp_nhrp", "xdmvpn_tc_build",

@@ -13,9 +13,10 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import netns
 from ..errors import XdmvpnError
 from ..ipsec.charon import start_charon, stop_charon
-from . import netns, runner
+from . import network, runner
 from .topology import (DEFAULT_NAME, NAME_ENV, STATE_ROOT, TUNNEL, Topology, check_name,
                        label, leftover_pattern, node_configs, plan)
 
@@ -46,7 +47,7 @@ def leftovers(name: str) -> dict:
         return sorted(p for p in directory.iterdir()
                       if p.name.endswith(suffix)
                       and pattern.fullmatch(p.name[:len(p.name) - len(suffix)]))
-    return {"namespaces": netns.existing(name), "daemons": runner.find(str(state)),
+    return {"namespaces": network.existing(name), "daemons": runner.find(str(state)),
             "pins": matching(PINS), "sockets": matching(SOCKETS, ".sock"),
             "state": state if state.exists() else None}
 
@@ -63,7 +64,7 @@ def load(name: str | None = None) -> Topology:
         pass
     except (ValueError, KeyError, TypeError):
         raise XdmvpnError(f"{path} is damaged: run `xdmvpn lab down`") from None
-    left = netns.existing(name)
+    left = network.existing(name)
     if left:
         raise XdmvpnError(f"{label(name)} is half there (namespaces {', '.join(left)}, no "
                           f"{path}): run `xdmvpn lab down`")
@@ -97,7 +98,7 @@ def up(spokes: int, name: str | None = None, timeout: float = 60.0,
         (state / STATE_FILE).write_text(json.dumps(dict(topo.to_dict(), ipsec=ipsec)) + "\n")
         for node in topo.nodes:
             Path(topo.config_path(node)).write_text(configs[node.name])
-        netns.build(topo)
+        network.build(topo)
     except BaseException:
         shutil.rmtree(state, ignore_errors=True)
         raise
@@ -113,7 +114,7 @@ def up(spokes: int, name: str | None = None, timeout: float = 60.0,
     procs = {node.name: runner.start(topo, node) for node in topo.nodes}
     try:
         took = runner.wait_ready(topo, procs, timeout)
-        netns.add_routes(topo, TUNNEL)
+        network.add_routes(topo, TUNNEL)
         runner.wait_routes(topo)
     except XdmvpnError as exc:
         raise XdmvpnError(f"{exc}; the lab stays up for a look, `xdmvpn lab down` "
@@ -130,7 +131,7 @@ def down(name: str | None = None) -> dict:
     state = Path(STATE_ROOT) / name
     stopped = runner.stop(found["daemons"], str(state))
     charons = sum(stop_charon(d) for d in sorted(state.glob(f"{CHARON_DIR}*")))
-    netns.delete(found["namespaces"])
+    netns.delete(*found["namespaces"])
     after = leftovers(name)                 # pins and sockets: as the daemons left them
     for pin in after["pins"]:
         shutil.rmtree(pin, ignore_errors=True)

@@ -3,15 +3,13 @@ path judged from the hub's hairpin counter, and each node's daemon and NHRP stat
 
 from __future__ import annotations
 
-import os
-import select
-import socket
-import struct
 import time
 from typing import Iterator
 
 from ..control import request
 from ..errors import XdmvpnError
+from ..netns import in_netns
+from ..pinger import Pinger
 from . import runner
 from .topology import Node, Topology
 
@@ -22,45 +20,6 @@ HUB_PATHS = ("hairpin", "hairpin_slow")
 #: path -> how a ping line says it
 PATH_TEXT = {"hub": "via hub", "direct": "direct", "mixed": "one way via hub, one way direct",
              None: "lost"}
-
-
-# --- ICMP echo -----------------------------------------------------------------------------
-
-def _checksum(data: bytes) -> int:
-    data += b"\0" * (len(data) % 2)
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-class Pinger:
-    """ICMP echo from inside a namespace: a raw socket made there (no ping binary needed)."""
-
-    def __init__(self, ns: str):
-        from ..dataplane.testrun import in_netns
-        with in_netns(ns):
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        self.ident = (os.getpid() ^ id(self)) & 0xFFFF
-
-    def echo(self, dst: str, seq: int, timeout: float = 1.0) -> float | None:
-        """Round-trip time in ms of one echo, None when no reply came within timeout."""
-        body = struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + b"xdmvpn-lab" + bytes(46)
-        body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
-        sent = time.monotonic()
-        self.sock.sendto(body, (dst, 0))
-        while (left := sent + timeout - time.monotonic()) > 0:
-            if not select.select([self.sock], [], [], left)[0]:
-                break
-            pkt, (src, _) = self.sock.recvfrom(2048)
-            ihl = (pkt[0] & 15) * 4
-            kind, _, _, ident, rseq = struct.unpack("!BBHHH", pkt[ihl:ihl + 8])
-            if kind == 0 and ident == self.ident and rseq == seq and src == dst:
-                return (time.monotonic() - sent) * 1000
-        return None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 # --- per-packet path -----------------------------------------------------------------------
@@ -172,7 +131,6 @@ def scrape(topo: Topology, node: Node, timeout: float = 10.0) -> str:
     """The node's Prometheus exposition, fetched from inside its namespace (its exporter
     listens on that namespace's 127.0.0.1)."""
     import urllib.request
-    from ..dataplane.testrun import in_netns
     from .topology import METRICS_PORT
     url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
     try:

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from ..control import request
 from ..errors import XdmvpnError
+from ..netns import enter_argv
 from .topology import Node, Topology
 
 
 def daemon_argv(topo: Topology, node: Node) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{topo.ns(node)}", "--",
-            sys.executable, "-m", "xdmvpn", "run", "--config", topo.config_path(node)]
+    return enter_argv(topo.ns(node), [sys.executable, "-m", "xdmvpn", "run", "--config",
+                                      topo.config_path(node)])
 
 
 def start(topo: Topology, node: Node, argv: list[str] | None = None) -> subprocess.Popen:

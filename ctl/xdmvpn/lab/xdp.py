@@ -3,17 +3,17 @@
 A veth delivers frames that its peer sends with XDP_TX (the hub's hairpin) only when the
 receiving end has an XDP program attached (docs/dataplane.md); on real NICs nothing like
 this is needed. The program is two instructions, loaded through libbpf (a dependency of
-iproute2) with ctypes: no compiler, no kernel headers, about a millisecond.
+iproute2, reached by xdmvpn.dataplane.libbpf): no compiler, no kernel headers, about a
+millisecond. The daemon tests and the control benchmark use it for their bridges too.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import socket
 import struct
 
+from ..dataplane import libbpf
 from ..errors import XdmvpnError
 
 BPF_PROG_TYPE_XDP = 6
@@ -23,31 +23,18 @@ XDP_FLAGS_DRV_MODE = 1 << 2
 PASS_INSNS = struct.pack("<BBhi", 0xB7, 0, 0, XDP_PASS) + struct.pack("<BBhi", 0x95, 0, 0, 0)
 
 
-def _libbpf():
-    path = ctypes.util.find_library("bpf") or "libbpf.so.1"
-    try:
-        lib = ctypes.CDLL(path, use_errno=True)
-    except OSError:
-        raise XdmvpnError("libbpf is missing (Debian: apt-get install libbpf1)") from None
-    lib.bpf_prog_load.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
-                                  ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p)
-    lib.bpf_xdp_attach.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_uint32,
-                                   ctypes.c_void_p)
-    return lib
-
-
 def attach_pass(ifnames: list[str]) -> None:
     """Attach the pass program (native mode) to each interface of the calling thread's
     network namespace."""
-    lib = _libbpf()
-    fd = lib.bpf_prog_load(BPF_PROG_TYPE_XDP, b"xdmvpn_lab_pass", b"GPL", PASS_INSNS,
-                           len(PASS_INSNS) // 8, None)
+    fd = libbpf.function("bpf_prog_load")(BPF_PROG_TYPE_XDP, b"xdmvpn_lab_pass", b"GPL",
+                                          PASS_INSNS, len(PASS_INSNS) // 8, None)
     if fd < 0:
         raise XdmvpnError(f"cannot load an XDP program: {os.strerror(-fd)} (needs root "
                           "and BPF)")
     try:
+        attach = libbpf.function("bpf_xdp_attach")
         for name in ifnames:
-            rc = lib.bpf_xdp_attach(socket.if_nametoindex(name), fd, XDP_FLAGS_DRV_MODE, None)
+            rc = attach(socket.if_nametoindex(name), fd, XDP_FLAGS_DRV_MODE, None)
             if rc < 0:
                 raise XdmvpnError(f"cannot attach XDP to {name}: {os.strerror(-rc)}")
     finally:

@@ -1,6 +1,6 @@
 """Registrations on the wire: a generator namespace sends real NHRP registration requests
 from a different NBMA address per spoke to a hub, keeps a window of them outstanding and
-checks every reply (see bench_control.py)."""
+checks every reply (see xdmvpn_bench/control.py)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-from ..dataplane.testrun import in_netns
-from ..errors import XdmvpnError
-from ..nhrp import (
+from xdmvpn.errors import XdmvpnError
+from xdmvpn.netns import enter_argv, in_netns, ip
+from xdmvpn.nhrp import (
     AuthExtension, Cie, CieListExtension, ExtType, Flag, PacketType, RegistrationReply,
     RegistrationRequest, decode, encode, end_extension,
 )
+
+from ..daemons import XDMVPN_PATH
 from .lab import (
-    AUTH, HOLDTIME, KEY, MTU, SO_RCVBUFFORCE, Lab, cpu_seconds, hub_config, rss_bytes, sh,
+    AUTH, HOLDTIME, KEY, MTU, SO_RCVBUFFORCE, Lab, cpu_seconds, hub_config, rss_bytes,
 )
 
 # registration bench addressing
@@ -201,19 +203,18 @@ def registration_bench(n: int, window: int, profile_dir: str | None,
     out: dict = {}
     try:
         hub, gen = lab.add_ns("hub"), lab.add_ns("gen")
-        lab.veth(hub, "eth0", gen, "eth0")
-        sh("ip", "-n", hub, "addr", "add", f"{HUB_NBMA}/24", "dev", "eth0")
-        sh("ip", "-n", gen, "addr", "add", f"{GEN_NBMA}/24", "dev", "eth0")
-        sh("ip", "-n", hub, "route", "add", str(SPOKE_NBMA_NET), "via", GEN_NBMA)
-        sh("ip", "-n", gen, "route", "add", "local", str(SPOKE_NBMA_NET), "dev", "lo")
+        lab.veth(hub, "eth0", gen, "eth0", f"{HUB_NBMA}/24", f"{GEN_NBMA}/24")
+        ip("route", "add", str(SPOKE_NBMA_NET), "via", GEN_NBMA, ns=hub)
+        ip("route", "add", "local", str(SPOKE_NBMA_NET), "dev", "lo", ns=gen)
         spokes = list(range(1, n + 1))
         g = Generator(gen)
 
         # baseline: the same harness against a trivial echo responder on the hub's address
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-        echo = subprocess.Popen(["nsenter", f"--net=/run/netns/{hub}", sys.executable, "-c",
-                                 ECHO, HUB_NBMA, str(KEY)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, text=True)
+        env = dict(os.environ, PYTHONPATH=XDMVPN_PATH)
+        echo = subprocess.Popen(enter_argv(hub, [sys.executable, "-c", ECHO, HUB_NBMA,
+                                                 str(KEY)]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                text=True)
         try:
             if echo.stdout.readline().strip() != "ready":
                 raise XdmvpnError(f"echo responder: {echo.stderr.read()}")

@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import os
 
-from .benchctl.registration import registration_bench
-from .benchctl.shortcut import shortcut_bench
-from .errors import XdmvpnError
+from xdmvpn.errors import XdmvpnError
+
+from .ctl.registration import registration_bench
+from .ctl.shortcut import shortcut_bench
 
 GOAL_REGISTRATIONS_PER_SECOND = 10_000
 GOAL_RSS_BYTES_PER_ENTRY = 2048

@@ -1,22 +1,16 @@
-"""Hand-built packets for the data-plane tests (no scapy: every byte explicit)."""
+"""Hand-built frames for the data-plane tests and benchmarks (no scapy: every byte
+explicit); checksums by xdmvpn.inet.checksum."""
 
 from __future__ import annotations
 
 import ipaddress
 import struct
 
+from xdmvpn.inet import checksum
+
 
 def mac(s: str) -> bytes:
     return bytes.fromhex(s.replace(":", ""))
-
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def eth(dst: str, src: str, proto: int = 0x0800) -> bytes:
@@ -29,7 +23,7 @@ def ipv4(src: str, dst: str, payload: bytes, proto: int = 47, ttl: int = 64, tos
     total = tot_len if tot_len is not None else ihl * 4 + len(payload)
     hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, total, ident, frag, ttl, proto, 0,
                       ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + options
-    c = csum(hdr)
+    c = checksum(hdr)
     return hdr[:10] + struct.pack("!H", c) + hdr[12:] + payload
 
 
@@ -47,7 +41,7 @@ def gre(payload: bytes, proto: int = 0x0800, key: int | None = None, csum_word: 
         body = struct.pack("!HH", flags, proto) + b"\0\0\0\0"
         rest = (struct.pack("!I", key) if key is not None else b"") + \
                (struct.pack("!I", seq) if seq is not None else b"")
-        c = csum(body + rest + payload)
+        c = checksum(body + rest + payload)
         return struct.pack("!HHHH", flags, proto, c, 0) + rest + payload
     if key is not None:
         opt += struct.pack("!I", key)
@@ -62,7 +56,7 @@ def udp(sport: int, dport: int, data: bytes) -> bytes:
 
 def icmp_echo(ident: int = 1, seq: int = 1, data: bytes = b"x" * 32) -> bytes:
     hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
-    return hdr[:2] + struct.pack("!H", csum(hdr)) + hdr[4:]
+    return hdr[:2] + struct.pack("!H", checksum(hdr)) + hdr[4:]
 
 
 def tcp_syn(src: str, dst: str, mss: int | None, options_prefix: bytes = b"") -> bytes:
@@ -77,7 +71,7 @@ def tcp_syn(src: str, dst: str, mss: int | None, options_prefix: bytes = b"") ->
 def tcp_csum(src: str, dst: str, segment: bytes) -> int:
     pseudo = ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed + \
         struct.pack("!BBH", 0, 6, len(segment))
-    return csum(pseudo + segment)
+    return checksum(pseudo + segment)
 
 
 def dec_ttl(inner: bytes) -> bytes:
@@ -85,5 +79,5 @@ def dec_ttl(inner: bytes) -> bytes:
     b = bytearray(inner)
     b[8] -= 1
     b[10:12] = b"\0\0"
-    b[10:12] = struct.pack("!H", csum(bytes(b[: (b[0] & 15) * 4])))
+    b[10:12] = struct.pack("!H", checksum(bytes(b[: (b[0] & 15) * 4])))
     return bytes(b)

@@ -9,7 +9,7 @@ import struct
 import time
 from ipaddress import ip_address
 
-from .nhrp import (
+from xdmvpn.nhrp import (
     AuthExtension, Cie, CieListExtension, Flag, RegistrationRequest, decode, encode,
     end_extension,
 )

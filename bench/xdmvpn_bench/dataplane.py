@@ -17,11 +17,16 @@ from __future__ import annotations
 import os
 import statistics
 
-from ..errors import XdmvpnError
-from . import build, forwarding, netns, packets
-from .maps import DataplaneMaps
-from .testrun import in_netns, prog_info, run_live
+from xdmvpn import netns
+from xdmvpn.dataplane import build
+from xdmvpn.dataplane.libbpf import prog_info
+from xdmvpn.dataplane.maps import DataplaneMaps
+from xdmvpn.errors import XdmvpnError
+from xdmvpn.netns import in_netns
+
+from . import forwarding, packets
 from .testrun import run as test_run
+from .testrun import run_live
 
 UL_MAC, GEN_MAC = "02:00:00:00:b0:01", "02:00:00:00:b0:02"
 HUB, GEN, SINK = "192.0.2.1", "192.0.2.2", "192.0.2.3"
@@ -45,14 +50,10 @@ def _packets():
             "kernel": kernel}
 
 
-def _ifx(ns, dev):
-    return int(netns.sh("cat", f"/sys/class/net/{dev}/ifindex", ns=ns))
-
-
 def _config(hub_ns, **kw) -> build.DataplaneConfig:
     return build.DataplaneConfig(
-        local_nbma=HUB, underlay_ifindex=_ifx(hub_ns, "ul0"),
-        overlay_ifindex=_ifx(hub_ns, "dmvpn0-dp"), overlay_mac="02:00:00:00:0a:01",
+        local_nbma=HUB, underlay_ifindex=netns.ifindex(hub_ns, "ul0"),
+        overlay_ifindex=netns.ifindex(hub_ns, "dmvpn0-dp"), overlay_mac="02:00:00:00:0a:01",
         overlay_dp_mac="02:00:00:00:0a:02", gre_key=KEY, redirect=True,
         trigger_interval_ms=1000, **kw)
 
@@ -65,15 +66,10 @@ def _map(maps: DataplaneMaps) -> None:
 def _ns_per_packet(module, progs, hub_ns, pk, repeat) -> dict:
     maps = DataplaneMaps(module)
     _map(maps)
-    tmpl = module[b"xdmvpn_bench_pkt"]
-    ul0 = _ifx(hub_ns, "ul0")
+    ul0 = netns.ifindex(hub_ns, "ul0")
 
     def live(prog, pkt):
-        t = tmpl.Leaf()
-        t.len = len(pkt)
-        for i, b in enumerate(pkt):
-            t.data[i] = b
-        tmpl[tmpl.Key(0)] = t
+        forwarding.set_template(module, pkt)
         with in_netns(hub_ns):
             return run_live(progs[prog].fd, pkt, repeat, ul0)
 
@@ -124,10 +120,8 @@ def run(args=None, repeat: int = 200000, seconds: float | None = None) -> dict:
         netns.addr(gen_ns, "gen0", f"{SINK}/24")
         netns.neigh(hub_ns, "ul0", GEN, GEN_MAC)
         netns.neigh(hub_ns, "ul0", SINK, GEN_MAC)
-        for k, v in (("net.ipv4.conf.all.forwarding", "1"), ("net.ipv4.conf.ul0.forwarding", "1"),
-                     ("net.ipv4.conf.all.send_redirects", "0"),
-                     ("net.ipv4.conf.ul0.send_redirects", "0")):
-            netns.sysctl(hub_ns, k, v)
+        netns.sysctl(hub_ns, "net.ipv4.conf.all.forwarding=1", "net.ipv4.conf.ul0.forwarding=1",
+                     "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.ul0.send_redirects=0")
         netns.veth("dmvpn0", hub_ns, "dmvpn0-dp", hub_ns)
 
         bench_mod = build.compile_bpf(_config(hub_ns, bench=True, bench_len=len(pk["decap"])))
@@ -160,8 +154,7 @@ def run(args=None, repeat: int = 200000, seconds: float | None = None) -> dict:
     finally:
         for m in modules:
             m.cleanup()
-        netns.delete(hub_ns)
-        netns.delete(gen_ns)
+        netns.delete(hub_ns, gen_ns)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
-"""Phase-3 shortcut setup time in a hub + 2 spokes lab (see bench_control.py)."""
+"""Phase-3 shortcut setup time in a hub + 2 spokes lab (see xdmvpn_bench/control.py)."""
 
 from __future__ import annotations
 
 import socket
 import statistics
 import struct
-import sys
 import time
 
-from ..dataplane.testrun import in_netns
-from ..errors import XdmvpnError
+from xdmvpn.errors import XdmvpnError
+from xdmvpn.lab.xdp import attach_pass
+from xdmvpn.netns import in_netns, ip
+
 from .lab import (
     AUTH, ETH_P_ALL, ETH_P_IP, KEY, MTU, PACKET_OUTGOING, SO_RCVBUFFORCE, SO_TIMESTAMPNS, Lab,
-    hub_config, percentile, sh, wait_for,
+    hub_config, percentile, wait_for,
 )
 
 # shortcut lab addressing (tests/daemon/topo.py)
@@ -23,16 +24,6 @@ UDP_PORT = 40000
 MAGIC = 0x78646d76            # "xdmv"
 
 # -- shortcut setup ---------------------------------------------------------------------------
-
-XDP_PASS = """
-import sys
-from bcc import BPF
-b = BPF(text='int pass(struct xdp_md *c) { return XDP_PASS; }')
-fn = b.load_func('pass', BPF.XDP)
-for p in sys.argv[1:]:
-    BPF.attach_xdp(p.encode(), fn, 1 << 2)
-"""
-
 
 def spoke_config(instance: str, i: int) -> str:
     return "\n".join([
@@ -46,29 +37,25 @@ def spoke_config(instance: str, i: int) -> str:
 
 def build_phase3_lab(lab: Lab, sources: int) -> dict:
     ul = lab.add_ns("ul")
-    sh("ip", "-n", ul, "link", "add", "br0", "type", "bridge")
-    sh("ip", "-n", ul, "link", "set", "br0", "up")
+    ip("link", "add", "br0", "type", "bridge", ns=ul)
+    ip("link", "set", "br0", "up", ns=ul)
     ports = {}
     for short, nbma in (("hub", LAB_HUB_NBMA), ("s1", LAB_SPOKE_NBMA[1]),
                         ("s2", LAB_SPOKE_NBMA[2])):
-        ns = lab.add_ns(short)
+        ns = lab.add_ns(short, "net.ipv4.ip_forward=1")
         port = f"p{nbma.rsplit('.', 1)[1]}"
         ports[short] = port
-        lab.veth(ns, "eth0", ul, port)
-        sh("ip", "-n", ul, "link", "set", port, "master", "br0")
-        sh("ip", "-n", ns, "addr", "add", f"{nbma}/24", "dev", "eth0")
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        lab.veth(ns, "eth0", ul, port, f"{nbma}/24")
+        ip("link", "set", port, "master", "br0", ns=ul)
     for i in (1, 2):
         ns, lan = lab.ns(f"s{i}"), lab.add_ns(f"s{i}lan")
-        lab.veth(ns, "lan0", lan, "eth0")
-        sh("ip", "-n", ns, "addr", "add", f"10.0.{i}.1/24", "dev", "lan0")
-        sh("ip", "-n", lan, "addr", "add", f"10.0.{i}.10/24", "dev", "eth0")
-        sh("ip", "-n", lan, "route", "add", "default", "via", f"10.0.{i}.1")
+        lab.veth(ns, "lan0", lan, "eth0", f"10.0.{i}.1/24", f"10.0.{i}.10/24")
+        ip("route", "add", "default", "via", f"10.0.{i}.1", ns=lan)
     for t in range(sources):
-        sh("ip", "-n", lab.ns("s1lan"), "addr", "add", f"10.0.1.{100 + t}/24", "dev", "eth0")
+        ip("addr", "add", f"10.0.1.{100 + t}/24", "dev", "eth0", ns=lab.ns("s1lan"))
     # veth delivers XDP_TX frames (the hub's hairpin) only to a peer with an XDP program
-    sh("ip", "netns", "exec", ul, sys.executable, "-c", XDP_PASS, *ports.values(),
-       timeout=120)
+    with in_netns(ul):
+        attach_pass(list(ports.values()))
     return ports
 
 
@@ -209,10 +196,10 @@ def shortcut_bench(trials: int, interval: float) -> dict:
         for short in ("hub", "s1", "s2"):
             lab.wait_ready(short)
         for i in (1, 2):
-            sh("ip", "-n", lab.ns("hub"), "route", "replace", f"10.0.{i}.0/24", "via",
-               f"172.16.0.{10 + i}", "dev", "dmvpn0")
-            sh("ip", "-n", lab.ns(f"s{i}"), "route", "replace", "10.0.0.0/16", "via",
-               "172.16.0.1", "dev", "dmvpn0")
+            ip("route", "replace", f"10.0.{i}.0/24", "via", f"172.16.0.{10 + i}", "dev",
+               "dmvpn0", ns=lab.ns("hub"))
+            ip("route", "replace", "10.0.0.0/16", "via", "172.16.0.1", "dev", "dmvpn0",
+               ns=lab.ns(f"s{i}"))
 
         def registered(s):
             return any(c["state"] == "up" for c in lab.ask(s, "snapshot")["snapshot"]["nhs"])

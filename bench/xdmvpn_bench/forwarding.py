@@ -26,9 +26,12 @@ import os
 import re
 import time
 
-from ..errors import XdmvpnError
-from . import attach, netns
-from .testrun import in_netns, run_live
+from xdmvpn import netns
+from xdmvpn.dataplane import attach
+from xdmvpn.errors import XdmvpnError
+from xdmvpn.netns import in_netns
+
+from .testrun import run_live
 
 LOSS_OK = 0.01          # a rate counts as forwarded with at most 1 % loss
 HUB_CPU, GEN_CPU = 1, 0
@@ -43,6 +46,16 @@ def _cpu_busy(cpu: int) -> tuple[int, int]:
                 idle = v[3] + v[4]
                 return sum(v) - idle, sum(v)
     return 0, 0
+
+
+def set_template(bench_mod, pkt: bytes) -> None:
+    """The frame the bench build's harness restores before every live-frames repetition."""
+    t = bench_mod[b"xdmvpn_bench_pkt"]
+    leaf = t.Leaf()
+    leaf.len = len(pkt)
+    for i, b in enumerate(pkt):
+        leaf.data[i] = b
+    t[t.Key(0)] = leaf
 
 
 def _napi_threads(dev: str) -> list[int]:
@@ -62,7 +75,7 @@ class Lab:
     def __init__(self, hub_ns, gen_ns, bench_mod, bench_progs, hub_maps):
         self.hub_ns, self.gen_ns = hub_ns, gen_ns
         self.mod, self.progs, self.hub_maps = bench_mod, bench_progs, hub_maps
-        self.gen0 = int(netns.sh("cat", "/sys/class/net/gen0/ifindex", ns=gen_ns))
+        self.gen0 = netns.ifindex(gen_ns, "gen0")
         self.cpus = sorted(os.sched_getaffinity(0))
 
     # ---- set-up ----------------------------------------------------------------
@@ -102,14 +115,6 @@ class Lab:
         t = self.mod[b"xdmvpn_bench_sunk"]
         return sum(t[t.Key(0)])
 
-    def _template(self, pkt: bytes) -> None:
-        t = self.mod[b"xdmvpn_bench_pkt"]
-        leaf = t.Leaf()
-        leaf.len = len(pkt)
-        for i, b in enumerate(pkt):
-            leaf.data[i] = b
-        t[t.Key(0)] = leaf
-
     def _ethtool(self, ns: str, dev: str) -> dict:
         out = netns.sh("ethtool", "-S", dev, ns=ns, check=False)
         stats = {}
@@ -130,7 +135,7 @@ class Lab:
 
     def offer(self, pkt: bytes, pps: float, seconds: float) -> dict:
         """Send pkt at pps (0: as fast as the generator goes) for about seconds."""
-        self._template(pkt)
+        set_template(self.mod, pkt)
         self._pace(pps)
         self.mod[b"xdmvpn_bench_sunk"].clear()
         self.hub_maps.reset_counters()

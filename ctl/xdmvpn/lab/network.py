@@ -1,4 +1,4 @@
-"""Build and remove the lab's network namespaces (ip(8) commands; nothing in the root
+"""Build and remove the lab's network namespaces (with xdmvpn.netns; nothing in the root
 namespace is touched).
 
     <name>-underlay     bridge br0 with one port per node (named after the node)
@@ -9,10 +9,9 @@ namespace is touched).
 
 from __future__ import annotations
 
-import subprocess
-
-from ..errors import XdmvpnError
+from .. import netns
 from .topology import BRIDGE, HOST_IF, LAN_IF, UNDERLAY_IF, Topology, leftover_pattern
+from .xdp import attach_pass
 
 UL = UNDERLAY_IF["netns"]
 SYSCTLS_NODE = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1",
@@ -20,40 +19,10 @@ SYSCTLS_NODE = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1",
 SYSCTLS_QUIET = SYSCTLS_NODE[1:]      # no IPv6 chatter (DAD, RS, MLD) on the lab's links
 
 
-def ip(*args: str, ns: str | None = None) -> str:
-    cmd = ["ip", *(["-n", ns] if ns else []), *args]
-    try:
-        rc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        raise XdmvpnError("ip(8) is missing (Debian: apt-get install iproute2)") from None
-    if rc.returncode != 0:
-        raise XdmvpnError(f"{' '.join(cmd)}: {rc.stderr.strip() or 'failed'}")
-    return rc.stdout
-
-
-def sysctl(ns: str, *settings: str) -> None:
-    rc = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", *settings],
-                        capture_output=True, text=True, timeout=30)
-    if rc.returncode != 0:
-        raise XdmvpnError(f"sysctl in {ns}: {rc.stderr.strip()}")
-
-
 def existing(name: str) -> list[str]:
     """Namespaces a lab called `name` has (or left after a crash)."""
     pattern = leftover_pattern(name)
-    names = [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
-    return sorted(n for n in names if pattern.fullmatch(n))
-
-
-def add(ns: str, *settings: str) -> None:
-    ip("netns", "add", ns)
-    ip("link", "set", "lo", "up", ns=ns)
-    sysctl(ns, *settings)
-
-
-def delete(names: list[str]) -> None:
-    for ns in names:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    return sorted(n for n in netns.names() if pattern.fullmatch(n))
 
 
 def build(topo: Topology) -> None:
@@ -61,18 +30,19 @@ def build(topo: Topology) -> None:
     try:
         _build(topo)
     except BaseException:
-        delete(topo.namespaces())
+        netns.delete(*topo.namespaces())
         raise
 
 
 def _build(topo: Topology) -> None:
+    ip = netns.ip
     br = topo.bridge_ns
-    add(br, *SYSCTLS_QUIET)
+    netns.add(br, *SYSCTLS_QUIET)
     ip("link", "add", BRIDGE, "type", "bridge", ns=br)
     ip("link", "set", BRIDGE, "up", ns=br)
     for node in topo.nodes:
         ns, host = topo.ns(node), topo.host_ns(node)
-        add(ns, *SYSCTLS_NODE)
+        netns.add(ns, *SYSCTLS_NODE)
         ip("link", "add", UL, "address", node.mac, "type", "veth", "peer", "name", node.name,
            "netns", br, ns=ns)
         ip("addr", "add", str(node.underlay), "dev", UL, ns=ns)
@@ -82,9 +52,8 @@ def _build(topo: Topology) -> None:
         # in XDP (without, the hub takes its slow path) and no ARP runs at the first packet.
         for other in topo.nodes:
             if other is not node:
-                ip("neigh", "replace", str(other.underlay.ip), "lladdr", other.mac, "dev",
-                   UL, "nud", "permanent", ns=ns)
-        add(host, *SYSCTLS_QUIET)
+                netns.neigh(ns, UL, str(other.underlay.ip), other.mac)
+        netns.add(host, *SYSCTLS_QUIET)
         ip("link", "add", LAN_IF, "type", "veth", "peer", "name", HOST_IF, "netns", host,
            ns=ns)
         ip("addr", "add", str(node.router), "dev", LAN_IF, ns=ns)
@@ -92,9 +61,7 @@ def _build(topo: Topology) -> None:
         ip("addr", "add", str(node.host), "dev", HOST_IF, ns=host)
         ip("link", "set", HOST_IF, "up", ns=host)
         ip("route", "add", "default", "via", str(node.router.ip), ns=host)
-    from ..dataplane.testrun import in_netns
-    from .xdp import attach_pass
-    with in_netns(br):
+    with netns.in_netns(br):
         attach_pass([n.name for n in topo.nodes])
 
 
@@ -102,9 +69,5 @@ def add_routes(topo: Topology, tunnel: str) -> None:
     """The lab's static routes on each node's overlay interface (see topology.routes)."""
     for node in topo.nodes:
         for prefix, via in topo.routes(node):
-            ip("route", "replace", str(prefix), "via", str(via), "dev", tunnel, "onlink",
-               ns=topo.ns(node))
-
-
-def exec_argv(ns: str, cmd: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", ns, *cmd]
+            netns.ip("route", "replace", str(prefix), "via", str(via), "dev", tunnel,
+                     "onlink", ns=topo.ns(node))

@@ -1,1 +1,0 @@
-"""The parts of `xdmvpn bench control` (entry point: xdmvpn/bench_control.py)."""

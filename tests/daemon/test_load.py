@@ -1,0 +1,133 @@
+"""Real daemons under load (hub + 2 spokes, `xdmvpn run` in namespaces, max-send raised so
+that the data plane's per-source bucket lets the bursts through), with a prober on the
+underlay (nhrp_probe.py):
+
+* a burst of NHRP far above one batch of the daemon's loop: every datagram the data plane
+  passed up is either received by the daemon or counted by the kernel as dropped on the
+  socket's full buffer (SO_RXQ_OVFL), and `show stats` says which;
+* a route on the hub via a spoke reaches the data plane's prefix map from the kernel's
+  notification, with no dump of the routing table after the first;
+* 1,000 shortcut routes installed (and cleared) on a spoke while it keeps answering NHRP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from topo import AUTH, KEY, Topology
+from xdmvpn.netns import ip, run
+
+pytestmark = pytest.mark.root
+
+PROBE = Path(__file__).with_name("nhrp_probe.py")
+PROBE_NBMA = "192.0.2.99"
+MAX_SEND = "max-send = { packets = 65535, interval = 1 }"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    t = Topology(tmp_path_factory.mktemp("load"), spokes=2, hub_extra=MAX_SEND,
+                 spoke_extra=MAX_SEND)
+    try:
+        t.probe = t.spaces.add("probe")
+        t.spaces.link(t.probe, "eth0", t.ul, "p99", f"{PROBE_NBMA}/24")
+        ip("link", "set", "p99", "master", "br0", ns=t.ul)
+        t.start_all()
+        t.wait_for(lambda: t.registered("spoke1") and t.registered("spoke2"), 20,
+                   message="spokes registered")
+        yield t
+    finally:
+        t.close()
+
+
+def probe(t, target: str, dst: str, *mode: str) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", t.probe, sys.executable, str(PROBE),
+                             PROBE_NBMA, t.nbma(target), dst, str(KEY), AUTH, *mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result(proc: subprocess.Popen, timeout: float = 120) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def counts(t, name: str) -> tuple[int, int, int]:
+    """(NHRP the data plane passed up, datagrams the daemon read, kernel drops)."""
+    st = t.ask(name, "stats")
+    d = st["daemon"]
+    return st["paths"]["nhrp"]["packets"], d.get("gre_rx", 0), d.get("gre_rx_kernel_drops", 0)
+
+
+def test_a_burst_is_received_or_counted_as_dropped_by_the_kernel(lab):
+    passed0, rx0, dropped0 = counts(lab, "hub1")
+    out = result(probe(lab, "hub1", lab.tunnel_ip("hub1"), "burst", "20000"))
+    assert out["sent"] == 20001
+
+    def settled():
+        passed, rx, dropped = counts(lab, "hub1")
+        return (passed - passed0, rx - rx0, dropped - dropped0) \
+            if passed - passed0 == (rx - rx0) + (dropped - dropped0) else None
+    passed, rx, dropped = lab.wait_for(settled, 30, message="received + dropped == passed")
+    assert passed >= 20001                     # the data plane let the whole burst up
+    assert rx >= 256 * 4                       # several full batches
+    st = lab.ask("hub1", "stats")
+    assert st["gre_rcvbuf"] >= 4 << 20
+    assert not [k for k in st["daemon"] if k.startswith("bug.")]
+    # what the hub read was answered (give or take the spokes' own NHRP meanwhile)
+    assert out["answered"] + out["dropped"] >= rx - (passed - 20001) - 10, out
+    text = lab.cli("hub1", "show", "stats").stdout
+    assert "gre_rx " in text
+    print(f"burst of 20001: {rx} read, {dropped} dropped by the kernel (buffer "
+          f"{st['gre_rcvbuf']} bytes), {out['answered']} answered")
+    assert "gre_rx_kernel_drops" in text or dropped == 0
+
+
+def test_a_route_via_a_spoke_reaches_the_mirror_without_a_dump(lab):
+    def prefixes():
+        return {p["prefix"]: p["nbma"] for p in lab.ask("hub1", "stats")["prefixes"]}
+    dumps = lab.ask("hub1", "stats")["daemon"]["route_dumps"]
+    lab.exec("hub1", "ip", "route", "add", "10.0.77.0/24", "via", lab.tunnel_ip("spoke1"),
+             "dev", "dmvpn0")
+    lab.wait_for(lambda: prefixes().get("10.0.77.0/24") == lab.nbma("spoke1"), 5,
+                 message="route mirrored")
+    lab.exec("hub1", "ip", "route", "del", "10.0.77.0/24")
+    lab.wait_for(lambda: "10.0.77.0/24" not in prefixes(), 5, message="route unmirrored")
+    time.sleep(2.5)                            # the housekeeping ran twice meanwhile
+    daemon = lab.ask("hub1", "stats")["daemon"]
+    assert daemon["route_dumps"] == dumps == 1
+    assert daemon["route_notifications"] >= 2
+
+
+def test_1000_shortcut_routes_while_nhrp_keeps_being_answered(lab):
+    lab.exec("hub1", "ip", "route", "replace", "10.0.128.0/17", "via",
+             lab.tunnel_ip("spoke2"), "dev", "dmvpn0")
+    dsts = [f"10.0.{128 + i // 250}.{i % 250 + 1}" for i in range(1000)]
+    run("ip", "-n", lab.ns("spoke2"), "-batch", "-",
+        input="".join(f"route add {d}/32 dev lan0\n" for d in dsts))
+
+    def ours():
+        return len(lab.exec("spoke1", "ip", "route", "show", "proto", "202")
+                   .stdout.splitlines())
+    steady = probe(lab, "spoke1", lab.lan_host("spoke1"), "steady", "12", "0.01")
+    time.sleep(1)
+    sender = ("import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "for d in sys.argv[1:]:\n    s.sendto(b'x', (d, 9))\n")
+    run(sys.executable, "-c", sender, *dsts, ns=lab.ns("spoke1lan"))
+    lab.wait_for(lambda: ours() >= 1000, 30, step=0.2, message="1000 shortcut routes")
+    lab.ask("spoke1", "clear", what="shortcut")
+    lab.wait_for(lambda: ours() == 0, 30, step=0.2, message="shortcut routes removed")
+    out = result(steady)
+    daemon = lab.ask("spoke1", "stats")["daemon"]
+    assert out["answered"] == out["sent"] > 500, out
+    assert daemon["route_added"] >= 1000 and daemon["route_deleted"] >= 1000
+    assert daemon.get("route_failed", 0) == 0
+    assert daemon["route_batches"] < 1000     # many routes per batch
+    print(f"1000 shortcuts on spoke1: {out['sent']} resolution requests answered meanwhile, "
+          f"reply p99 {out['rtt_p99'] * 1e3:.1f} ms, max {out['rtt_max'] * 1e3:.1f} ms; "
+          f"{daemon['route_batches']} route batches")
