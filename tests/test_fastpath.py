@@ -430,8 +430,8 @@ def _rfc1071(data: bytes) -> int:
         data += b"\0"
     total = 0
     for i in range(0, len(data), 2):
-        total += (data[i] << 8) | data[i + 1]
-        total = (total & 0xFFFF) + (total >> 16)
+        carry, word = divmod(total + ((data[i] << 8) | data[i + 1]), 0x10000)
+        total = carry + word
     return ~total & 0xFFFF
 
 

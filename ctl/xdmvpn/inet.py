@@ -26,3 +26,15 @@ def checksum(data: bytes) -> int:
     if not total and any(data):
         total = 0xFFFF
     return ~total & 0xFFFF
+
+
+def checksum_update(value: int, old: bytes, new: bytes) -> int:
+    """A checksum `value` after some 16-bit aligned bytes of the data changed from `old` to
+    `new` (as many bytes, an even number): RFC 1624, eqn. 3, HC' = ~(~HC + ~m + m'). Equal
+    to checksum() over the changed data unless every other word of it is zero."""
+    total = ~value & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += (~((old[i] << 8) | old[i + 1]) & 0xFFFF) + ((new[i] << 8) | new[i + 1])
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

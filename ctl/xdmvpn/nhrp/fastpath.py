@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from ..inet import checksum
+from ..inet import checksum, checksum_update
 from .constants import (
     EXT_COMPULSORY, EXT_TYPE_MASK, EXT_UNUSED_BIT, NHRP_VERSION, Afn, ExtType, PacketType,
     ProtocolType,
@@ -196,13 +196,8 @@ def registration_reply(data: bytes, reg: Registration, code: int, *, hop_count: 
 
 def with_request_id(reply: bytes, request_id: bytes) -> bytes:
     """`reply` (with a good checksum) for another request id (4 bytes, network order):
-    the id replaced and the checksum updated for it (RFC 1624, eqn. 3; exact for any packet
-    whose other words are not all zero, as an NHRP packet's version byte never is)."""
-    old, new = reply[_RID], request_id
-    s = (~((reply[12] << 8) | reply[13]) & 0xFFFF) \
-        + (~((old[0] << 8) | old[1]) & 0xFFFF) + (~((old[2] << 8) | old[3]) & 0xFFFF) \
-        + ((new[0] << 8) | new[1]) + ((new[2] << 8) | new[3])
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    s = ~s & 0xFFFF
-    return b"".join((reply[:12], s.to_bytes(2, "big"), reply[14:24], new, reply[28:]))
+    the id replaced and the checksum updated for it (RFC 1624; exact for any packet whose
+    other words are not all zero, as an NHRP packet's version byte never is)."""
+    value = checksum_update((reply[12] << 8) | reply[13], reply[_RID], request_id)
+    return b"".join((reply[:12], value.to_bytes(2, "big"), reply[14:24], request_id,
+                     reply[28:]))
