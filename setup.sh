@@ -19,16 +19,21 @@ Prepares this Debian machine for xdmvpn, doing only what is missing:
   1. checks: root, Debian-like system (apt-get, dpkg), kernel with BPF
      (BPF syscall, bpf filesystem; mounts /sys/fs/bpf if needed);
   2. installs the Debian packages it needs (bcc, kernel headers, iproute2,
-     ethtool, tcpdump, tshark, strongSwan, python3-venv, pip; vagrant and
-     vagrant-libvirt without their recommends, for `vagrant validate` of the
-     lab's Vagrantfile), calling apt only when some are missing; apt output
-     goes to /tmp/xdmvpn-setup.log;
+     ethtool, tcpdump, tshark, strongSwan, nftables, iptables, python3-venv,
+     pip; vagrant and vagrant-libvirt without their recommends, for `vagrant
+     validate` of the lab's Vagrantfile; for the VM tier, without recommends
+     and without starting any service: qemu-system-x86, busybox-static,
+     file, FRR), calling apt only when some are missing; apt output goes to
+     /tmp/xdmvpn-setup.log;
   3. if the running kernel has no headers (/lib/modules/$(uname -r)/build),
-     links the newest Debian linux-headers package there, for bcc;
+     links the newest Debian linux-headers package there, for bcc; installs
+     the kernel image of that very version (linux-image-<version>, no
+     initramfs: the VM tier boots it with its own), so that tests needing
+     ip_gre, ESP or NFLOG can run in a VM (docs/vm.md);
   4. creates .venv (from /usr/bin/python3, with system site packages so
      that Debian's bcc is importable) and installs xdmvpn into it in
      editable mode with its test extras, again only when pyproject.toml
-     changed;
+     changed; and virtme-ng (pinned), which boots that kernel;
   5. checks that `.venv/bin/python -c 'import bcc, xdmvpn'` works;
   6. with XDMVPN_SYSTEMD=1: installs the unit xdmvpn@.service (one node per
      /etc/xdmvpn/<instance>.toml; start with systemctl enable --now
@@ -118,11 +123,14 @@ PACKAGES=(
     bpfcc-tools python3-bpfcc "linux-headers-$ARCH"
     iproute2 iputils-ping ethtool tcpdump tshark
     strongswan-charon strongswan-swanctl charon-systemd
+    nftables iptables
     python3-venv python3-pip
 )
 # Installed without their recommends: with them, vagrant-libvirt brings the libvirt daemon,
 # QEMU and libguestfs (1.2 GB). `vagrant validate` needs none of them (tests/test_vagrant.py).
-PACKAGES_NO_RECOMMENDS=(vagrant vagrant-libvirt)
+# The VM tier (docs/vm.md): QEMU, with busybox and file for virtme-ng, boots the stock
+# kernel; FRR's zebra and nhrpd run inside it (no QEMU GUI, no FRR Python tools).
+PACKAGES_NO_RECOMMENDS=(vagrant vagrant-libvirt qemu-system-x86 busybox-static file frr)
 
 missing=() missing_nr=()
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' \
@@ -133,21 +141,43 @@ done
 for pkg in "${PACKAGES_NO_RECOMMENDS[@]}"; do
     grep -qx "$pkg ii *" <<<"$installed" || missing_nr+=("$pkg")
 done
+# Nothing installed here is started as a service (FRR's daemons run in the tests'
+# namespaces only): while apt runs, a policy saying so, unless the machine has its own.
+readonly POLICY=/usr/sbin/policy-rc.d
+made_policy=
+drop_policy() {
+    [[ -z $made_policy ]] || rm -f "$POLICY"
+    made_policy=
+}
+trap drop_policy EXIT
+
+apt_updated=
+apt_install() { # [--no-install-recommends] PACKAGE...
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ -z $apt_updated ]]; then
+        echo 'wireshark-common wireshark-common/install-setuid boolean false' |
+            debconf-set-selections
+        logged "apt-get update" apt-get -o DPkg::Lock::Timeout=300 update
+        apt_updated=1
+    fi
+    if [[ ! -e $POLICY ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+        chmod 755 "$POLICY"
+        made_policy=1
+    fi
+    logged "apt-get install $*" apt-get -y -o DPkg::Lock::Timeout=300 \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install "$@"
+    drop_policy
+}
+
 if ((${#missing[@]} + ${#missing_nr[@]} > 0)); then
     say "installing $((${#missing[@]} + ${#missing_nr[@]})) Debian package(s):" \
         "${missing[*]}${missing[*]:+ }${missing_nr[*]} (log: $LOG)"
-    export DEBIAN_FRONTEND=noninteractive
-    echo 'wireshark-common wireshark-common/install-setuid boolean false' |
-        debconf-set-selections
-    logged "apt-get update" apt-get -o DPkg::Lock::Timeout=300 update
-    apt_install=(apt-get -y -o DPkg::Lock::Timeout=300
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install)
     if ((${#missing[@]} > 0)); then
-        logged "apt-get install" "${apt_install[@]}" "${missing[@]}"
+        apt_install "${missing[@]}"
     fi
     if ((${#missing_nr[@]} > 0)); then
-        logged "apt-get install (no recommends)" "${apt_install[@]}" --no-install-recommends \
-            "${missing_nr[@]}"
+        apt_install --no-install-recommends "${missing_nr[@]}"
     fi
 fi
 
@@ -192,6 +222,25 @@ ensure_kernel_headers() {
 }
 ensure_kernel_headers
 
+# The VM tier boots Debian's kernel of the headers' version (bcc inside finds matching
+# headers): its image, without an initramfs (virtme-ng makes its own at each boot).
+ensure_vm_kernel() {
+    local hdr ver
+    hdr=$(readlink -f "/lib/modules/$KVER/build")
+    ver=${hdr##*/linux-headers-}
+    if [[ ! $ver =~ ^[0-9]+\.[0-9]+\.[0-9]+-[0-9]+-$ARCH$ ]]; then
+        # this machine's own headers: take the newest Debian ones
+        ver=$(find /usr/src -maxdepth 1 -name "linux-headers-*-$ARCH" -printf '%f\n' |
+            sed 's/^linux-headers-//' | sort -V | tail -n 1)
+    fi
+    [[ -n $ver ]] || die "no Debian kernel headers in /usr/src; run: apt-get install linux-headers-$ARCH"
+    [[ -r /boot/vmlinuz-$ver ]] && return 0
+    say "installing linux-image-$ver for the VM tier (log: $LOG)"
+    INITRD=No apt_install --no-install-recommends "linux-image-$ver"
+    [[ -r /boot/vmlinuz-$ver ]] || die "linux-image-$ver installed no /boot/vmlinuz-$ver"
+}
+ensure_vm_kernel
+
 # --- 4. Python virtual environment -------------------------------------------
 
 venv_ok() {
@@ -218,6 +267,17 @@ if [[ $want != "$have" || ! -x .venv/bin/xdmvpn ]]; then
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     logged "pip install" .venv/bin/pip install -q -e '.[test]'
     printf '%s\n' "$want" >"$STAMP"
+fi
+
+# virtme-ng boots the VM tier's kernel; pinned: its options and guest side change often
+readonly VIRTME_NG=1.42
+shopt -s nullglob
+vng_dist=(.venv/lib/python3*/site-packages/virtme_ng-"$VIRTME_NG".dist-info)
+shopt -u nullglob
+if ((${#vng_dist[@]} == 0)) || [[ ! -x .venv/bin/vng ]]; then
+    say "installing virtme-ng $VIRTME_NG into .venv (log: $LOG)"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+    logged "pip install virtme-ng" .venv/bin/pip install -q "virtme-ng==$VIRTME_NG"
 fi
 
 # --- 5. final check ----------------------------------------------------------

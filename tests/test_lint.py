@@ -1,5 +1,6 @@
 """Static checks as part of the suite (so `.ci/run` runs them): ruff over all Python code,
-mypy --strict over the parts that must stay typed throughout (the codec and the engine)."""
+mypy --strict over the parts that must stay typed throughout (the codec, the engine and the
+state view that show and the exporter read)."""
 
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # Packages held to mypy --strict: pure code whose types are its documentation.
-STRICT = ["ctl/xdmvpn/nhrp", "ctl/xdmvpn/inet.py", "ctl/xdmvpn/engine"]
+STRICT = ["ctl/xdmvpn/nhrp", "ctl/xdmvpn/inet.py", "ctl/xdmvpn/engine", "ctl/xdmvpn/view.py"]
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:

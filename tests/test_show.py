@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
 from netsim import Net, hub_and_spokes, ipv4_head  # noqa: E402
 from xdmvpn import show  # noqa: E402
 from xdmvpn.engine.params import NhsParams  # noqa: E402
+from xdmvpn.view import EngineView  # noqa: E402
 
 # FakeClock starts at 1000; registration and the shortcut happen at 1000, we look at 1010.
 HOLD_LEFT = 290
@@ -26,6 +27,10 @@ FRR_DMVPN_KEYS = ["src", "dst", "notifierActive", "sas", "identity"]
 
 @pytest.fixture
 def phase3():
+    return phase3_nodes()
+
+
+def phase3_nodes():
     """Two spokes registered with the hub, then the hub redirects 192.168.1.10 ->
     192.168.2.20 and spoke 1 gets a shortcut to 192.168.2.0/24 via spoke 2."""
     net, (hub, s1, s2) = hub_and_spokes()
@@ -38,7 +43,7 @@ def phase3():
 
 
 def snap_of(node, iface="tun0"):
-    snap = show.snapshot(node, iface)
+    snap = show.snapshot(EngineView(node, iface))
     # what the CLI gets is what went through the control socket
     return json.loads(json.dumps(snap))
 
@@ -61,9 +66,9 @@ def local_row(proto, nbma):
 def test_snapshot_is_plain_json_data(phase3):
     net, hub, s1, s2 = phase3
     for node in (hub, s1, s2):
-        snap = show.snapshot(node, "tun0")
+        snap = show.snapshot(EngineView(node, "tun0"))
         assert json.loads(json.dumps(snap)) == snap
-    snap = show.snapshot(s1, "tun0")
+    snap = show.snapshot(EngineView(s1, "tun0"))
     assert snap["now"] == 1010.0 and snap["interface"] == "tun0" and snap["schema"] == 1
     assert (snap["protocol"], snap["prefix_len"], snap["nbma"]) == ("10.0.0.11", 24,
                                                                      "192.0.2.11")
@@ -83,7 +88,7 @@ def test_snapshot_is_plain_json_data(phase3):
 
 def test_views_from_a_snapshot_match_views_from_the_engine_snapshot(phase3):
     net, hub, s1, s2 = phase3
-    raw, sent = show.snapshot(s1, "tun0"), snap_of(s1)
+    raw, sent = show.snapshot(EngineView(s1, "tun0")), snap_of(s1)
     for name in ("cache", "nhs", "shortcut", "dmvpn"):
         assert getattr(show, f"{name}_json")(raw) == getattr(show, f"{name}_json")(sent)
         assert getattr(show, f"{name}_table")(raw) == getattr(show, f"{name}_table")(sent)

@@ -28,6 +28,13 @@ def capture_files() -> list[Path]:
     return unique
 
 
+def scaled(seconds: float) -> float:
+    """A timeout for this kernel: seconds times $XDMVPN_TIME_SCALE, which the VM tier sets
+    in an emulated guest (several times slower); 1 everywhere else (docs/vm.md)."""
+    from xdmvpn.lab.vm import time_scale
+    return seconds * time_scale()
+
+
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real `xdmvpn` command of this interpreter's environment."""
     return subprocess.run([sys.executable, "-m", "xdmvpn", *args], capture_output=True,

@@ -1,9 +1,10 @@
 """What `xdmvpn show ...` prints: a plain-data snapshot of one node, and from it FRR-style
 JSON and aligned text tables. Pure functions, no I/O.
 
-The daemon calls `snapshot(node, iface)` and sends the result (JSON-able: strings, numbers,
-booleans, None, lists, dicts) over its control socket; the CLI turns it into output with the
-`*_json` and `*_table` functions, so they never need the engine objects.
+The daemon answers its control socket's `snapshot` and `stats` requests with `snapshot(view)`
+and `stats(view)`, built from its read-only state view (xdmvpn.view) only, as plain data
+(JSON-able: strings, numbers, booleans, None, lists, dicts); the CLI turns a snapshot into
+output with the `*_json` and `*_table` functions, so they never need the engine objects.
 
 JSON keys follow FRR's nhrpd (nhrpd/nhrp_vty.c), so that scripts written for FRR keep
 working:
@@ -64,6 +65,8 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 from typing import Any, Iterable
 
+from .view import STATS_LATENCIES, DaemonView, EngineView, counter_name
+
 SCHEMA = 1
 
 #: FRR's name for the protocol address of a dynamic NHS before the reply teaches it.
@@ -78,76 +81,99 @@ DMVPN_HEADER = ("Src", "Dst", "Flags", "SAs", "Identity")
 _BOUND_TYPES = ("static", "dynamic", "nhs", "cached")
 
 
-# -- snapshot ------------------------------------------------------------------------------
+# -- snapshot and stats: the control socket's answers, from the state view ----------------
 
-def _s(value) -> str | None:
+def _s(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def snapshot(node, iface: str) -> dict:
-    """The state of one engine node as plain data. Times are the node's monotonic clock;
-    `now` is when the snapshot was taken, so that remaining times are computed later."""
-    p = node.p
-    now = node.clock.now()
-    cache = [{
-        "protocol": str(e.proto),
-        "prefix_len": e.prefix_len,
-        "type": e.type.value,
-        "nbma": _s(e.nbma),
-        "claimed_nbma": _s(e.claimed_nbma),
-        "expires": e.expires,
-        "created": e.created,
-        "unique": e.unique,
-        "used": e.used,
-        "mtu": e.mtu,
-        "holdtime": e.holdtime,
-        "identity": e.identity,
-    } for e in node.cache]
-    nhs = [{
-        "index": c.index,
-        "nbma": str(c.nhs.nbma),
-        "configured_protocol": _s(c.nhs.proto),
-        "protocol": _s(c.proto),
-        "priority": c.nhs.priority,
-        "state": c.state.value,
-        "expires": c.expires,
-        "registered_at": c.registered_at,
-        "last_error": None if c.last_error is None else int(c.last_error),
-    } for c in sorted(node.nhcs, key=lambda c: c.index)]
-    shortcuts = [{
-        "prefix": str(sc.prefix),
-        "dst": str(sc.dst),
-        "via": str(sc.via),
-        "nbma": str(sc.nbma),
-        "hold": sc.hold,
-        "expires": sc.expires,
-        "installed": sc.installed,
-    } for _, sc in sorted(node.shortcuts.items(),
-                          key=lambda kv: (kv[0].version, kv[0]))]
-    resolving = [{
-        "dst": str(r.dst),
-        "nbma": str(r.nbma),
-        "sent": r.sent,
-        "tries": r.tries,
-        "first": r.first,
-    } for _, r in sorted(node.resolving.items(), key=lambda kv: (kv[0].version, kv[0]))]
-    return {
+def snapshot(view: EngineView) -> dict:
+    """The state of one node as plain data, read through its view (an engine node's, or a
+    daemon's with its IPsec part). Times are the node's monotonic clock; `now` is when the
+    snapshot was taken, so that remaining times are computed later."""
+    info = view.engine()
+    snap = {
         "schema": SCHEMA,
-        "interface": iface,
-        "now": now,
-        "protocol": str(p.tunnel_ip),
-        "prefix_len": p.prefix_len,
-        "nbma": str(p.nbma),
-        "holdtime": p.holdtime,
-        "mtu": p.mtu,
-        "serves": bool(node.serves),
-        "redirect": p.redirect,
-        "shortcut": p.shortcut,
-        "cache": cache,
-        "nhs": nhs,
-        "shortcuts": shortcuts,
-        "resolving": resolving,
+        "interface": info.interface,
+        "now": info.now,
+        "protocol": str(info.protocol),
+        "prefix_len": info.prefix_len,
+        "nbma": str(info.nbma),
+        "holdtime": info.holdtime,
+        "mtu": info.mtu,
+        "serves": info.serves,
+        "redirect": info.redirect,
+        "shortcut": info.shortcut,
+        "cache": [{
+            "protocol": str(e.proto),
+            "prefix_len": e.prefix_len,
+            "type": e.type,
+            "nbma": _s(e.nbma),
+            "claimed_nbma": _s(e.claimed_nbma),
+            "expires": e.expires,
+            "created": e.created,
+            "unique": e.unique,
+            "used": e.used,
+            "mtu": e.mtu,
+            "holdtime": e.holdtime,
+            "identity": e.identity,
+        } for e in view.cache()],
+        "nhs": [{
+            "index": c.index,
+            "nbma": str(c.nbma),
+            "configured_protocol": _s(c.configured_protocol),
+            "protocol": _s(c.protocol),
+            "priority": c.priority,
+            "state": c.state,
+            "expires": c.expires,
+            "registered_at": c.registered_at,
+            "last_error": c.last_error,
+        } for c in view.nhs()],
+        "shortcuts": [{
+            "prefix": str(sc.prefix),
+            "dst": str(sc.dst),
+            "via": str(sc.via),
+            "nbma": str(sc.nbma),
+            "hold": sc.hold,
+            "expires": sc.expires,
+            "installed": sc.installed,
+        } for sc in view.shortcuts()],
+        "resolving": [{
+            "dst": str(r.dst),
+            "nbma": str(r.nbma),
+            "sent": r.sent,
+            "tries": r.tries,
+            "first": r.first,
+        } for r in view.resolving()],
     }
+    ipsec = view.ipsec_peers() if isinstance(view, DaemonView) else None
+    if ipsec is not None:
+        snap["ipsec"] = ipsec
+    return snap
+
+
+def _traffic(rows: dict) -> dict:
+    return {name: {"packets": t.packets, "bytes": t.bytes} for name, t in rows.items()}
+
+
+def _map_rows(rows: list) -> list:
+    return [{"prefix": str(m.prefix), "nbma": str(m.nbma), "packets": m.packets,
+             "bytes": m.bytes} for m in rows]
+
+
+def stats(view: DaemonView) -> dict:
+    """The `stats` answer (`xdmvpn show stats`): data-plane path and drop counters, NHRP
+    counters, the daemon's own counters, the data plane's mappings, prefixes and sets."""
+    nhrp = {counter_name(k): v for k, v in sorted(view.nhrp_counters().items(), key=str)}
+    node = view.node()
+    return {"paths": _traffic(view.paths()), "drops": _traffic(view.drops()), "nhrp": nhrp,
+            "daemon": view.daemon_counters(), "mirror": view.mirror_counters(),
+            "mappings": _map_rows(view.mappings()), "prefixes": _map_rows(view.prefixes()),
+            "multicast": [str(a) for a in view.multicast()],
+            "nhs_dataplane": [str(a) for a in view.dataplane_nhs()],
+            "setup_latencies": list(view.latencies().recent[-STATS_LATENCIES:]),
+            "nbma": str(node.nbma), "xdp_mode": node.xdp_mode, "gre_rcvbuf": node.gre_rcvbuf,
+            "ipsec": view.ipsec_counters()}
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from util import need_root
+from util import need_root, scaled
 from xdmvpn import control, netns
 from xdmvpn.lab.xdp import attach_pass
 from xdmvpn.netns import Namespaces, in_netns, run
@@ -148,7 +148,7 @@ class Topology:
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
         daemons.wait_answering(name, self.procs[name], self.socket(name), self.logs[name],
-                               timeout)
+                               scaled(timeout))
 
     def start_all(self) -> None:
         for name in self.nodes:
@@ -171,7 +171,7 @@ class Topology:
                          "dmvpn0", ns=self.ns(name))
 
     def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
-        return daemons.stop(self.procs.pop(name), sig, timeout)
+        return daemons.stop(self.procs.pop(name), sig, scaled(timeout))
 
     # -- IPsec: a private charon per node -------------------------------------------------------
     def has_ipsec(self, name: str) -> bool:
@@ -218,7 +218,7 @@ class Topology:
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(self, name: str, cmd: str, **kw) -> dict:
-        return control.request(self.socket(name), {"cmd": cmd, **kw}, timeout=5.0)
+        return control.request(self.socket(name), {"cmd": cmd, **kw}, timeout=scaled(5.0))
 
     def snapshot(self, name: str) -> dict:
         return self.ask(name, "snapshot")["snapshot"]
@@ -230,10 +230,10 @@ class Topology:
         env = dict(os.environ, PYTHONPATH=str(REPO / "ctl"))
         return subprocess.run([sys.executable, "-m", "xdmvpn", *args, "--socket",
                                self.socket(name)], capture_output=True, text=True,
-                              timeout=30, env=env)
+                              timeout=scaled(30), env=env)
 
     def wait_for(self, what, timeout: float = 30.0, step: float = 0.1, message: str = ""):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             got = what()
             if got:

@@ -17,6 +17,7 @@ from xdmvpn.engine.params import NhsParams
 from xdmvpn.nhrp import (
     Cie, ErrorCode, ExtType, PacketType, ProtocolType, decode, encode,
 )
+from xdmvpn.view import EngineView
 
 
 def hub_state(hub):
@@ -93,7 +94,7 @@ def test_the_odd_requester_address_no_longer_breaks_show():
     net.tick()
     pkt = resolution_request(src_proto=b"\x0a\x00\x00\x42\x01")
     send(hub, pkt, ROGUE)
-    snap = show.snapshot(hub, "tun0")
+    snap = show.snapshot(EngineView(hub, "tun0"))
     assert show.cache_table(snap) and show.shortcut_table(snap)
 
 

@@ -23,6 +23,7 @@ from xdmvpn.exporter import labels as L
 from xdmvpn.exporter.collector import DmvpnCollector
 from xdmvpn.exporter.histogram import LatencyHistogram
 from xdmvpn.nhrp.constants import ErrorCode, PacketType
+from xdmvpn.view import DaemonView, NodeInfo
 
 CTL = Path(__file__).resolve().parents[2] / "ctl" / "xdmvpn"
 
@@ -61,6 +62,12 @@ class FakeMaps:
 
 
 class FakeIpsec:
+    def snapshot(self):
+        return {"peers": {}}
+
+    def stats_view(self):
+        return {}
+
     def sa_counts(self):
         return {"up": 3, "connecting": 1, "rekeying\n{evil}": 2}
 
@@ -70,6 +77,35 @@ class FakeCache:
         out = {t.value: 0 for t in EntryType}
         out.update(local=1, nhs=1, dynamic=5, cached=2)
         return out
+
+
+def nhc(index, nbma, state):
+    return SimpleNamespace(index=index, nhs=SimpleNamespace(nbma=ip_address(nbma), proto=None,
+                                                            priority=0),
+                           proto=None, state=state, expires=None, registered_at=None,
+                           last_error=None)
+
+
+class FakeSource:
+    """The daemon's side of the collector (Daemon.read): a DaemonView of fake parts, read
+    at once on the test's thread. The parts are fakes because a scrape's values must hold
+    codes no enum knows, which real parts would refuse to count."""
+
+    def __init__(self, cfg, node, fx, maps, stats, ipsec):
+        self.cfg, self.node, self.fx, self.maps, self.stats = cfg, node, fx, maps, stats
+        self.ipsec = ipsec
+        self.busy = False
+
+    def read(self, fn, timeout=5.0):
+        if self.busy:
+            raise TimeoutError
+        m = self.cfg.metrics
+        info = NodeInfo(self.cfg.tunnel.name, self.cfg.role, self.cfg.control.instance,
+                        ip_address("192.0.2.11"), "native", 8 << 20)
+        return fn(DaemonView(self.node, info,
+                             per_peer_limit=m.per_peer_limit if m.per_peer else None,
+                             counters=self.stats, effects=self.fx, maps=self.maps,
+                             mirror=SimpleNamespace(stats={}), ipsec=self.ipsec))
 
 
 def fake_daemon(per_peer=False, limit=100, peers=0, ipsec=False):
@@ -82,27 +118,27 @@ def fake_daemon(per_peer=False, limit=100, peers=0, ipsec=False):
         ("error_rx", int(ErrorCode.LOOP_DETECTED)): 1, ("error_rx", 200): 5,
         ("error_tx", int(ErrorCode.HOP_COUNT_EXCEEDED)): 3,
         ("drop", "checksum"): 1, ("drop", "a reason nobody listed"): 6,
+        ("cap", "shortcuts"): 3, ("cap", "entries"): 2, ("cap", "a table made up"): 1,
         ("registration", 0): 9, ("registration", 13): 1, ("registration", 250): 2,
         ("indication", "tx"): 4, "shortcut_installed": 2, "shortcut_expired": 1,
         "resolution_answered": 3, "resolution_failed": 1,
     })
-    nhcs = [SimpleNamespace(index=0, nhs=SimpleNamespace(nbma=ip_address("192.0.2.1")),
-                            state=NhcState.UP),
-            SimpleNamespace(index=1, nhs=SimpleNamespace(nbma=ip_address("192.0.2.2")),
-                            state=NhcState.REGISTERING)]
+    nhcs = [nhc(0, "192.0.2.1", NhcState.UP), nhc(1, "192.0.2.2", NhcState.REGISTERING)]
     node = SimpleNamespace(stats=stats, cache=FakeCache(), nhcs=nhcs,
                            shortcuts={ip_network("10.0.2.0/24"): object()},
                            setup_latencies=deque([0.0004, 0.003, 0.25, 7.0], maxlen=4),
                            setup_count=4)
     fx = SimpleNamespace(stats=Counter(send_failed=2, mapping_not_ipv4=1),
-                         mapped={ip_address("10.0.0.1"): ip_address("192.0.2.1")},
-                         maps=FakeMaps(peers))
-    d = SimpleNamespace(cfg=cfg, node=node, fx=fx, dp=SimpleNamespace(xdp_used_mode="native"),
-                        stats=Counter({"reload_failed": 1, "gre_drop.1.2.3.4": 9}),
-                        call_in_loop=lambda fn, timeout=5.0: fn())
-    if ipsec:
-        d.ipsec = FakeIpsec()
-    return d
+                         mapped={ip_address("10.0.0.1"): ip_address("192.0.2.1")})
+    daemon_stats = Counter({
+        "reload_failed": 1, "gre_rx": 120, "gre_rx_kernel_drops": 17,
+        "gre_drop.wrong_key": 9, "gre_drop.not_nhrp": 2, "nhrp_drop.no_ipsec_sa": 5,
+        "control_requests": 40, "control_error.malformed": 3, "control_error.too_long": 1,
+        "route_added": 11, "route_deleted": 4, "route_failed": 2, "route_batches": 6,
+        "route_lookups": 30, "route_lookup_unanswered": 1, "route_resync.start": 1,
+        "route_resync.link_down": 2, "route_notifications_lost": 1, "route_dumps": 3})
+    return FakeSource(cfg, node, fx, FakeMaps(peers), daemon_stats,
+                      FakeIpsec() if ipsec else None)
 
 
 def scrape(daemon) -> dict:
@@ -125,10 +161,13 @@ ALLOWED = {
     "xdp_mode": set(L.XDP_MODES), "direction": set(L.DIRECTIONS),
     "type": set(L.PACKET_TYPES) | set(L.CACHE_TYPES) | {L.OTHER},
     "code": set(L.ERROR_CODES) | set(L.CIE_CODES) | {L.OTHER},
-    "reason": set(L.NHRP_DROPS) | set(M.DROPS) | {L.OTHER},
+    "reason": set(L.NHRP_DROPS) | set(M.DROPS) | set(L.GRE_DISCARDS) | set(L.CONTROL_ERRORS)
+    | set(L.ROUTE_LOOKUP_ERRORS) | set(L.ROUTE_RESYNCS) | {L.OTHER},
+    "table": set(L.CAPS) | {L.OTHER},
     "path": set(M.PATHS), "nhs": {"192.0.2.1", "192.0.2.2"},
     "state": set(L.IPSEC_STATES) | {L.OTHER}, "kind": set(L.FAULTS),
-    "event": set(L.SHORTCUT_EVENTS.values()), "result": set(L.RESOLUTIONS.values()),
+    "event": set(L.SHORTCUT_EVENTS.values()),
+    "result": set(L.RESOLUTIONS.values()) | set(L.ROUTE_RESULTS),
     "le": {"0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1.0",
            "2.0", "+Inf"},
     "peer": {f"10.0.1.{i}" for i in range(1, 300)},
@@ -194,6 +233,39 @@ def test_values_from_the_sample():
     assert "dmvpn_peer_packets" not in fams and "dmvpn_peers_unexported" not in fams
 
 
+RECEIVE_ROUTE_CONTROL_CAPS = [      # (sample, labels, value in fake_daemon())
+    ("dmvpn_nhrp_drops_total", {"reason": "no_ipsec_sa"}, 5),       # the daemon's
+    ("dmvpn_nhrp_drops_total", {"reason": "checksum"}, 1),          # the engine's
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "shortcuts"}, 3),
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "entries"}, 2),
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "pending"}, 0),
+    ("dmvpn_nhrp_cap_refusals_total", {"table": "other"}, 1),
+    ("dmvpn_gre_socket_received_total", {}, 120),
+    ("dmvpn_gre_socket_kernel_drops_total", {}, 17),
+    ("dmvpn_gre_socket_discards_total", {"reason": "wrong_key"}, 9),
+    ("dmvpn_gre_socket_discards_total", {"reason": "fragment"}, 0),
+    ("dmvpn_gre_socket_receive_buffer_bytes", {}, 8 << 20),
+    ("dmvpn_control_requests_total", {}, 40),
+    ("dmvpn_control_errors_total", {"reason": "malformed"}, 3),
+    ("dmvpn_control_errors_total", {"reason": "timeout"}, 0),
+    ("dmvpn_route_writes_total", {"result": "added"}, 11),
+    ("dmvpn_route_writes_total", {"result": "failed"}, 2),
+    ("dmvpn_route_write_batches_total", {}, 6),
+    ("dmvpn_route_lookups_total", {}, 30),
+    ("dmvpn_route_lookup_errors_total", {"reason": "unanswered"}, 1),
+    ("dmvpn_route_table_resyncs_total", {"reason": "link_down"}, 2),
+    ("dmvpn_route_table_resyncs_total", {"reason": "vrf"}, 0),
+    ("dmvpn_route_notifications_lost_total", {}, 1),
+]
+
+
+def test_receive_route_control_and_cap_counters():
+    _, values = scrape(fake_daemon())
+    got = [(name, labels, v(values, name, **labels))
+           for name, labels, _ in RECEIVE_ROUTE_CONTROL_CAPS]
+    assert got == RECEIVE_ROUTE_CONTROL_CAPS
+
+
 def test_ipsec_zeros_without_a_provider():
     _, values = scrape(fake_daemon())
     for state in ("up", "connecting", "down"):
@@ -208,15 +280,12 @@ def test_per_peer_series_are_capped():
     assert v(values, "dmvpn_peers_unexported") == 2
 
 
-def test_ipsec_provider_without_counts_or_failing_gives_zeros():
-    d = fake_daemon()
-    d.ipsec = SimpleNamespace()                       # a provider without sa_counts yet
-    _, values = scrape(d)
-    assert v(values, "dmvpn_ipsec_sas", state="up") == 0 and v(values, "dmvpn_up") == 1
+def test_ipsec_provider_failing_gives_zeros():
+    d = fake_daemon(ipsec=True)
 
     def broken():
         raise RuntimeError("vici gone")
-    d.ipsec = SimpleNamespace(sa_counts=broken)
+    d.ipsec.sa_counts = broken
     _, values = scrape(d)
     assert v(values, "dmvpn_ipsec_sas", state="down") == 0 and v(values, "dmvpn_up") == 1
     assert v(values, "dmvpn_nhs_up", interface="tun7", nhs="192.0.2.1") == 1
@@ -224,10 +293,7 @@ def test_ipsec_provider_without_counts_or_failing_gives_zeros():
 
 def test_scrape_without_an_answer_says_down():
     d = fake_daemon()
-
-    def busy(fn, timeout=5.0):
-        raise TimeoutError
-    d.call_in_loop = busy
+    d.busy = True
     fams, values = scrape(d)
     assert v(values, "dmvpn_up") == 0 and set(fams) == {"dmvpn_build_info", "dmvpn_up"}
 

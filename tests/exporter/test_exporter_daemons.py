@@ -5,6 +5,7 @@ against what the control socket says in the same quiet moment."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,6 +165,38 @@ def test_phase3_shortcut_latency_and_indications(lab):
         by(hub0[ti], "direction")["tx"] + 1
     assert by(hub["dmvpn_dataplane_packets_total"], "path")["hairpin"] >= \
         by(hub0["dmvpn_dataplane_packets_total"], "path")["hairpin"] + 2
+
+
+def test_controller_counters_equal_the_stats(lab):
+    """The daemon's own counters (GRE socket, control socket, routes) as metrics: the
+    same numbers as `show stats` in the same quiet moment."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(lab.socket("hub1"))
+    sock.sendall(b"not json\n")
+    assert b'"ok": false' in sock.recv(4096)
+    sock.close()
+
+    def pick(m):
+        return (m["dmvpn_gre_socket_received_total"], m["dmvpn_control_errors_total"],
+                m["dmvpn_route_writes_total"], m["dmvpn_gre_socket_kernel_drops_total"])
+    m, st = settled(lab, "hub1", pick, lambda: lab.ask("hub1", "stats"))
+    d = st["daemon"]
+    one = frozenset()
+    assert m["dmvpn_gre_socket_received_total"][one] == d["gre_rx"] > 0
+    assert m["dmvpn_gre_socket_kernel_drops_total"][one] == d.get("gre_rx_kernel_drops", 0)
+    assert m["dmvpn_gre_socket_receive_buffer_bytes"][one] == st["gre_rcvbuf"] > 0
+    errors = by(m["dmvpn_control_errors_total"], "reason")
+    assert errors["malformed"] == d["control_error.malformed"] >= 1
+    assert m["dmvpn_control_requests_total"][one] > d["control_requests"] > 0  # + the ask
+    writes = by(m["dmvpn_route_writes_total"], "result")
+    assert writes == {r: float(d.get(f"route_{r}", 0)) for r in ("added", "deleted",
+                                                                  "failed")}
+    resyncs = by(m["dmvpn_route_table_resyncs_total"], "reason")
+    assert resyncs["start"] == d["route_resync.start"] == 1
+    assert m["dmvpn_route_lookups_total"][one] == d.get("route_lookups", 0)
+    caps = by(m["dmvpn_nhrp_cap_refusals_total"], "table")
+    assert caps == {t: float(st["nhrp"].get(f"cap.{t}", 0)) for t in caps}
 
 
 def test_per_peer_series_are_capped_by_the_limit(lab):

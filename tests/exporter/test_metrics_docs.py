@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.parser import text_string_to_metric_families
 
 from test_collector import fake_daemon
+from xdmvpn.exporter import labels as L
 from xdmvpn.exporter.collector import DmvpnCollector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +33,15 @@ def test_docs_list_every_metric():
     documented = set(re.findall(r"^\| `(dmvpn_[a-z_]+)` \|", text, re.M))
     ours = {n for n in emitted() if n.startswith("dmvpn_")}
     assert documented == ours, (documented - ours, ours - documented)
+
+
+def test_docs_name_every_label_value_of_the_counters():
+    """Each reason, table and result the exporter can label a counter with is in the docs."""
+    text = (REPO / "docs" / "metrics.md").read_text()
+    for values in (L.NHRP_DROPS, L.CAPS, L.GRE_DISCARDS, L.CONTROL_ERRORS, L.ROUTE_RESULTS,
+                   L.ROUTE_LOOKUP_ERRORS, L.ROUTE_RESYNCS, L.FAULTS):
+        missing = [v for v in values if f"`{v}`" not in text]
+        assert not missing, missing
 
 
 def test_dashboard_queries_existing_metrics():

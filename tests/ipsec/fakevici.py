@@ -35,6 +35,7 @@ class FakeCharon:
         self.known_events = {"ike-updown", "ike-rekey", "child-updown", "child-rekey",
                              "list-sa", "list-conn", "log"}
         self.silent: set = set()          # commands never answered (timeouts)
+        self.delays: dict = {}            # command -> seconds before its answer
         self.connections = 0
 
     async def start(self) -> None:
@@ -80,6 +81,7 @@ class FakeCharon:
                 self.requests.append((name, msg))
                 if name in self.silent:
                     continue
+                await asyncio.sleep(self.delays.get(name, 0))
                 for ev, evmsg in self.streams.get(name, lambda m: [])(msg):
                     pkt = bytes([Packet.EVENT, len(ev)]) + ev.encode() + \
                         Message.serialize(evmsg)

@@ -2,9 +2,9 @@
 appears on the underlay; a shortcut switches to the direct path only once its CHILD_SA is
 up and falls back to the hub path when it goes down.
 
-This needs a kernel that installs ESP SAs (esp4 + xfrm): on a kernel without them every
-test here is skipped, with the reason NO_ESP, found by installing a throw-away ESP SA
-(xdmvpn.ipsec.kernel). Everything else needs root and fails without it."""
+This needs a kernel with ESP (esp4 + xfrm) and ip_gre (the data plane receives decrypted
+GRE on a GRE device): marked kernel("esp4", "ip_gre"), these tests run natively on such a
+kernel and otherwise in the VM tier (docs/vm.md). They need root and fail without it."""
 
 from __future__ import annotations
 
@@ -17,14 +17,13 @@ import pytest
 from util import need_root
 from topo import Topology
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
-from xdmvpn.ipsec.kernel import NO_ESP, esp_missing
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.kernel("esp4", "ip_gre")]
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     need_root()
-    if esp_missing() is not None:
-        pytest.skip(NO_ESP)
     from xdmvpn.dataplane.maps import DataplaneMaps
     assert hasattr(DataplaneMaps, "set_ipsec_required"), (
         "the data plane has no set_ipsec_required(nbma, required) yet: it would still "

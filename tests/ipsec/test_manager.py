@@ -161,6 +161,30 @@ def test_stop_terminates_and_unloads(tmp_path):
     run(go())
 
 
+def test_the_sas_going_down_at_stop_neither_call_back_nor_initiate_again(tmp_path):
+    """Found in the VM tier (ESP): a daemon's clean shutdown terminates its SAs after its
+    data plane and routes are gone; the ike-updown events that follow reached the daemon
+    (a traceback in its log) and the still-wanted NHS was initiated again."""
+    async def go():
+        server, m, changes = await setup(tmp_path)
+        server.streams["terminate"] = lambda msg: [
+            ("ike-updown", ike_sa(int(msg["ike-id"]), "192.0.2.1", "172.16.0.1"))]
+        server.delays["unload-conn"] = 1.0      # a slow charon, as under emulation
+        m.want(HUB)
+        m.start()
+        await until(lambda: server.commands("initiate"))
+        await server.event("ike-updown", {"up": "yes", **ike_sa(1, "192.0.2.1", "172.16.0.1")})
+        await until(lambda: m.view(HUB).ike_up)
+        seen, initiated = len(changes), len(server.commands("initiate"))
+        await m.stop(terminate=True)
+        await asyncio.sleep(4 * M.INITIATE_MIN)
+        assert server.commands("terminate") == [{"ike-id": "1", "timeout": "-1"}]
+        assert len(changes) == seen, changes[seen:]
+        assert len(server.commands("initiate")) == initiated
+        await server.close()
+    run(go())
+
+
 def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
     async def go():
         server = FakeCharon(str(tmp_path / "c.vici"))

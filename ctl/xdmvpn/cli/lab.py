@@ -49,6 +49,10 @@ examples:
   xdmvpn lab down
       stop the daemons, remove namespaces, pinned maps, sockets, configs and logs
       (also what a crashed lab left behind)
+  xdmvpn lab up --vm --ipsec
+      the same lab in Debian's stock kernel in a VM, where ESP works; a shell there
+  xdmvpn lab vm -- .venv/bin/python -m pytest -x tests/ipsec/test_esp.py
+      any command in that VM (default: a shell)
   xdmvpn lab config spoke1 --target vagrant --ipsec
       print the configuration the generator makes for spoke1 on a VM (underlay eth1,
       instance dmvpn0), with an [ipsec] block; what the Vagrantfile writes
@@ -85,6 +89,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="a strongSwan charon in every node and an [ipsec] block (the lab's "
                          "pre-shared key) in every configuration: IKE between the hub and "
                          "each spoke, and between spokes for shortcuts")
+    up.add_argument("--vm", action="store_true",
+                    help="in Debian's stock kernel in a VM (ip_gre, ESP, NFLOG; docs/vm.md): "
+                         "the lab is built there, then a shell opens in the VM where lab "
+                         "ping/status/exec/down work; leaving it powers the VM off")
     up.add_argument("--no-daemons", action="store_true", help=argparse.SUPPRESS)
     status = add("status", "per node: daemon, NHS state, registered peers, shortcuts",
                  run_status)
@@ -112,6 +120,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="only the lines containing TEXT (e.g. dmvpn_ipsec_sas)")
     add("down", "remove the lab: daemons, charons, namespaces, pinned maps, sockets, state",
         run_down)
+    vmc = add("vm", "boot Debian's stock kernel in a VM (ip_gre, ESP, NFLOG loaded) and run "
+              "CMD there, by default a shell (docs/vm.md)", run_vm)
+    vmc.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
+                     help="the command and its arguments (default: a shell)")
     config = add("config", "print a node's generated configuration (or its routes); no root, "
                  "nothing started", run_config)
     config.add_argument("node", metavar="NODE", help="hub, spoke1, ...")
@@ -171,10 +183,18 @@ def topology_text(topo: Topology, took: float | None, prog: str = "xdmvpn") -> s
 
 
 def run_up(args: argparse.Namespace) -> int:
+    if args.vm:
+        from ..lab import vm
+        return vm.lab_up(args.spokes, args.timeout, args.ipsec)
     topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons,
                            ipsec=args.ipsec)
     print(topology_text(topo, None if args.no_daemons else took, invoked_as()))
     return 0
+
+
+def run_vm(args: argparse.Namespace) -> int:
+    from ..lab import vm
+    return vm.session(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
 
 
 def run_status(args: argparse.Namespace) -> int:

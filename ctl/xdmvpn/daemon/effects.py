@@ -27,18 +27,22 @@ log = logging.getLogger(__name__)
 
 
 class LiveEffects(Effects):
-    def __init__(self, gre, maps, routes, nhs_order: tuple = ()):
+    """Built with every collaborator; the daemon swaps `gre` and `maps` only when it
+    rebuilds them (NBMA address change, data-plane reload)."""
+
+    def __init__(self, gre, maps, routes, nhs_order: tuple = (), *, ipsec=None,
+                 on_mapping_change=None):
         self.gre = gre                   # transport.GreSocket
         self.maps = maps                 # dataplane.maps.DataplaneMaps
         self.routes = routes             # daemon.routes.KernelRoutes (add/delete/lookup)
         self.nhs_order = tuple(nhs_order)   # configured NHS NBMAs, preferred first
+        self.ipsec = ipsec               # ipsec.peers.IpsecPeers, with [ipsec]
+        self.on_mapping_change = on_mapping_change   # callback(proto): a mapping changed
         self.stats: Counter = Counter()
         self.mapped: dict = {}           # proto -> nbma, what we put in the host map
-        self.on_mapping_change = None    # callback(proto) when a mapping changes (route mirror)
         self._mcast_written: list | None = None   # what multicast_set last wrote
         self._mcast_seen: frozenset | None = None  # the set it was given then
         self._mcast_warned = False
-        self.ipsec = None                # ipsec.peers.IpsecPeers, with [ipsec]
         self.installed: dict = {}        # shortcut prefix -> (via, nbma) on the direct path
         self.deferred: dict = {}         # shortcut prefix -> (via, nbma) waiting for its SA
         self.send_batch = None           # mmsg.SendBatch (GRE header included): see hold()

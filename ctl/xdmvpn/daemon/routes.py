@@ -395,7 +395,9 @@ class KernelRoutes:
     reading notifications (and the first dump). `on_change` is called when what the mirror
     reads changed; `on_address` when an IPv4 address came or went on some interface."""
 
-    def __init__(self, overlay: str, stats: Counter | None = None):
+    def __init__(self, overlay: str, stats: Counter | None = None, *,
+                 on_change: Callable[[], None] = lambda: None,
+                 on_address: Callable[[], None] = lambda: None):
         self.overlay = overlay
         try:
             index = socket.if_nametoindex(overlay)
@@ -410,8 +412,8 @@ class KernelRoutes:
         self.writer = RouteWriter(self.context, self.stats, overlay)
         self.finder = RouteLookup(self.context, self.stats)
         self.table = RouteTable(self.context)
-        self.on_change: Callable[[], None] = lambda: None
-        self.on_address: Callable[[], None] = lambda: None
+        self.on_change = on_change
+        self.on_address = on_address
         self._monitor: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffered: list[RouteMsg] | None = None    # notifications during a dump

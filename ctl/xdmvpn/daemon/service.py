@@ -13,20 +13,25 @@ import os
 import random
 import signal
 from collections import Counter
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from .. import config as config_mod
 from .. import control, show
+from ..dataplane.maps import MAX_PEERS, DataplaneMaps
 from ..dataplane.tunnel import TunnelDataplane
 from ..engine.registration_client import NhcState
 from ..engine.node import Node
-from ..engine.params import from_config
+from ..engine.params import NodeParams, from_config
 from ..errors import XdmvpnError
+from ..exporter import server as metrics_server
+from ..exporter.server import MetricsServer
 from ..ipsec.kernel import esp_missing
 from ..ipsec.peers import IpsecPeers
-from ..exporter import server as metrics_server
 from ..transport import GreSocket
+from ..view import DaemonView, NodeInfo
 from .effects import LiveEffects
 from .events import ring_epoll_fd
 from .mirror import DataplaneMirror
@@ -40,6 +45,8 @@ EVENT_POLL = 0.005          # ring-buffer polling period when no epoll fd is ava
 GRE_BATCH = 256             # NHRP datagrams handled per loop turn
 RESTART_KEYS = ("name", "address", "source-interface", "source-address", "key")
 DATAPLANE_KEYS = ("mtu", "adjust-mss", "ttl", "df")
+
+T = TypeVar("T")
 
 
 def _df(value) -> str:
@@ -73,40 +80,74 @@ def need_root() -> None:
                           "root or under the systemd unit")
 
 
-def stat_name(key) -> str:
-    if isinstance(key, tuple):
-        return ".".join(getattr(k, "name", str(k)).lower() for k in key)
-    return str(key)
-
-
 class Daemon:
+    """One node's daemon, built on the loop thread with all its parts in dependency order:
+    configuration -> NBMA address -> IPsec peers (credentials refused before any BPF) ->
+    data plane -> routes -> GRE socket -> effects (with IPsec and the mirror's callback) ->
+    engine node -> data-plane mirror. Each part gets its collaborators in its constructor;
+    the callbacks into the daemon run only once `main` has started the loop's readers (a
+    mapping change during the construction finds the first mirror sync pending). Should
+    the tunnel address, routes or GRE socket fail, the data plane just started is taken
+    down again (left running with --keep-dataplane).
+
+    Readers get the node's state through `view()` (on the loop thread) or `read(fn)` (from
+    another thread): the control socket's snapshot and stats, the metrics exporter."""
+
     def __init__(self, cfg, config_path: str | None = None, keep_dataplane: bool = False):
+        need_root()
         self.cfg = cfg
         self.config_path = config_path
         self.keep_dataplane = keep_dataplane
-        self.stats: Counter = Counter()
-        self.dp: TunnelDataplane | None = None
-        self.gre: GreSocket | None = None
-        self.routes: KernelRoutes | None = None
-        self.node: Node | None = None
-        self.fx: LiveEffects | None = None
-        self.mirror: DataplaneMirror | None = None
-        self.ipsec: IpsecPeers | None = None      # with [ipsec]
-        self.server = None
-        self.metrics = None              # exporter.server.MetricsServer with [metrics] listen
-        self._timer = None
-        self._ring_fd = None
-        self._nhs_states: tuple = ()
-        self._stopping: asyncio.Event | None = None
-        self.nbma: IPv4Address | None = None
+        self.stats: Counter[str] = Counter()
         self.netlink = NetlinkThread()
-        self._sync_pending = False
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._ring_fd: int | None = None     # None: the ring buffer is polled
+        self._nhs_states: tuple = ()
+        self._sync_pending = True            # the first mirror sync ends the construction
         self._nbma_checking = False
-        self._gre_more = False           # a full GRE batch asked for the next one
-        self._gre_dropped = 0            # the GRE socket's kernel drop count seen so far
-        self._loop = None
+        self._gre_more = False               # a full GRE batch asked for the next one
+        self._gre_dropped = 0                # the GRE socket's kernel drop count seen so far
 
-    # -- start -------------------------------------------------------------------------------
+        self.nbma: IPv4Address = self._own_nbma()
+        if self.nbma.version != 4:
+            raise XdmvpnError("the data plane carries an IPv4 underlay only "
+                              f"(tunnel.source-address {self.nbma})")
+        self.ipsec: IpsecPeers | None = None if cfg.ipsec is None else IpsecPeers.for_daemon(
+            cfg, self.nbma, None, self._on_ipsec_change)
+        self.dp: TunnelDataplane
+        self.maps: DataplaneMaps
+        self.dp, self.maps = self._start_dataplane()
+        try:
+            self.netlink.call(ensure_address, cfg.tunnel.name, cfg.tunnel.address)
+            self.routes = KernelRoutes(cfg.tunnel.name, self.stats,
+                                       on_change=self._schedule_sync,
+                                       on_address=self._address_changed)
+            self.gre = GreSocket(self.nbma, cfg.tunnel.key,
+                                 device=cfg.tunnel.source_interface)
+        except BaseException:
+            self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
+            raise
+        params = self._params(cfg)
+        if self.ipsec is not None:
+            self.ipsec.set_maps(self.maps)
+            self.ipsec.set_nhs(n.nbma for n in params.nhs)
+        self.fx = LiveEffects(self.gre, self.maps, self.routes, self._nhs_order(params),
+                              ipsec=self.ipsec, on_mapping_change=self._mapping_changed)
+        already = {m.prefix.network_address: m.nbma for m in self.maps.mappings()}
+        self.node = Node(params, self.fx, rng=random.Random())
+        self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
+        kept = self.mirror.adopt(self.node.clock.now(), params.holdtime)
+        if already:
+            log.info("adopted the pinned data plane: %d mappings, %d prefixes kept until "
+                     "claimed again", *kept)
+        self.mirror.sync()
+        self._sync_pending = False
+        log.info("%s %s: tunnel %s on %s, NBMA %s, XDP %s", cfg.role, cfg.control.instance,
+                 cfg.tunnel.address, cfg.tunnel.source_interface, self.nbma,
+                 self.dp.xdp_used_mode)
+
     def _own_nbma(self) -> IPv4Address:
         t = self.cfg.tunnel
         if t.source_address is not None:
@@ -117,84 +158,66 @@ class Daemon:
                               "tunnel.source-address is not set")
         return addr
 
-    def _dataplane(self, nbma) -> TunnelDataplane:
+    def _start_dataplane(self) -> tuple[TunnelDataplane, DataplaneMaps]:
+        """Compile, load and attach (or adopt what is pinned) for our NBMA address."""
         t, n = self.cfg.tunnel, self.cfg.nhrp
-        return TunnelDataplane(
-            name=t.name, underlay=t.source_interface, local_nbma=str(nbma), gre_key=t.key,
-            redirect=n.redirect, ttl=t.ttl, df=_df(t.df), adjust_mss=t.adjust_mss or 0,
-            nhrp_max_send=n.max_send.packets, nhrp_max_send_every=n.max_send.interval,
-            mtu=t.mtu, pin_name=self.cfg.control.instance,
-            ipsec=self.cfg.ipsec is not None and self.cfg.ipsec.required,
-            esp_rx=self.cfg.ipsec is not None and esp_missing() is None)
+        ipsec = self.cfg.ipsec
+        dp = self.netlink.call(TunnelDataplane(
+            name=t.name, underlay=t.source_interface, local_nbma=str(self.nbma),
+            gre_key=t.key, redirect=n.redirect, ttl=t.ttl, df=_df(t.df),
+            adjust_mss=t.adjust_mss or 0, nhrp_max_send=n.max_send.packets,
+            nhrp_max_send_every=n.max_send.interval, mtu=t.mtu,
+            pin_name=self.cfg.control.instance,
+            ipsec=ipsec is not None and ipsec.required,
+            esp_rx=ipsec is not None and esp_missing() is None).start)
+        assert dp.maps is not None          # start() opened them
+        return dp, dp.maps
 
-    def _params(self, cfg):
+    def _params(self, cfg) -> NodeParams:
         """The engine's parameters; a hub refuses registrations (insufficient resources)
         before the data plane's mapping table is full, never after."""
-        from dataclasses import replace
-        from ..dataplane.maps import MAX_PEERS
         params = from_config(cfg, self.nbma)
         return replace(params, max_entries=min(params.max_entries, MAX_PEERS - 256))
 
-    def _nhs_order(self, params):
+    def _nhs_order(self, params: NodeParams) -> tuple:
         return tuple(n.nbma for n in sorted(params.nhs, key=lambda n: n.priority))
 
-    def start(self) -> None:
-        need_root()
+    # -- the state view ------------------------------------------------------------------------
+    def view(self) -> DaemonView:
+        """The node's state, read-only; on the loop thread."""
         cfg = self.cfg
-        self.nbma = self._own_nbma()
-        if self.nbma.version != 4:
-            raise XdmvpnError("the data plane carries an IPv4 underlay only "
-                              f"(tunnel.source-address {self.nbma})")
-        if cfg.ipsec is not None:           # credentials read (and refused) before the BPF
-            self.ipsec = IpsecPeers.for_daemon(cfg, self.nbma, None, self._on_ipsec_change)
-        self.dp = self.netlink.call(self._dataplane(self.nbma).start)
-        try:
-            self.netlink.call(ensure_address, cfg.tunnel.name, cfg.tunnel.address)
-            self.routes = KernelRoutes(cfg.tunnel.name, self.stats)
-            self.gre = GreSocket(self.nbma, cfg.tunnel.key,
-                                 device=cfg.tunnel.source_interface)
-        except BaseException:
-            self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
-            raise
-        params = self._params(cfg)
-        self.fx = LiveEffects(self.gre, self.dp.maps, self.routes, self._nhs_order(params))
-        if self.ipsec is not None:
-            self.ipsec.set_maps(self.dp.maps)
-            self.fx.ipsec = self.ipsec
-            self.ipsec.set_nhs(n.nbma for n in params.nhs)
-        already = {m.prefix.network_address: m.nbma for m in self.dp.maps.mappings()}
-        self.node = Node(params, self.fx, rng=random.Random())
-        self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
-        kept = self.mirror.adopt(self.node.clock.now(), params.holdtime)
-        if already:
-            log.info("adopted the pinned data plane: %d mappings, %d prefixes kept until "
-                     "claimed again", *kept)
-        self.mirror.sync()
-        log.info("%s %s: tunnel %s on %s, NBMA %s, XDP %s", cfg.role, cfg.control.instance,
-                 cfg.tunnel.address, cfg.tunnel.source_interface, self.nbma,
-                 self.dp.xdp_used_mode)
+        m = cfg.metrics
+        info = NodeInfo(cfg.tunnel.name, cfg.role, cfg.control.instance, self.nbma,
+                        self.dp.xdp_used_mode, self.gre.rcvbuf)
+        return DaemonView(self.node, info,
+                          per_peer_limit=m.per_peer_limit if m.per_peer else None,
+                          counters=self.stats, effects=self.fx, maps=self.maps,
+                          mirror=self.mirror, ipsec=self.ipsec)
+
+    def read(self, fn: Callable[[DaemonView], T], timeout: float = 5.0) -> T:
+        """fn(view()) run on the loop thread, its result returned: for readers in other
+        threads (the metrics HTTP server), so they never see state mid-change."""
+        async def call() -> T:
+            return fn(self.view())
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
 
     # -- the loop -------------------------------------------------------------------------------
     async def main(self) -> int:
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._stopping = asyncio.Event()
-        self.start()
+        loop = self._loop
         try:
-            self.server = await control.serve(self.cfg.control.socket, self.handle,
-                                              self.stats)
-            self.metrics = metrics_server.start(self)
+            server = await control.serve(self.cfg.control.socket, self.handle, self.stats)
         except BaseException:
-            if self.server is not None:
-                self.server.close()
+            self._teardown(purge=False)
+            raise
+        try:
+            metrics = metrics_server.start(self.cfg.metrics, self)
+        except BaseException:
+            server.close()
             self._teardown(purge=False)
             raise
         loop.add_reader(self.gre.fileno(), self._on_gre)
         self._open_events(loop)
-        self.routes.on_change = self._schedule_sync
-        self.routes.on_address = self._address_changed
         self.routes.follow(loop)
-        self.fx.on_mapping_change = self._mapping_changed
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -205,19 +228,19 @@ class Daemon:
         log.info("control socket %s", self.cfg.control.socket)
         await self._stopping.wait()
         housekeeping.cancel()
-        self.server.close()
+        server.close()
         loop.remove_reader(self.gre.fileno())
         if self._ring_fd is not None:
             loop.remove_reader(self._ring_fd)
         if self._timer is not None:
             self._timer.cancel()
-        self._teardown(purge=not self.keep_dataplane)
+        self._teardown(purge=not self.keep_dataplane, metrics=metrics)
         if self.ipsec is not None:
             await self.ipsec.stop(terminate=not self.keep_dataplane)
         return 0
 
     def _open_events(self, loop) -> None:
-        self.dp.maps.events(0)                    # opens the ring buffer
+        self.maps.events(0)                       # opens the ring buffer
         self._ring_fd = ring_epoll_fd(self.dp.module)
         if self._ring_fd is not None:
             loop.add_reader(self._ring_fd, self._on_events)
@@ -228,8 +251,9 @@ class Daemon:
 
     def _mapping_changed(self, proto) -> None:
         """Only a gateway of a route on the overlay matters to the mirror: a hub
-        registering thousands of spokes must not dump the routing table for each."""
-        if proto in self.mirror.gateways:
+        registering thousands of spokes must not dump the routing table for each. (While
+        a sync is pending, as during the construction, there is nothing to ask.)"""
+        if not self._sync_pending and proto in self.mirror.gateways:
             self._schedule_sync()
 
     def _schedule_sync(self) -> None:
@@ -294,7 +318,7 @@ class Daemon:
 
     @guarded
     def _on_events(self) -> None:
-        for ev in self.dp.maps.events(0):
+        for ev in self.maps.events(0):
             if ev.kind == "trigger":
                 self.stats["trigger"] += 1
                 self.node.on_trigger(ev.nbma_src, ev.src, ev.dst, ev.packet)
@@ -336,9 +360,12 @@ class Daemon:
     def _on_ipsec_change(self, peers: set) -> None:
         """IKE/CHILD SAs to these NBMA peers came or went: identities in the cache,
         shortcuts onto (or off) the direct path."""
+        ipsec = self.ipsec
+        if ipsec is None:                    # only IPsec calls this
+            return
         for peer in peers:
-            self.node.set_identity(peer, self.ipsec.identity(peer))
-            if peer in self.ipsec.just_up:
+            self.node.set_identity(peer, ipsec.identity(peer))
+            if peer in ipsec.just_up:
                 self.node.path_up(peer)
         self.fx.recheck_shortcuts(peers)
         self._after_event()
@@ -394,10 +421,10 @@ class Daemon:
             loop.remove_reader(self._ring_fd)
             self._ring_fd = None
         self.dp.stop()
-        self.dp = self.netlink.call(self._dataplane(self.nbma).start)
-        self.fx.maps = self.dp.maps
+        self.dp, self.maps = self._start_dataplane()
+        self.fx.maps = self.maps
         if self.ipsec is not None:
-            self.ipsec.set_maps(self.dp.maps)
+            self.ipsec.set_maps(self.maps)
         self._open_events(loop)
 
     @guarded
@@ -441,25 +468,21 @@ class Daemon:
         self._after_event()
 
     # -- stop -------------------------------------------------------------------------------------------
-    def _teardown(self, purge: bool) -> None:
-        if self.metrics is not None:
-            self.metrics.stop()
-        if purge and self.node is not None:
+    def _teardown(self, purge: bool, metrics: MetricsServer | None = None) -> None:
+        if metrics is not None:
+            metrics.stop()
+        if purge:
             n = self.node.shutdown()
             log.info("clean shutdown: %d purge requests sent", n)
-        if self.gre is not None:
-            self.gre.close()
+        self.gre.close()
         if purge:
-            if self.routes is not None:
-                self.routes.flush_ours()
-            if self.dp is not None:
-                self.netlink.call(self.dp.destroy)
-        elif self.dp is not None:
+            self.routes.flush_ours()
+            self.netlink.call(self.dp.destroy)
+        else:
             self.dp.stop()
             log.info("data plane left running (pinned under /sys/fs/bpf/xdmvpn/%s)",
                      self.cfg.control.instance)
-        if self.routes is not None:
-            self.routes.close()
+        self.routes.close()
         self.netlink.close()
         try:
             Path(self.cfg.control.socket).unlink()
@@ -472,12 +495,9 @@ class Daemon:
         if cmd == "ping":
             return {"instance": self.cfg.control.instance, "pid": os.getpid()}
         if cmd == "snapshot":
-            snap = show.snapshot(self.node, self.cfg.tunnel.name)
-            if self.ipsec is not None:
-                snap["ipsec"] = self.ipsec.snapshot()
-            return {"snapshot": snap}
+            return {"snapshot": show.snapshot(self.view())}
         if cmd == "stats":
-            return self.stats_view()
+            return show.stats(self.view())
         if cmd == "clear":
             what = req.get("what")
             if what == "cache":
@@ -493,32 +513,8 @@ class Daemon:
             return {"reloads": self.stats["reloads"]}
         raise XdmvpnError(f"unknown command {cmd!r}")
 
-    def call_in_loop(self, fn, timeout: float = 5.0):
-        """Run fn() on the daemon's loop thread and return its result: for readers in
-        other threads (the metrics HTTP server), so they never see state mid-change."""
-        loop = self._loop
-
-        async def call():
-            return fn()
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
-
-    def stats_view(self) -> dict:
-        maps = self.fx.maps
-        mapping = [{"prefix": str(m.prefix), "nbma": str(m.nbma), "packets": m.packets,
-                    "bytes": m.bytes} for m in maps.mappings()]
-        prefixes = [{"prefix": str(m.prefix), "nbma": str(m.nbma), "packets": m.packets,
-                     "bytes": m.bytes} for m in maps.prefixes()]
-        nhrp = {stat_name(k): v for k, v in sorted(self.node.stats.items(), key=str)}
-        return {"paths": maps.counters(), "drops": maps.drops(), "nhrp": nhrp,
-                "daemon": dict(self.stats) | {stat_name(k): v for k, v in self.fx.stats.items()},
-                "mirror": dict(self.mirror.stats), "mappings": mapping, "prefixes": prefixes,
-                "multicast": [str(a) for a in maps.multicast()],
-                "nhs_dataplane": [str(a) for a in maps.nhs()],
-                "setup_latencies": list(self.node.setup_latencies)[-256:],
-                "nbma": str(self.nbma), "xdp_mode": self.dp.xdp_used_mode,
-                "gre_rcvbuf": self.gre.rcvbuf,
-                "ipsec": self.ipsec.stats_view() if self.ipsec is not None else None}
-
 
 def run(cfg, config_path: str | None, keep_dataplane: bool = False) -> int:
-    return asyncio.run(Daemon(cfg, config_path, keep_dataplane).main())
+    async def main() -> int:
+        return await Daemon(cfg, config_path, keep_dataplane).main()
+    return asyncio.run(main())

@@ -1,5 +1,6 @@
-"""The custom collector: on every scrape, one `sample.read` on the daemon's loop thread,
-then metric families built from that plain data here, on the HTTP server's thread.
+"""The custom collector: on every scrape, one `sample.read` of the node's state view on the
+daemon's loop thread (`ViewSource.read`), then metric families built from that plain data
+here, on the HTTP server's thread.
 
 Names, types and labels are listed in docs/metrics.md; label values come from `labels`."""
 
@@ -16,6 +17,7 @@ from prometheus_client.utils import floatToGoString
 
 from .. import __version__
 from ..nhrp.constants import PacketType
+from ..view import ViewSource
 from . import labels as L
 from .histogram import LatencyHistogram
 from .sample import Sample, read
@@ -24,14 +26,13 @@ log = logging.getLogger("xdmvpn.exporter")
 
 
 class DmvpnCollector(Collector):
-    def __init__(self, daemon, timeout: float = 5.0):
-        self.daemon = daemon
+    def __init__(self, source: ViewSource, timeout: float = 5.0):
+        self.source = source
         self.timeout = timeout
         self.histogram = LatencyHistogram(L.LATENCY_BUCKETS)
 
     def sample(self) -> Sample:
-        return self.daemon.call_in_loop(lambda: read(self.daemon, self.histogram),
-                                        self.timeout)
+        return self.source.read(lambda view: read(view, self.histogram), self.timeout)
 
     def collect(self):
         yield _build_info()
@@ -63,6 +64,9 @@ def families(s: Sample):
     yield from _nhrp(s)
     yield from _shortcuts(s)
     yield from _dataplane(s)
+    yield from _receive(s)
+    yield from _routes(s)
+    yield from _control(s)
     yield _ipsec(s)
     if s.peers is not None:
         yield from _peers(s)
@@ -72,23 +76,24 @@ def _node(s: Sample):
     g = GaugeMetricFamily("dmvpn_node_info", "This node (value 1): tunnel interface, role, "
                           "instance, XDP attach mode", labels=["interface", "role",
                                                              "xdmvpn_instance", "xdp_mode"])
-    g.add_metric([s.interface, s.role, s.instance,
-                  L.one_of(s.xdp_mode or "none", L.XDP_MODES)], 1)
+    info = s.node
+    g.add_metric([info.interface, info.role, info.instance,
+                  L.one_of(info.xdp_mode or "none", L.XDP_MODES)], 1)
     yield g
     c = GaugeMetricFamily("dmvpn_nhrp_cache_entries", "NHRP cache entries by type",
                           labels=["interface", "type"])
     for t in L.CACHE_TYPES:
-        c.add_metric([s.interface, t], s.cache.get(t, 0))
+        c.add_metric([s.node.interface, t], s.cache.get(t, 0))
     yield c
     n = GaugeMetricFamily("dmvpn_nhs_up", "1 if our registration with this next-hop server "
                           "is up", labels=["interface", "nhs"])
     for nbma, up in s.nhs:
-        n.add_metric([s.interface, nbma], 1 if up else 0)
+        n.add_metric([s.node.interface, nbma], 1 if up else 0)
     yield n
     f = CounterMetricFamily("dmvpn_controller_faults", "Controller operations that failed, "
                             "by kind", labels=["kind"])
     for kind in L.FAULTS:
-        f.add_metric([kind], s.faults.get(kind, 0))
+        f.add_metric([kind], s.faults[kind])
     yield f
 
 
@@ -99,6 +104,15 @@ def _by(stats, kind, name_of):
         if isinstance(key, tuple) and len(key) == 2 and key[0] == kind:
             name = name_of(key[1])
             out[name] = out.get(name, 0) + v
+    return out
+
+
+def _folded(got: dict[str, int], known) -> dict[str, int]:
+    """Counts by name with every name outside `known` folded into "other"."""
+    out: dict[str, int] = {}
+    for name, v in got.items():
+        name = L.one_of(name, known)
+        out[name] = out.get(name, 0) + v
     return out
 
 
@@ -115,7 +129,7 @@ def _nhrp(s: Sample):
                             "the checksum and authentication checks) and sent, by type",
                             labels=["interface", "direction", "type"])
     for d in L.DIRECTIONS:
-        _fixed(p, L.PACKET_TYPES, _by(s.nhrp, d, L.packet_type), (s.interface, d))
+        _fixed(p, L.PACKET_TYPES, _by(s.nhrp, d, L.packet_type), (s.node.interface, d))
     yield p
     e = CounterMetricFamily("dmvpn_nhrp_errors", "NHRP error indications received (rx) and "
                             "sent (tx), by error code", labels=["direction", "code"])
@@ -124,8 +138,13 @@ def _nhrp(s: Sample):
     yield e
     d = CounterMetricFamily("dmvpn_nhrp_drops", "NHRP packets the controller dropped, by "
                             "reason", labels=["reason"])
-    _fixed(d, L.NHRP_DROPS, _by(s.nhrp, "drop", lambda r: L.one_of(r, L.NHRP_DROPS)))
+    _fixed(d, L.NHRP_DROPS, _folded(s.nhrp_drops, L.NHRP_DROPS))
     yield d
+    cap = CounterMetricFamily("dmvpn_nhrp_cap_refusals", "What the engine refused because a "
+                              "table was at its cap (registrations, cache entries, requests), "
+                              "by table", labels=["table"])
+    _fixed(cap, L.CAPS, _folded(s.caps, L.CAPS))
+    yield cap
     r = CounterMetricFamily("dmvpn_nhrp_registrations", "Registration requests answered "
                             "(NHS), by CIE code", labels=["code"])
     _fixed(r, L.CIE_CODES, _by(s.nhrp, "registration", L.cie_code))
@@ -145,7 +164,7 @@ def _nhrp(s: Sample):
 
 def _shortcuts(s: Sample):
     yield _gauge("dmvpn_shortcuts", "Shortcuts installed (phase 3)", s.shortcuts,
-                 ["interface"], [s.interface])
+                 ["interface"], [s.node.interface])
     ev = CounterMetricFamily("dmvpn_shortcut_events", "Shortcuts installed, refreshed and "
                              "expired", labels=["event"])
     for key, event in L.SHORTCUT_EVENTS.items():
@@ -167,8 +186,8 @@ def _dataplane(s: Sample):
     by = CounterMetricFamily("dmvpn_dataplane_bytes", "Data-plane bytes by path",
                              labels=["path"])
     for path, c in s.paths.items():
-        pk.add_metric([path], c["packets"])
-        by.add_metric([path], c["bytes"])
+        pk.add_metric([path], c.packets)
+        by.add_metric([path], c.bytes)
     yield pk
     yield by
     dp = CounterMetricFamily("dmvpn_dataplane_drops", "Data-plane packets dropped, by reason",
@@ -176,12 +195,60 @@ def _dataplane(s: Sample):
     db = CounterMetricFamily("dmvpn_dataplane_dropped_bytes", "Data-plane bytes dropped, "
                              "by reason", labels=["reason"])
     for reason, c in s.drops.items():
-        dp.add_metric([reason], c["packets"])
-        db.add_metric([reason], c["bytes"])
+        dp.add_metric([reason], c.packets)
+        db.add_metric([reason], c.bytes)
     yield dp
     yield db
     yield _gauge("dmvpn_dataplane_mappings", "NBMA mappings (host entries) the controller "
                  "keeps in the data plane", s.mappings)
+
+
+def _receive(s: Sample):
+    g = s.gre
+    yield CounterMetricFamily("dmvpn_gre_socket_received", "GRE datagrams the controller read "
+                              "from its raw socket", value=g.received)
+    yield CounterMetricFamily("dmvpn_gre_socket_kernel_drops", "GRE datagrams the kernel "
+                              "dropped on the controller's full socket buffer (SO_RXQ_OVFL)",
+                              value=g.kernel_drops)
+    d = CounterMetricFamily("dmvpn_gre_socket_discards", "GRE datagrams read and discarded "
+                            "(not NHRP for this tunnel), by reason", labels=["reason"])
+    _fixed(d, L.GRE_DISCARDS, _folded(g.discards, L.GRE_DISCARDS))
+    yield d
+    yield _gauge("dmvpn_gre_socket_receive_buffer_bytes", "Receive buffer the kernel gave "
+                 "the GRE socket", s.node.gre_rcvbuf)
+
+
+def _routes(s: Sample):
+    r = s.routes
+    w = CounterMetricFamily("dmvpn_route_writes", "Kernel route writes (shortcut routes), by "
+                            "result", labels=["result"])
+    _fixed(w, L.ROUTE_RESULTS, r.writes)
+    yield w
+    yield CounterMetricFamily("dmvpn_route_write_batches", "Batches of route writes sent to "
+                              "the kernel", value=r.batches)
+    yield CounterMetricFamily("dmvpn_route_lookups", "Route lookups asked of the kernel "
+                              "(RTM_GETROUTE)", value=r.lookups)
+    e = CounterMetricFamily("dmvpn_route_lookup_errors", "Route lookups without an answer, "
+                            "by reason", labels=["reason"])
+    _fixed(e, L.ROUTE_LOOKUP_ERRORS, r.lookup_errors)
+    yield e
+    rs = CounterMetricFamily("dmvpn_route_table_resyncs", "Dumps of the overlay's routing "
+                             "table asked for, by reason", labels=["reason"])
+    _fixed(rs, L.ROUTE_RESYNCS, _folded(r.resyncs, L.ROUTE_RESYNCS))
+    yield rs
+    yield CounterMetricFamily("dmvpn_route_notifications_lost", "Times route notifications "
+                              "were lost (ENOBUFS on the monitor socket)",
+                              value=r.notifications_lost)
+
+
+def _control(s: Sample):
+    c = s.control
+    yield CounterMetricFamily("dmvpn_control_requests", "Control socket requests answered",
+                              value=c.requests)
+    e = CounterMetricFamily("dmvpn_control_errors", "Control socket connections answered "
+                            "with an error line (or cut off), by reason", labels=["reason"])
+    _fixed(e, L.CONTROL_ERRORS, _folded(c.errors, L.CONTROL_ERRORS))
+    yield e
 
 
 def _ipsec(s: Sample):

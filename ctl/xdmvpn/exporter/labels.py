@@ -1,34 +1,30 @@
 """The label values the exporter may emit. Each comes from a fixed enum of the code or from
-the configuration; a value seen on the wire (an NHRP type, an error or CIE code) is mapped
-onto one of these, anything unknown to "other", so a peer cannot create series."""
+the configuration: the counters' vocabularies (drop reasons, cap names, fault kinds, ...)
+are the state view's (xdmvpn.view), re-exported here. A value seen on the wire (an NHRP
+type, an error or CIE code) is mapped onto one of these, anything unknown to "other", so a
+peer cannot create series."""
 
 from __future__ import annotations
 
-from ..engine.cache import EntryType
-from ..engine.drops import DROP_REASONS
 from ..nhrp.constants import CieCode, ErrorCode, PacketType
+from ..view import (  # noqa: F401  (the collector's label values, re-exported)
+    CACHE_TYPES, CAPS, CONTROL_ERRORS, FAULTS, GRE_DISCARDS, NHRP_DROPS, ROUTE_LOOKUP_ERRORS,
+    ROUTE_RESULTS, ROUTE_RESYNCS,
+)
 
 OTHER = "other"
 
 PACKET_TYPES = tuple(t.name.lower() for t in PacketType)
 ERROR_CODES = tuple(c.name.lower() for c in ErrorCode)
 CIE_CODES = tuple(c.name.lower() for c in CieCode)
-CACHE_TYPES = tuple(t.value for t in EntryType)
 DIRECTIONS = ("rx", "tx")
 IPSEC_STATES = ("up", "connecting", "down")
-
-# node.stats[("drop", reason)]: packets the controller received and did not act on.
-NHRP_DROPS = DROP_REASONS
 
 # node.stats keys counted per outcome.
 RESOLUTIONS = {"resolution_answered": "answered", "resolution_negative": "negative",
                "resolution_forwarded": "forwarded", "resolution_failed": "failed"}
 SHORTCUT_EVENTS = {"shortcut_installed": "installed", "shortcut_refreshed": "refreshed",
                    "shortcut_expired": "expired"}
-
-# Controller faults (daemon.stats and the effects' stats, string keys).
-FAULTS = ("send_failed", "route_failed", "sync_error", "housekeeping_error",
-          "reload_failed", "multicast_truncated", "mapping_not_ipv4", "shortcut_not_ipv4")
 
 XDP_MODES = ("native", "generic", "offload", "none")
 

@@ -1,13 +1,13 @@
-"""What one scrape reads: the controller's state and the BPF maps' counters, copied into
-plain data. `read` runs on the daemon's loop thread (Daemon.call_in_loop), so it sees no
-state mid-change and every number of one scrape is from the same moment."""
+"""What one scrape reads: the node's state through its read-only view (xdmvpn.view), copied
+into plain data. `read` runs on the daemon's loop thread (the view source's `read`), so it
+sees no state mid-change and every number of one scrape is from the same moment."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 
+from ..view import ControlCounters, DaemonView, GreCounters, NodeInfo, RouteCounters, Traffic
 from .histogram import HistogramView, LatencyHistogram
 
 log = logging.getLogger("xdmvpn.exporter")
@@ -15,49 +15,44 @@ log = logging.getLogger("xdmvpn.exporter")
 
 @dataclass
 class Sample:
-    interface: str
-    role: str
-    instance: str
-    xdp_mode: str | None
-    nhrp: Counter                            # node.stats
-    faults: Counter                          # daemon.stats + effects.stats (string keys)
+    node: NodeInfo
+    nhrp: dict                               # the engine's counters, keys as it counts
+    nhrp_drops: dict[str, int]               # by reason (engine and daemon)
+    caps: dict[str, int]                     # refused at a table's cap, by table
+    faults: dict[str, int]                   # by kind
+    gre: GreCounters
+    control: ControlCounters
+    routes: RouteCounters
     cache: dict[str, int]                    # entry type -> entries
     nhs: list[tuple[str, bool]]              # (configured NBMA, up)
     shortcuts: int
     mappings: int                            # host entries the controller put in the map
-    paths: dict[str, dict[str, int]]         # maps.counters()
-    drops: dict[str, dict[str, int]]         # maps.drops()
+    paths: dict[str, Traffic]
+    drops: dict[str, Traffic]
     latency: HistogramView
-    ipsec: dict | None = None                # provider's sa_counts(), None without one
+    ipsec: dict | None = None                # IPsec SAs by state, None without IPsec
     peers: list[tuple[str, int, int]] | None = None   # (overlay address, packets, bytes)
     peers_unexported: int = 0
 
 
-def read(daemon, histogram: LatencyHistogram) -> Sample:
+def read(view: DaemonView, histogram: LatencyHistogram) -> Sample:
     """On the loop thread: copy what the collector needs; feed the latency histogram."""
-    cfg, node, fx = daemon.cfg, daemon.node, daemon.fx
-    maps = fx.maps
-    histogram.feed(node.setup_count, node.setup_latencies)
-    faults = Counter({k: v for k, v in daemon.stats.items() if isinstance(k, str)})
-    faults.update({k: v for k, v in fx.stats.items() if isinstance(k, str)})
+    latencies = view.latencies()
+    histogram.feed(latencies.count, latencies.recent)
     s = Sample(
-        interface=cfg.tunnel.name, role=cfg.role, instance=cfg.control.instance,
-        xdp_mode=getattr(daemon.dp, "xdp_used_mode", None),
-        nhrp=Counter(node.stats), faults=faults, cache=node.cache.counts(),
-        nhs=[(str(c.nhs.nbma), c.state.value == "up")
-             for c in sorted(node.nhcs, key=lambda c: c.index)],
-        shortcuts=len(node.shortcuts), mappings=len(fx.mapped),
-        paths=maps.counters(), drops=maps.drops(), latency=histogram.view())
-    counts = getattr(getattr(daemon, "ipsec", None), "sa_counts", None)
-    if counts is not None:               # IPsec provider: {state: SAs}; a failure costs
-        try:                             # the IPsec numbers only, not the scrape
-            s.ipsec = dict(counts())
-        except Exception as exc:
-            log.warning("metrics scrape: IPsec SA counts failed (%s)", exc)
-    m = cfg.metrics
-    if m.per_peer:
-        rows = maps.mappings()                 # sorted by address
-        s.peers = [(str(r.prefix.network_address), r.packets, r.bytes)
-                   for r in rows[:m.per_peer_limit]]
-        s.peers_unexported = max(len(rows) - m.per_peer_limit, 0)
+        node=view.node(), nhrp=view.nhrp_counters(), nhrp_drops=view.nhrp_drops(),
+        caps=view.caps(), faults=view.faults(), gre=view.gre(), control=view.control(),
+        routes=view.routes(), cache=view.cache_counts(),
+        nhs=[(str(c.nbma), c.state == "up") for c in view.nhs()],
+        shortcuts=view.shortcut_count(), mappings=view.mapping_count(),
+        paths=view.paths(), drops=view.drops(), latency=histogram.view())
+    try:                                 # a failure costs the IPsec numbers only
+        s.ipsec = view.ipsec_sa_counts()
+    except Exception as exc:
+        log.warning("metrics scrape: IPsec SA counts failed (%s)", exc)
+    limit = view.per_peer_limit()
+    if limit is not None:
+        rows = view.mappings()                 # sorted by address
+        s.peers = [(str(r.prefix.network_address), r.packets, r.bytes) for r in rows[:limit]]
+        s.peers_unexported = max(len(rows) - limit, 0)
     return s

@@ -9,6 +9,7 @@ import logging
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from ..errors import XdmvpnError
+from ..view import ViewSource
 from .collector import DmvpnCollector
 
 log = logging.getLogger("xdmvpn")
@@ -24,14 +25,13 @@ class MetricsServer:
         self.thread.join(5)
 
 
-def start(daemon) -> MetricsServer | None:
-    """Serve the daemon's metrics when the configuration asks for it; a bind failure is one
-    XdmvpnError line."""
-    m = daemon.cfg.metrics
+def start(m, source: ViewSource) -> MetricsServer | None:
+    """Serve the metrics of the node `source` gives views of, when its configuration's
+    [metrics] section `m` has a listen address; a bind failure is one XdmvpnError line."""
     if m.listen is None:
         return None
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DmvpnCollector(daemon))
+    registry.register(DmvpnCollector(source))
     ProcessCollector(registry=registry)
     try:
         httpd, thread = start_http_server(m.port, m.host, registry)

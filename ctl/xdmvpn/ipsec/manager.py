@@ -73,6 +73,7 @@ class IpsecManager:
         self._lost = asyncio.Event()
         self._dirty: set = set()
         self._held: list | None = None      # events held while list-sas runs
+        self._stopping = False
 
     # -- what the daemon calls ------------------------------------------------------------
     def start(self) -> None:
@@ -121,7 +122,11 @@ class IpsecManager:
                 "stats": dict(self.stats)}
 
     async def stop(self, terminate: bool) -> None:
-        """Stop; with terminate, first tear down our SAs and unload our connections."""
+        """Stop; with terminate, first tear down our SAs and unload our connections. From
+        here on nothing is initiated and the daemon is not called back: the SAs going down
+        now are ours to expect, and its data plane and routes may be gone already."""
+        self._stopping = True
+        self.on_change = None
         if terminate and self.connected:
             try:
                 await asyncio.wait_for(self._terminate_all(), STOP_TIMEOUT)
@@ -263,6 +268,8 @@ class IpsecManager:
 
     async def _work(self) -> None:
         """Load/initiate what is wanted, terminate what is not, retry what is due."""
+        if self._stopping:
+            return
         dirty, self._dirty = self._dirty, set()
         if None in dirty:
             dirty.discard(None)

@@ -8,6 +8,7 @@ runner    the node daemons: start, find, stop, wait until registered
 probe     `lab ping` (per-packet path from the hub's counters, echoes by
           xdmvpn.pinger) and `lab status`
 manage    up, load, down (with leftovers of a crashed lab)
+vm        Debian's stock kernel in a VM (ip_gre, ESP): `lab up --vm`, `lab vm`, the VM tier
 
 Usage, addressing and output: docs/lab.md.
 """
