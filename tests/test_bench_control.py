@@ -53,7 +53,7 @@ def test_bench_control_reduced_every_registration_answered_and_checked():
     reg = out["registration"]
     for rnd in ("register", "reregister"):
         assert (reg[rnd]["ok"], reg[rnd]["failed"], reg[rnd]["missing"]) == (SPOKES, 0, 0)
-        assert 0 < reg[rnd]["hub_cpu_share"] <= 1.5
+        assert 0 <= reg[rnd]["hub_cpu_share"] <= 1.5     # 0: under one clock tick
     assert reg["baseline_echo"]["answered_all"] is True
     assert out["hub_cache_dynamic"] == out["hub_dataplane_mappings"] == SPOKES
     assert reg["hub_dataplane_has_every_spoke"] is True

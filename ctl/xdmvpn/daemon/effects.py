@@ -5,13 +5,19 @@ With IPsec (`ipsec`, an ipsec.peers.IpsecPeers): every NBMA address a mapping re
 a peer IPsec must set up (`ipsec.ref`/`unref`), identities come from its IKE_SAs, and a
 shortcut whose direct path is not ready (no CHILD_SA yet) is deferred: the engine holds it,
 traffic keeps following the hub path, and `recheck_shortcuts` installs it once the SA is up
-(and takes it back to the hub path when the SA goes down)."""
+(and takes it back to the hub path when the SA goes down).
+
+Writes to the data plane happen only when something changed (a refresh of a registration
+writes nothing). Sends may be held and sent in one batch (`hold()`, with a SendBatch from
+xdmvpn.mmsg): the receive loop holds them while it handles a burst."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from ..dataplane.maps import MCAST_MAX
@@ -35,21 +41,54 @@ class LiveEffects(Effects):
         self.stats: Counter = Counter()
         self.mapped: dict = {}           # proto -> nbma, what we put in the host map
         self._mcast_written: list | None = None   # what multicast_set last wrote
+        self._mcast_seen: frozenset | None = None  # the set it was given then
         self._mcast_warned = False
         self.installed: dict = {}        # shortcut prefix -> (via, nbma) on the direct path
         self.deferred: dict = {}         # shortcut prefix -> (via, nbma) waiting for its SA
+        self.send_batch = None           # mmsg.SendBatch (GRE header included): see hold()
+        self._holding = 0
 
     def send(self, nbma, packet: bytes) -> None:
-        if not self.gre.send(nbma, packet):
+        if self._holding and isinstance(nbma, IPv4Address):
+            self.send_batch.add(self.gre.fileno(), nbma, packet)
+        elif not self.gre.send(nbma, packet):
             self.stats["send_failed"] += 1
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Sends inside the block are queued and leave together when it ends (one
+        sendmmsg: one system call and one round of wake-ups per burst, not per packet).
+        Without a send_batch, sends go out at once as always."""
+        if self.send_batch is None:
+            yield
+            return
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self.flush()
+
+    def flush(self) -> None:
+        """Send what hold() queued (failures counted as send_failed)."""
+        batch = self.send_batch
+        if batch is None or not len(batch):
+            return
+        failed = batch.failed
+        batch.flush(self.gre.fileno())
+        if batch.failed != failed:
+            self.stats["send_failed"] += batch.failed - failed
 
     # -- data plane ---------------------------------------------------------------------------
     def mapping_set(self, proto, nbma) -> None:
-        if proto.version != 4 or nbma.version != 4:
+        if not (isinstance(proto, IPv4Address) and isinstance(nbma, IPv4Address)):
             self.stats["mapping_not_ipv4"] += 1
             return
-        self.maps.add_mapping(proto, nbma)
         old = self.mapped.get(proto)
+        if old is not None and old == nbma:    # (None == address raises inside ipaddress)
+            return                       # the data plane has it already: no write
+        self.maps.add_mapping(proto, nbma)
         self.mapped[proto] = nbma
         if self.ipsec is not None and old != nbma:
             self.ipsec.ref(nbma)
@@ -124,8 +163,16 @@ class LiveEffects(Effects):
 
     def multicast_set(self, nbmas) -> None:
         """The data plane holds MCAST_MAX addresses: the lowest ones of a bigger set (found
-        without sorting it all), written only when they change, the truncation said once."""
-        v4 = [a for a in nbmas if a.version == 4]
+        without sorting it all), written only when they change, the truncation said once.
+        A hub registering thousands of spokes calls this often with a set that only grew
+        above the lowest ones: that is found from the difference (set operations on stored
+        hashes), without looking at every address again."""
+        nbmas = frozenset(nbmas)
+        if self._mcast_unchanged(nbmas):
+            self.stats["multicast_truncated"] += 1
+            self._mcast_seen = nbmas
+            return
+        v4 = [a for a in nbmas if isinstance(a, IPv4Address)]
         if len(v4) > MCAST_MAX:
             self.stats["multicast_truncated"] += 1
             if not self._mcast_warned:
@@ -136,9 +183,21 @@ class LiveEffects(Effects):
         else:
             v4.sort()
             self._mcast_warned = False
+        self._mcast_seen = nbmas
         if v4 != self._mcast_written:
             self.maps.set_multicast(v4)
             self._mcast_written = v4
+
+    def _mcast_unchanged(self, nbmas: frozenset) -> bool:
+        """Truncated before, and since then only addresses above the highest written one
+        came (none of the written ones left): the lowest MCAST_MAX are the same."""
+        written, seen = self._mcast_written, self._mcast_seen
+        if seen is None or written is None or len(written) < MCAST_MAX:
+            return False
+        if not nbmas.issuperset(written):
+            return False
+        top = int(written[-1])
+        return all(not isinstance(a, IPv4Address) or int(a) > top for a in nbmas - seen)
 
     def default_nhs_set(self, nbma) -> None:
         """The NHS that is up first, then the other configured ones (an NHS is a static

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
+from dataclasses import dataclass
 from typing import TypedDict
 
 from ..inet import IPAddress
 from ..nhrp import (
     Afn, AuthExtension, Cie, CieListExtension, ExtType, Packet, ProtocolType, end_extension,
 )
+from ..nhrp.codec import encode_cie, encode_extension
 from ..nhrp.constants import AUTH_TYPE_CLEARTEXT
 from ..nhrp.messages import AnyExtension
 from ..nhrp.wire import Address
@@ -35,6 +37,25 @@ def own_cie(p: NodeParams, prefix_len: int = 32, holdtime: int | None = None,
     return Cie(code=code, prefix_len=prefix_len, mtu=p.mtu,
                holdtime=p.holdtime if holdtime is None else holdtime,
                client_nbma=p.nbma, client_proto=p.tunnel_ip)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPieces:
+    """The parts of our registration replies that only the configuration decides, encoded
+    once per configuration (the registration fast path writes replies from them)."""
+    dst_proto: bytes          # our protocol address
+    responder: bytes          # body of the responder address extension: our own CIE
+    auth: bytes               # our authentication extension, b"" without a secret
+    nat_head: bytes           # a NAT extension CIE for an IPv4 client, up to its addresses
+
+
+def reply_pieces(p: NodeParams) -> ReplyPieces:
+    """What the full path (registration_server.on_request) puts in every reply, encoded."""
+    bits = p.tunnel_ip.max_prefixlen
+    nat = encode_cie(Cie(prefix_len=bits, mtu=p.mtu, client_nbma=IPv4Address(0),
+                         client_proto=IPv4Address(0)))
+    return ReplyPieces(p.tunnel_ip.packed, encode_cie(own_cie(p, prefix_len=bits)),
+                       b"".join(encode_extension(e) for e in auth_ext(p)), nat[:-8])
 
 
 def auth_ext(p: NodeParams) -> Extensions:

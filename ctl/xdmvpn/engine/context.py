@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
 from ..inet import IPAddress
-from ..nhrp import ErrorIndication, Packet, RequestReply, encode, end_extension
+from ..nhrp import ErrorIndication, Packet, PacketType, RequestReply, encode, end_extension
 from .build import auth_ext, families
 from .cache import Cache, CacheEntry, Change, EntryType
 from .clock import Clock
@@ -62,6 +62,11 @@ class Context:
     def send(self, nbma: IPAddress, pkt: Packet) -> None:
         self.stats[("tx", pkt.TYPE)] += 1
         self.fx.send(nbma, encode(pkt))
+
+    def send_raw(self, nbma: IPAddress, packet_type: PacketType, raw: bytes) -> None:
+        """Send a packet encoded already (of type packet_type, for the counters)."""
+        self.stats[("tx", packet_type)] += 1
+        self.fx.send(nbma, raw)
 
     def is_nhs(self, nbma: IPAddress) -> bool:
         """Is this one of the next-hop servers we are configured to register with?"""

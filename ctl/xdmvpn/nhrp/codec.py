@@ -267,3 +267,17 @@ def _encode_extension(ext: AnyExtension, parts: list[bytes]) -> None:
     body = extension_body(ext)
     parts.append(_EXT.pack(_ext_word(ext), len(body)))
     parts.append(body)
+
+
+def encode_cie(cie: Cie) -> bytes:
+    """The wire form of one CIE (what encode writes for it)."""
+    parts: list[bytes] = []
+    _encode_cie(cie, parts)
+    return b"".join(parts)
+
+
+def encode_extension(ext: AnyExtension) -> bytes:
+    """The wire form of one extension, its type/length header included."""
+    parts: list[bytes] = []
+    _encode_extension(ext, parts)
+    return b"".join(parts)

@@ -1,0 +1,96 @@
+"""sendmmsg/recvmmsg through ctypes (xdmvpn.mmsg), on real UDP sockets over loopback (the
+same calls as on the raw GRE socket, without needing root), and the daemon effects holding
+sends for one batch."""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address
+
+import pytest
+
+from xdmvpn.daemon.effects import LiveEffects
+from xdmvpn.mmsg import RecvBatch, SendBatch
+
+LO = IPv4Address("127.0.0.1")
+
+
+@pytest.fixture
+def pair():
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    yield tx, rx
+    tx.close()
+    rx.close()
+
+
+def test_a_batch_goes_out_whole_with_its_header_in_order(pair):
+    tx, rx = pair
+    batch = SendBatch(b"GRE:", capacity=8, port=rx.getsockname()[1])
+    for i in range(20):                      # more than the capacity: flushes by itself
+        batch.add(tx.fileno(), LO, b"packet %d" % i)
+    assert len(batch) == 4 and batch.sent == 16
+    assert batch.flush(tx.fileno()) == 4 and len(batch) == 0
+    got = []
+    rb = RecvBatch(capacity=7, size=64)
+    while len(got) < 20:
+        part = rb.recv(rx.fileno())
+        assert part and len(part) <= 7
+        got += part
+    assert [d for d, _, _ in got] == [b"GRE:packet %d" % i for i in range(20)]
+    assert {src for _, src, _ in got} == {LO} and not any(t for _, _, t in got)
+    assert rb.recv(rx.fileno()) == []        # nothing waits: no blocking
+    assert batch.failed == 0 and batch.errors == {}
+
+
+def test_a_long_datagram_comes_back_truncated_and_flagged(pair):
+    tx, rx = pair
+    tx.sendto(b"x" * 100, rx.getsockname())
+    (data, src, truncated), = RecvBatch(capacity=2, size=10).recv(rx.fileno())
+    assert data == b"x" * 10 and truncated and src == LO
+
+
+def test_a_refused_datagram_is_counted_and_the_rest_still_go(pair):
+    tx, rx = pair
+    tx.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 0)
+    batch = SendBatch(capacity=4, port=rx.getsockname()[1])
+    batch.add(tx.fileno(), LO, b"one")
+    batch.add(tx.fileno(), IPv4Address("255.255.255.255"), b"refused")   # EACCES
+    batch.add(tx.fileno(), LO, b"three")
+    assert batch.flush(tx.fileno()) == 2 and batch.failed == 1 and list(batch.errors) != []
+    assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"one", b"three"]
+
+
+class UdpGre:
+    """Stands in for transport.GreSocket on a UDP socket (a raw GRE socket needs root)."""
+
+    def __init__(self, sock, port):
+        self.sock, self.port, self.sent = sock, port, 0
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def send(self, nbma, packet):
+        self.sock.sendto(packet, (str(nbma), self.port))
+        self.sent += 1
+        return True
+
+
+def test_effects_hold_sends_until_the_batch_ends(pair):
+    tx, rx = pair
+    port = rx.getsockname()[1]
+    fx = LiveEffects(UdpGre(tx, port), maps=None, routes=None)
+    fx.send(LO, b"at once")                  # no batch configured: as always
+    assert RecvBatch().recv(rx.fileno())[0][0] == b"at once"
+    fx.send_batch = SendBatch(capacity=64, port=port)
+    with fx.hold():
+        for i in range(10):
+            fx.send(LO, b"r%d" % i)
+        with fx.hold():                       # nested: still one batch
+            fx.send(LO, b"inner")
+        assert RecvBatch().recv(rx.fileno()) == []      # nothing left yet
+    got = RecvBatch().recv(rx.fileno())
+    assert [d for d, _, _ in got] == [b"r%d" % i for i in range(10)] + [b"inner"]
+    assert fx.gre.sent == 1 and fx.stats["send_failed"] == 0
