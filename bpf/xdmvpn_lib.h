@@ -11,6 +11,20 @@
 #define AF_INET 2
 #endif
 
+/* The programs' clock: the coarse monotonic one (a tick is a few ms, reading
+ * it costs a few ns); a test build reads xdmvpn_test_clock instead. */
+#if XDMVPN_TEST_CLOCK
+static __always_inline __u64 xdmvpn_now(void)
+{
+	__u32 zero = 0;
+	__u64 *t = xdmvpn_test_clock.lookup(&zero);
+
+	return t ? *t : 0;
+}
+#else
+#define xdmvpn_now() bpf_ktime_get_coarse_ns()
+#endif
+
 static __always_inline void xdmvpn_count_path(__u32 path, __u64 bytes)
 {
 	struct xdmvpn_count *c = xdmvpn_paths.lookup(&path);
@@ -53,7 +67,7 @@ static __always_inline struct xdmvpn_peer *xdmvpn_route(__be32 dst)
 
 	if (p)
 		return p;
-	k.prefixlen = 32;
+	k.prefixlen = sizeof(dst) * 8;
 	k.addr = dst;
 	return xdmvpn_prefixes.lookup(&k);
 }
@@ -77,7 +91,7 @@ static __always_inline __u16 xdmvpn_ipv4_csum(struct iphdr *ip)
 	__u32 sum = 0;
 
 #pragma unroll
-	for (int i = 0; i < 10; i++)
+	for (int i = 0; i < sizeof(*ip) / sizeof(*w); i++)
 		sum += w[i];
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
@@ -92,10 +106,11 @@ static __always_inline void xdmvpn_outer_ipv4(struct iphdr *ip, __u8 tos,
 {
 	__u16 frag = 0;
 
-	if (XDMVPN_DF == 1 || (XDMVPN_DF == 2 && (inner_frag & XDMVPN_IP_DF)))
+	if (XDMVPN_DF == XDMVPN_DF_SET ||
+	    (XDMVPN_DF == XDMVPN_DF_INHERIT && (inner_frag & XDMVPN_IP_DF)))
 		frag = XDMVPN_IP_DF;
-	ip->version = 4;
-	ip->ihl = 5;
+	ip->version = XDMVPN_IPV4_VERSION;
+	ip->ihl = XDMVPN_IPV4_MIN_IHL;
 	ip->tos = tos;
 	ip->tot_len = xdmvpn_htons(tot_len);
 	ip->id = id;
@@ -122,12 +137,9 @@ static __always_inline void xdmvpn_gre_header(void *gre)
 
 static __always_inline void xdmvpn_set_mac(unsigned char *m, __u64 mac)
 {
-	m[0] = (mac >> 40) & 0xff;
-	m[1] = (mac >> 32) & 0xff;
-	m[2] = (mac >> 24) & 0xff;
-	m[3] = (mac >> 16) & 0xff;
-	m[4] = (mac >> 8) & 0xff;
-	m[5] = mac & 0xff;
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		m[i] = mac >> (8 * (ETH_ALEN - 1 - i));
 }
 
 /* Reserve an event and fill its header; NULL (counted as lost) when the ring is full.
@@ -166,8 +178,8 @@ static __always_inline struct xdmvpn_event *xdmvpn_event_start(__u32 type, __be3
 static __always_inline int xdmvpn_rl_allow(__be32 src, __be32 dst, __u64 now,
 					   __u64 interval)
 {
-	__u32 h = ((__u32)src * 0x9e3779b1u) ^ (__u32)dst;
-	__u32 idx = (h * 0x85ebca6bu) >> (32 - XDMVPN_RL_BITS);
+	__u32 h = ((__u32)src * XDMVPN_HASH_MUL_A) ^ (__u32)dst;
+	__u32 idx = (h * XDMVPN_HASH_MUL_B) >> (sizeof(h) * 8 - XDMVPN_RL_BITS);
 	struct xdmvpn_rl_slot *s = xdmvpn_ratelimit.lookup(&idx);
 	__u64 old;
 
@@ -223,11 +235,11 @@ static __always_inline int xdmvpn_nh_fill(void *ctx, struct bpf_fib_lookup *fib,
 					  struct xdmvpn_nh *nh, __be32 nbma, __u64 now,
 					  int tc)
 {
-	__u16 mtu = 0xffff;
+	__u16 mtu = XDMVPN_IPV4_MAX_LEN;
 	int rc;
 
 	if (!tc) {
-		rc = xdmvpn_fib(ctx, fib, nbma, 0, 0xffff, 0);
+		rc = xdmvpn_fib(ctx, fib, nbma, 0, XDMVPN_IPV4_MAX_LEN, 0);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			mtu = fib->mtu_result;
 		else if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -264,5 +276,19 @@ static __always_inline struct xdmvpn_nh *xdmvpn_nh_get(__u32 idx, __be32 nbma, _
 
 /* A failed tail call: the program slot is empty (start-up or teardown). */
 #define xdmvpn_tail_failed(bytes_) xdmvpn_count_drop(XDMVPN_DROP_TAIL_CALL, (bytes_))
+
+/* Admission by the generic cell rate algorithm (struct xdmvpn_bucket): 1 to
+ * admit, which moves *tat on by cost; a refused packet writes nothing, so a
+ * shared budget stays read-mostly under a flood.  The compare-and-swap makes
+ * two CPUs that race for the last token admit one packet, not two. */
+static __always_inline int xdmvpn_gcra(__u64 *tat, __u64 now, __u64 cost, __u64 burst)
+{
+	__u64 old = *tat;
+	__u64 base = old > now ? old : now;
+
+	if (base - now > (burst - 1) * cost)
+		return 0;
+	return __sync_val_compare_and_swap(tat, old, base + cost) == old;
+}
 
 #endif /* XDMVPN_LIB_H */

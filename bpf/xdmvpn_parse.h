@@ -13,50 +13,12 @@
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
 #include <uapi/linux/tcp.h>
+#include "xdmvpn_structs.h"
 
 #define xdmvpn_htons(x) ((__be16)__builtin_bswap16((__u16)(x)))
 #define xdmvpn_ntohs(x) ((__u16)__builtin_bswap16((__u16)(x)))
 #define xdmvpn_htonl(x) ((__be32)__builtin_bswap32((__u32)(x)))
 #define xdmvpn_ntohl(x) ((__u32)__builtin_bswap32((__u32)(x)))
-
-/* GRE flag bits (RFC 2784/2890, first 16 bits of the header, host order). */
-#define XDMVPN_GRE_F_CSUM    0x8000
-#define XDMVPN_GRE_F_ROUTING 0x4000
-#define XDMVPN_GRE_F_KEY     0x2000
-#define XDMVPN_GRE_F_SEQ     0x1000
-#define XDMVPN_GRE_F_STRICT  0x0800
-#define XDMVPN_GRE_F_RECUR   0x0700
-#define XDMVPN_GRE_F_VER     0x0007
-
-#define XDMVPN_IP_MF     0x2000
-#define XDMVPN_IP_DF     0x4000
-#define XDMVPN_IP_OFFSET 0x1fff
-
-struct xdmvpn_cursor {
-	void *pos; /* first byte not yet parsed */
-	void *end; /* one past the last byte of the linear packet data */
-};
-
-/* GRE base header: flags+version word, protocol type. */
-struct xdmvpn_grehdr {
-	__be16 flags;
-	__be16 proto;
-};
-
-/* What xdmvpn_parse_gre found. */
-struct xdmvpn_gre_info {
-	__u16 flags;  /* host order, version bits included */
-	__u16 proto;  /* host order protocol type (0x0800 IPv4, 0x2001 NHRP) */
-	__u32 key;    /* host order key, valid when flags has XDMVPN_GRE_F_KEY */
-	__u32 hlen;   /* bytes of GRE header including optional words */
-};
-
-/* Result codes of xdmvpn_parse_gre. */
-enum xdmvpn_gre_parse {
-	XDMVPN_GRE_OK = 0,
-	XDMVPN_GRE_TRUNCATED = 1,   /* header or one of its optional words is cut */
-	XDMVPN_GRE_UNSUPPORTED = 2, /* version != 0, routing or recursion bits */
-};
 
 /* Ethernet.  Returns the EtherType (network order) or -1 when truncated.
  * VLAN tags are not followed: the caller sees 0x8100 and leaves it alone. */
@@ -82,9 +44,9 @@ static __always_inline int xdmvpn_parse_ipv4(struct xdmvpn_cursor *c,
 
 	if ((void *)(h + 1) > c->end)
 		return -1;
-	if (h->version != 4 || h->ihl < 5)
+	if (h->version != XDMVPN_IPV4_VERSION || h->ihl < XDMVPN_IPV4_MIN_IHL)
 		return -1;
-	hlen = h->ihl * 4;
+	hlen = h->ihl * XDMVPN_HDR_WORD;
 	if (c->pos + hlen > c->end)
 		return -1;
 	c->pos += hlen;
@@ -111,17 +73,17 @@ static __always_inline int xdmvpn_parse_gre(struct xdmvpn_cursor *c,
 		     XDMVPN_GRE_F_STRICT | XDMVPN_GRE_F_RECUR))
 		return XDMVPN_GRE_UNSUPPORTED;
 	if (flags & XDMVPN_GRE_F_CSUM)
-		off += 4;
+		off += XDMVPN_GRE_WORD_LEN;
 	if (flags & XDMVPN_GRE_F_KEY) {
 		__be32 *k = c->pos + off;
 
 		if ((void *)(k + 1) > c->end)
 			return XDMVPN_GRE_TRUNCATED;
 		gi->key = xdmvpn_ntohl(*k);
-		off += 4;
+		off += XDMVPN_GRE_WORD_LEN;
 	}
 	if (flags & XDMVPN_GRE_F_SEQ)
-		off += 4;
+		off += XDMVPN_GRE_WORD_LEN;
 	if (c->pos + off > c->end)
 		return XDMVPN_GRE_TRUNCATED;
 	c->pos += off;

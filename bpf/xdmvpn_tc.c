@@ -5,9 +5,9 @@
  * xdmvpn_tc_encap: TCP MSS clamp on SYNs, then
  *   multicast/broadcast -> outer headers once, xdmvpn_tc_mcast clones it
  *   mapped destination   -> outer IPv4 + GRE + Ethernet, redirect to underlay
- *   no mapping           -> a rate-limited miss event for the controller, and
- *                           the mapping of the kernel route's gateway, else
- *                           the NHS when there is one, else drop
+ *   no mapping           -> the mapping of the kernel route's gateway, else
+ *                           the NHS when there is one, else drop (no event:
+ *                           the hub's traffic indication starts a shortcut)
  *   IPsec peer           -> outer headers, then up the stack to xfrm (never a
  *                           redirect); no CHILD_SA: drop
  * xdmvpn_tc_guard (underlay egress, with XDMVPN_IPSEC): plaintext GRE to an
@@ -16,6 +16,8 @@
  *   from ESP, onto the overlay.
  * xdmvpn_tc_mcast (tail call): one copy per multicast-set entry, a batch of
  *   XDMVPN_MCAST_BATCH per call, the position carried in skb->cb[0].
+ * Every TC_ACT_SHOT that discards a packet counts one reason of enum xdmvpn_drop
+ * (the original skb of a multicast, consumed after its copies, is not a drop).
  */
 #include <uapi/linux/pkt_cls.h>
 #include "xdmvpn_lib.h"
@@ -40,16 +42,18 @@ static __always_inline int xdmvpn_syn(struct __sk_buff *skb, struct tcphdr **out
 	    xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != IPPROTO_TCP ||
 	    (ip->frag_off & xdmvpn_htons(XDMVPN_IP_MF | XDMVPN_IP_OFFSET)))
 		return -1;
-	if (xdmvpn_parse_tcp(&c, &tcp) || !tcp->syn || tcp->doff <= 5)
+	if (xdmvpn_parse_tcp(&c, &tcp) || !tcp->syn ||
+	    tcp->doff * XDMVPN_HDR_WORD <= sizeof(*tcp))
 		return -1;
 	*out = tcp;
 	return 0;
 }
 
 /* MSS clamp, one TCP option per call: xdmvpn_tc_mss looks at the option at
- * offset cb[XDMVPN_CB_MSS] & 0xff (count of options seen in bits 8..15),
- * lowers an MSS above XDMVPN_ADJUST_MSS, and tail-calls itself for the next
- * option (8 at most), then xdmvpn_tc_build.  One option per program keeps the
+ * offset cb[XDMVPN_CB_MSS] & XDMVPN_CB_MSS_OFF_MASK (count of options seen
+ * above XDMVPN_CB_MSS_SEEN_SHIFT), lowers an MSS above XDMVPN_ADJUST_MSS, and
+ * tail-calls itself for the next option (XDMVPN_MSS_MAX_OPTIONS at most), then
+ * xdmvpn_tc_build.  One option per program keeps the
  * verifier's work small; only SYNs with options take this path. */
 int xdmvpn_tc_mss(struct __sk_buff *skb)
 {
@@ -57,60 +61,45 @@ int xdmvpn_tc_mss(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct tcphdr *tcp;
 	__u32 st = skb->cb[XDMVPN_CB_MSS];
-	__u32 i = st & 0xff, n = st >> 8;
+	__u32 i = st & XDMVPN_CB_MSS_OFF_MASK, n = st >> XDMVPN_CB_MSS_SEEN_SHIFT;
 	__u8 *p;
 
-	if (xdmvpn_syn(skb, &tcp) || n >= 8 || i >= tcp->doff * 4 - sizeof(*tcp))
+	if (xdmvpn_syn(skb, &tcp) || n >= XDMVPN_MSS_MAX_OPTIONS ||
+	    i >= tcp->doff * XDMVPN_HDR_WORD - sizeof(*tcp))
 		goto done;
 	p = (__u8 *)(tcp + 1) + i;
-	if ((void *)(p + 4) > data_end || p[0] == 0)
+	if ((void *)(p + XDMVPN_TCPOLEN_MSS) > data_end || p[0] == XDMVPN_TCPOPT_EOL)
 		goto done;
-	if (p[0] == 2 && p[1] == 4) {
-		__u16 mss = (p[2] << 8) | p[3];
+	if (p[0] == XDMVPN_TCPOPT_MSS && p[1] == XDMVPN_TCPOLEN_MSS) {
+		__be16 *value = (__be16 *)(p + XDMVPN_TCPOLEN_MIN);
+		__u16 mss = xdmvpn_ntohs(*value);
 		__u32 tcp_off = (void *)tcp - data;
-		__u32 off = tcp_off + sizeof(*tcp) + i + 2;
-		__u32 csum_off = tcp_off + 16;
-		__be16 old_v = *(__be16 *)(p + 2);
+		__u32 off = tcp_off + sizeof(*tcp) + i + XDMVPN_TCPOLEN_MIN;
+		__u32 csum_off = tcp_off + __builtin_offsetof(struct tcphdr, check);
+		__be16 old_v = *value;
 		__be16 new_v = xdmvpn_htons(XDMVPN_ADJUST_MSS);
 
 		if (mss <= XDMVPN_ADJUST_MSS)
 			goto done;
-		*(__be16 *)(p + 2) = new_v;
+		*value = new_v;
 		if (off & 1) {
 			/* Odd offset: the word sits byte-swapped in the sum. */
 			old_v = __builtin_bswap16(old_v);
 			new_v = __builtin_bswap16(new_v);
 		}
-		bpf_l4_csum_replace(skb, csum_off, old_v, new_v, 2);
+		bpf_l4_csum_replace(skb, csum_off, old_v, new_v, sizeof(new_v));
 		xdmvpn_count_path(XDMVPN_PATH_MSS_CLAMPED, 0);
 		goto done;
 	}
-	if (p[0] != 1 && p[1] < 2)
+	if (p[0] != XDMVPN_TCPOPT_NOP && p[1] < XDMVPN_TCPOLEN_MIN)
 		goto done;
-	skb->cb[XDMVPN_CB_MSS] = (i + (p[0] == 1 ? 1 : p[1])) | ((n + 1) << 8);
+	skb->cb[XDMVPN_CB_MSS] = (i + (p[0] == XDMVPN_TCPOPT_NOP ? 1 : p[1])) |
+				 ((n + 1) << XDMVPN_CB_MSS_SEEN_SHIFT);
 	xdmvpn_progs.call(skb, XDMVPN_PROG_MSS);
 done:
 	xdmvpn_progs.call(skb, XDMVPN_PROG_BUILD);
 	xdmvpn_tail_failed(skb->len);
 	return TC_ACT_SHOT;
-}
-
-/* Miss event: the inner packet's pair and start. */
-static __always_inline void xdmvpn_miss(struct __sk_buff *skb, __be32 src, __be32 dst)
-{
-	__u64 now = bpf_ktime_get_coarse_ns();
-	struct xdmvpn_event *ev;
-	__u32 n = skb->len - ETH_HLEN;
-
-	if (!xdmvpn_rl_allow(0, dst, now, XDMVPN_MISS_INTERVAL_NS))
-		return;
-	ev = xdmvpn_event_start(XDMVPN_EV_MISS, 0, src, dst, &n);
-	if (!ev)
-		return;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, ev->data, n))
-		ev->len = 0;
-	xdmvpn_events.ringbuf_submit(ev, 0);
-	xdmvpn_count_path(XDMVPN_PATH_MISS, 0);
 }
 
 /* Make room after Ethernet and write outer IPv4 (destination left 0) + GRE
@@ -126,14 +115,15 @@ static __always_inline int xdmvpn_push_outer(struct __sk_buff *skb, __u8 tos,
 	if (bpf_skb_adjust_room(skb, XDMVPN_OUTER_LEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
 				BPF_F_ADJ_ROOM_ENCAP_L4_GRE))
-		return -1;
+		return -XDMVPN_DROP_ADJUST_ROOM;
 	/* adjust_room moved the data: derive the pointers again. */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	ip = data + ETH_HLEN;
 	if ((void *)ip + XDMVPN_OUTER_LEN > data_end)
-		return -1;
-	if (!(XDMVPN_DF == 1 || (XDMVPN_DF == 2 && (inner_frag & XDMVPN_IP_DF))))
+		return -XDMVPN_DROP_BOUNDS;
+	if (!(XDMVPN_DF == XDMVPN_DF_SET ||
+	      (XDMVPN_DF == XDMVPN_DF_INHERIT && (inner_frag & XDMVPN_IP_DF))))
 		id = (__be16)bpf_get_prandom_u32();
 	xdmvpn_outer_ipv4(ip, tos, inner_frag, tot_len, id, 0, inner_ttl);
 	xdmvpn_gre_header(ip + 1);
@@ -148,7 +138,7 @@ static __always_inline int xdmvpn_set_dst(struct __sk_buff *skb, __be32 nbma)
 	struct iphdr *ip = data + ETH_HLEN;
 
 	if ((void *)(ip + 1) > data_end)
-		return -1;
+		return -XDMVPN_DROP_BOUNDS;
 	ip->daddr = nbma;
 	ip->check = 0;
 	ip->check = xdmvpn_ipv4_csum(ip);
@@ -164,7 +154,7 @@ static __always_inline int xdmvpn_set_l2(struct __sk_buff *skb, const __u8 *dmac
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
-		return -1;
+		return -XDMVPN_DROP_BOUNDS;
 	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
 	return 0;
@@ -181,11 +171,11 @@ static __always_inline int xdmvpn_to_stack(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
-		return -XDMVPN_DROP_HELPER;
+		return -XDMVPN_DROP_BOUNDS;
 	xdmvpn_set_mac(eth->h_dest, XDMVPN_OVERLAY_DP_MAC);
 	xdmvpn_set_mac(eth->h_source, XDMVPN_OVERLAY_MAC);
 	if (bpf_skb_change_type(skb, PACKET_HOST))
-		return -XDMVPN_DROP_HELPER;
+		return -XDMVPN_DROP_CHANGE_TYPE;
 	xdmvpn_count_path(XDMVPN_PATH_ENCAP_XFRM, skb->len);
 	return TC_ACT_OK;
 }
@@ -209,14 +199,15 @@ static __always_inline int xdmvpn_send_copy(struct __sk_buff *skb, __be32 nbma)
 	struct bpf_fib_lookup fib;
 	int rc;
 
-	if (xdmvpn_set_dst(skb, nbma))
-		return -XDMVPN_DROP_HELPER;
+	rc = xdmvpn_set_dst(skb, nbma);
+	if (rc < 0)
+		return rc;
 	rc = xdmvpn_ipsec_route(nbma);
 	if (rc < 0)
 		return rc;
 	if (rc)
 		return bpf_clone_redirect(skb, XDMVPN_OVERLAY_IFINDEX, BPF_F_INGRESS) ?
-			-XDMVPN_DROP_HELPER : 0;
+			-XDMVPN_DROP_CLONE : 0;
 	rc = xdmvpn_fib(skb, &fib, nbma, 0, 0, BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return -XDMVPN_DROP_NO_NEIGH;
@@ -224,9 +215,16 @@ static __always_inline int xdmvpn_send_copy(struct __sk_buff *skb, __be32 nbma)
 		return -XDMVPN_DROP_TOO_BIG;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return -XDMVPN_DROP_NO_ROUTE;
-	if (xdmvpn_set_l2(skb, fib.dmac, fib.smac))
-		return -XDMVPN_DROP_HELPER;
-	return bpf_clone_redirect(skb, fib.ifindex, 0) ? -XDMVPN_DROP_HELPER : 0;
+	rc = xdmvpn_set_l2(skb, fib.dmac, fib.smac);
+	if (rc < 0)
+		return rc;
+	return bpf_clone_redirect(skb, fib.ifindex, 0) ? -XDMVPN_DROP_CLONE : 0;
+}
+
+/* The verdict of a redirect helper: TC_ACT_REDIRECT, or the drop it means. */
+static __always_inline int xdmvpn_redirected(long v)
+{
+	return v == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : -XDMVPN_DROP_REDIRECT;
 }
 
 /* Send the encapsulated skb to nbma, the next hop from the mapping's cache
@@ -238,8 +236,9 @@ static __always_inline int xdmvpn_send(struct __sk_buff *skb, __be32 nbma,
 	struct xdmvpn_nh tmp;
 	int rc;
 
-	if (xdmvpn_set_dst(skb, nbma))
-		return -XDMVPN_DROP_HELPER;
+	rc = xdmvpn_set_dst(skb, nbma);
+	if (rc < 0)
+		return rc;
 	if (!nh || nh->nbma != nbma || now - nh->stamp_ns >= XDMVPN_NH_CACHE_NS) {
 		if (!nh)
 			nh = &tmp;
@@ -249,7 +248,8 @@ static __always_inline int xdmvpn_send(struct __sk_buff *skb, __be32 nbma,
 						      .ipv4_nh = fib.ipv4_dst };
 
 			xdmvpn_count_path(XDMVPN_PATH_ENCAP_NEIGH, 0);
-			return xdmvpn_redirect_neigh(fib.ifindex, &rn, sizeof(rn), 0);
+			return xdmvpn_redirected(xdmvpn_redirect_neigh(fib.ifindex, &rn,
+								       sizeof(rn), 0));
 		}
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			return -XDMVPN_DROP_TOO_BIG;
@@ -258,9 +258,10 @@ static __always_inline int xdmvpn_send(struct __sk_buff *skb, __be32 nbma,
 	} else if (skb->len - ETH_HLEN > nh->mtu) {
 		return -XDMVPN_DROP_TOO_BIG;
 	}
-	if (xdmvpn_set_l2(skb, nh->dmac, nh->smac))
-		return -XDMVPN_DROP_HELPER;
-	return bpf_redirect(nh->ifindex, 0);
+	rc = xdmvpn_set_l2(skb, nh->dmac, nh->smac);
+	if (rc < 0)
+		return rc;
+	return xdmvpn_redirected(bpf_redirect(nh->ifindex, 0));
 }
 
 /* The kernel routed dst out of the tunnel interface without a host or prefix
@@ -323,13 +324,12 @@ int xdmvpn_tc_encap(struct __sk_buff *skb)
 	}
 #endif
 
-	if ((dst & xdmvpn_htonl(0xf0000000)) == xdmvpn_htonl(0xe0000000) ||
-	    dst == 0xffffffff) {
+	if ((dst & xdmvpn_htonl(XDMVPN_IPV4_MCAST_MASK)) == xdmvpn_htonl(XDMVPN_IPV4_MCAST_NET) ||
+	    dst == xdmvpn_htonl(XDMVPN_IPV4_BROADCAST)) {
 		skb->cb[XDMVPN_CB_PATH] = XDMVPN_PATH_MCAST;
 	} else {
 		peer = xdmvpn_route(dst);
 		if (!peer) {
-			xdmvpn_miss(skb, src, dst);
 			peer = xdmvpn_route_kernel(skb, src, dst);
 			path = XDMVPN_PATH_ENCAP_ROUTE;
 		}
@@ -372,9 +372,13 @@ int xdmvpn_tc_build(struct __sk_buff *skb)
 	struct xdmvpn_nh *nh;
 	int rc;
 
-	if ((void *)(ip + 1) > data_end ||
-	    xdmvpn_push_outer(skb, ip->tos, xdmvpn_ntohs(ip->frag_off), ip->ttl)) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+	if ((void *)(ip + 1) > data_end) {
+		xdmvpn_count_drop(XDMVPN_DROP_BOUNDS, bytes);
+		return TC_ACT_SHOT;
+	}
+	rc = xdmvpn_push_outer(skb, ip->tos, xdmvpn_ntohs(ip->frag_off), ip->ttl);
+	if (rc < 0) {
+		xdmvpn_count_drop(-rc, bytes);
 		return TC_ACT_SHOT;
 	}
 	if (path == XDMVPN_PATH_MCAST) {
@@ -383,7 +387,7 @@ int xdmvpn_tc_build(struct __sk_buff *skb)
 		xdmvpn_tail_failed(bytes);
 		return TC_ACT_SHOT;
 	}
-	now = bpf_ktime_get_coarse_ns();
+	now = xdmvpn_now();
 	{
 		struct xdmvpn_peer p = { .stats_idx = idx };
 
@@ -396,7 +400,9 @@ int xdmvpn_tc_build(struct __sk_buff *skb)
 		if (rc >= 0)
 			xdmvpn_count_path(path, bytes);
 	} else if (rc > 0) {
-		rc = xdmvpn_set_dst(skb, nbma) ? -XDMVPN_DROP_HELPER : xdmvpn_to_stack(skb);
+		rc = xdmvpn_set_dst(skb, nbma);
+		if (rc == 0)
+			rc = xdmvpn_to_stack(skb);
 	}
 	if (rc < 0) {
 		xdmvpn_count_drop(-rc, bytes);
@@ -429,6 +435,7 @@ int xdmvpn_tc_mcast(struct __sk_buff *skb)
 	}
 	skb->cb[XDMVPN_CB_NBMA] = base + XDMVPN_MCAST_BATCH;
 	xdmvpn_progs.call(skb, XDMVPN_PROG_MCAST);
+	xdmvpn_tail_failed(bytes);
 	return TC_ACT_SHOT;
 }
 
@@ -474,12 +481,17 @@ int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
 
 	__builtin_memset(&tk, 0, sizeof(tk));
 	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) ||
-	    tk.tunnel_id != (__u32)XDMVPN_GRE_KEY ||
-	    skb->protocol != xdmvpn_htons(ETH_P_IP))
+	    tk.tunnel_id != (__u32)XDMVPN_GRE_KEY) {
+		xdmvpn_count_drop(XDMVPN_DROP_ESP_NOT_OURS, bytes);
 		return TC_ACT_SHOT;
+	}
+	if (skb->protocol != xdmvpn_htons(ETH_P_IP)) {
+		xdmvpn_count_drop(XDMVPN_DROP_INNER_PROTO, bytes);
+		return TC_ACT_SHOT;
+	}
 	sender = xdmvpn_htonl(tk.remote_ipv4);
 	if (bpf_skb_change_head(skb, ETH_HLEN, 0)) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
+		xdmvpn_count_drop(XDMVPN_DROP_CHANGE_HEAD, bytes);
 		return TC_ACT_SHOT;
 	}
 	eth = (void *)(long)skb->data;
@@ -498,7 +510,7 @@ int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
 	    peer->nbma != sender) {
 		__u32 n = skb->len - ETH_HLEN;
 		struct xdmvpn_event *ev = xdmvpn_trigger_start(sender, src, dst,
-							      bpf_ktime_get_coarse_ns(), &n);
+							      xdmvpn_now(), &n);
 
 		if (ev) {
 			if (bpf_skb_load_bytes(skb, ETH_HLEN, ev->data, n))
@@ -507,8 +519,12 @@ int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
 			xdmvpn_count_path(XDMVPN_PATH_TRIGGER, 0);
 		}
 	}
+	if (bpf_redirect(XDMVPN_OVERLAY_IFINDEX, 0) != TC_ACT_REDIRECT) {
+		xdmvpn_count_drop(XDMVPN_DROP_REDIRECT, bytes);
+		return TC_ACT_SHOT;
+	}
 	xdmvpn_count_path(XDMVPN_PATH_DECAP_ESP, bytes);
-	return bpf_redirect(XDMVPN_OVERLAY_IFINDEX, 0);
+	return TC_ACT_REDIRECT;
 }
 #endif
 

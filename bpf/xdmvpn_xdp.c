@@ -5,8 +5,9 @@
  * dispatches; the work is done by programs it tail-calls through
  * xdmvpn_xdp_progs, handing over in the per-CPU xdmvpn_scratch:
  *   GRE v0 with our key to our NBMA address:
- *     NHRP (0x2001)            -> xdmvpn_xdp_nhrp: per-sender token bucket,
- *                                 XDP_PASS to the controller
+ *     NHRP (0x2001)            -> xdmvpn_xdp_nhrp: admission (known senders:
+ *                                 their token bucket; unknown ones: theirs and
+ *                                 a global budget), XDP_PASS to the controller
  *     IPv4 for a mapped peer   -> xdmvpn_xdp_hairpin: rewrite the outer header
  *                                 from the next-hop cache, XDP_TX (+ trigger)
  *     IPv4 otherwise           -> xdmvpn_xdp_decap: strip the outer headers,
@@ -14,6 +15,7 @@
  *   GRE from an IPsec peer     -> XDP_DROP (plaintext; with XDMVPN_IPSEC)
  *   anything else              -> XDP_PASS untouched (counted by reason)
  *   malformed GRE that is ours -> XDP_DROP (counted by reason)
+ * Every XDP_DROP counts one reason of enum xdmvpn_drop.
  * xdmvpn_xdp_pass (on dmvpn0): lets veth deliver redirected frames.
  */
 #include "xdmvpn_lib.h"
@@ -21,11 +23,9 @@
 /* Final verdicts.  The benchmark build counts them and drops the frame so
  * that a live-frames run measures the programs, not the transmission. */
 #ifdef XDMVPN_BENCH
-BPF_PERCPU_ARRAY(xdmvpn_bench_verdicts, __u64, 8);
-
 static __always_inline int xdmvpn_verdict(int v)
 {
-	__u32 k = v & 7;
+	__u32 k = v & (XDMVPN_BENCH_VERDICTS - 1);
 	__u64 *n = xdmvpn_bench_verdicts.lookup(&k);
 
 	if (n)
@@ -35,6 +35,13 @@ static __always_inline int xdmvpn_verdict(int v)
 #else
 #define xdmvpn_verdict(v) (v)
 #endif
+
+/* Drop and count reason (the frame's length as bytes). */
+static __always_inline int xdmvpn_xdp_drop(__u32 reason, __u64 bytes)
+{
+	xdmvpn_count_drop(reason, bytes);
+	return xdmvpn_verdict(XDP_DROP);
+}
 
 static __always_inline struct xdmvpn_scratch *xdmvpn_scratch_get(void)
 {
@@ -47,8 +54,7 @@ static __always_inline struct xdmvpn_scratch *xdmvpn_scratch_get(void)
 static __always_inline int xdmvpn_xdp_tail(struct xdp_md *ctx, __u32 slot, __u64 bytes)
 {
 	xdmvpn_xdp_progs.call(ctx, slot);
-	xdmvpn_tail_failed(bytes);
-	return xdmvpn_verdict(XDP_DROP);
+	return xdmvpn_xdp_drop(XDMVPN_DROP_TAIL_CALL, bytes);
 }
 
 int xdmvpn_xdp_underlay(struct xdp_md *ctx)
@@ -82,10 +88,8 @@ int xdmvpn_xdp_underlay(struct xdp_md *ctx)
 		return xdmvpn_verdict(XDP_PASS);
 	}
 	rc = xdmvpn_parse_gre(&c, &gi);
-	if (rc == XDMVPN_GRE_TRUNCATED) {
-		xdmvpn_count_drop(XDMVPN_DROP_GRE_TRUNCATED, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (rc == XDMVPN_GRE_TRUNCATED)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_GRE_TRUNCATED, bytes);
 	if (rc != XDMVPN_GRE_OK) {
 		xdmvpn_count_path(XDMVPN_PATH_PASS_GRE_OTHER, bytes);
 		return xdmvpn_verdict(XDP_PASS);
@@ -101,35 +105,25 @@ int xdmvpn_xdp_underlay(struct xdp_md *ctx)
 	/* A peer that must use IPsec sends GRE (data and NHRP) only inside ESP,
 	 * which the kernel decrypts after XDP: plaintext from it is refused
 	 * before it can be decapsulated, forwarded or change the NHRP state. */
-	if (xdmvpn_ipsec_flags(ip->saddr) & XDMVPN_IPSEC_REQUIRED) {
-		xdmvpn_count_drop(XDMVPN_DROP_PLAINTEXT_IPSEC, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (xdmvpn_ipsec_flags(ip->saddr) & XDMVPN_IPSEC_REQUIRED)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_PLAINTEXT_IPSEC, bytes);
 	if (gi.proto == XDMVPN_GRE_PROTO_NHRP)
 		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_NHRP, bytes);
-	if (gi.proto != XDMVPN_GRE_PROTO_IPV4) {
-		xdmvpn_count_drop(XDMVPN_DROP_INNER_PROTO, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
-	if (xdmvpn_parse_ipv4(&c, &inner) < 0) {
-		xdmvpn_count_drop(XDMVPN_DROP_INNER_MALFORMED, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (gi.proto != XDMVPN_GRE_PROTO_IPV4)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_INNER_PROTO, bytes);
+	if (xdmvpn_parse_ipv4(&c, &inner) < 0)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_INNER_MALFORMED, bytes);
 	s = xdmvpn_scratch_get();
-	if (!s) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (!s)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_SCRATCH, bytes);
 	s->bytes = bytes;
 	s->strip = ihl + gi.hlen;
 
 	peer = xdmvpn_route(inner->daddr);
 	if (!peer || peer->nbma == XDMVPN_LOCAL_NBMA_BE)
 		return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
-	if (peer->nbma == ip->saddr) {
-		xdmvpn_count_drop(XDMVPN_DROP_LOOP, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (peer->nbma == ip->saddr)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_LOOP, bytes);
 	/* Hairpin.  Unusual packets (outer options, inner TTL about to expire)
 	 * take the decap path so that the kernel forwards them or answers. */
 	if (ihl != sizeof(struct iphdr) || inner->ttl <= 1) {
@@ -147,6 +141,17 @@ int xdmvpn_xdp_underlay(struct xdp_md *ctx)
 	return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_HAIRPIN, bytes);
 }
 
+/* Redirect to ifindex, counting path; a refused redirect is a drop. */
+static __always_inline int xdmvpn_xdp_redirect(__u32 ifindex, __u32 path, __u64 bytes)
+{
+	int v = bpf_redirect(ifindex, 0);
+
+	if (v != XDP_REDIRECT)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_REDIRECT, bytes);
+	xdmvpn_count_path(path, bytes);
+	return xdmvpn_verdict(v);
+}
+
 /* Strip outer IPv4 + GRE (scratch.strip bytes after Ethernet), give the inner
  * packet a fresh Ethernet header addressed to dmvpn0, redirect it into the pair. */
 int xdmvpn_xdp_decap(struct xdp_md *ctx)
@@ -158,26 +163,23 @@ int xdmvpn_xdp_decap(struct xdp_md *ctx)
 	__u32 strip;
 
 	if (!s)
-		return xdmvpn_verdict(XDP_DROP);
+		return xdmvpn_xdp_drop(XDMVPN_DROP_SCRATCH, ctx->data_end - ctx->data);
 	bytes = s->bytes;
 	strip = s->strip;
-	if (strip > 60 + 16 || bpf_xdp_adjust_head(ctx, strip)) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (strip > XDMVPN_MAX_STRIP)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_BOUNDS, bytes);
+	if (bpf_xdp_adjust_head(ctx, strip))
+		return xdmvpn_xdp_drop(XDMVPN_DROP_ADJUST_HEAD, bytes);
 	/* adjust_head moved the data: derive the pointers again. */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;
-	if ((void *)(eth + 1) > data_end) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if ((void *)(eth + 1) > data_end)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_BOUNDS, bytes);
 	xdmvpn_set_mac(eth->h_dest, XDMVPN_OVERLAY_MAC);
 	xdmvpn_set_mac(eth->h_source, XDMVPN_OVERLAY_DP_MAC);
 	eth->h_proto = xdmvpn_htons(ETH_P_IP);
-	xdmvpn_count_path(XDMVPN_PATH_DECAP, bytes);
-	return xdmvpn_verdict(bpf_redirect(XDMVPN_OVERLAY_IFINDEX, 0));
+	return xdmvpn_xdp_redirect(XDMVPN_OVERLAY_IFINDEX, XDMVPN_PATH_DECAP, bytes);
 }
 
 /* Traffic-indication trigger: sender NBMA, inner pair, start of the packet. */
@@ -211,46 +213,42 @@ int xdmvpn_xdp_hairpin(struct xdp_md *ctx)
 	__u64 bytes, now;
 
 	if (!s)
-		return xdmvpn_verdict(XDP_DROP);
+		return xdmvpn_xdp_drop(XDMVPN_DROP_SCRATCH, data_end - data);
 	bytes = s->bytes;
 	nbma = s->nbma;
 	off = ETH_HLEN + s->strip;
-	if (off > ETH_HLEN + sizeof(*ip) + 16)
-		goto bad;
+	if (off > ETH_HLEN + XDMVPN_HAIRPIN_MAX_STRIP)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_BOUNDS, bytes);
 	ip = (void *)(eth + 1);
 	inner = data + off;
 	if ((void *)(ip + 1) > data_end || (void *)(inner + 1) > data_end)
-		goto bad;
+		return xdmvpn_xdp_drop(XDMVPN_DROP_BOUNDS, bytes);
 
-	now = bpf_ktime_get_coarse_ns();
+	now = xdmvpn_now();
 	nh = xdmvpn_nh_get(s->stats_idx, nbma, now, &slot);
 	if (!nh) {
 		struct bpf_fib_lookup fib;
 		int rc;
 
 		if (!slot)
-			goto bad;
+			return xdmvpn_xdp_drop(XDMVPN_DROP_NH_SLOT, bytes);
 		rc = xdmvpn_nh_fill(ctx, &fib, slot, nbma, now, 0);
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 			/* The kernel resolves the neighbour on its way out. */
 			xdmvpn_count_path(XDMVPN_PATH_HAIRPIN_SLOW, bytes);
 			return xdmvpn_xdp_tail(ctx, XDMVPN_XDP_DECAP, bytes);
 		}
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-			xdmvpn_count_drop(XDMVPN_DROP_NO_ROUTE, bytes);
-			return xdmvpn_verdict(XDP_DROP);
-		}
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return xdmvpn_xdp_drop(XDMVPN_DROP_NO_ROUTE, bytes);
 		nh = slot;
 	}
-	if (bytes - ETH_HLEN > nh->mtu) {
-		xdmvpn_count_drop(XDMVPN_DROP_TOO_BIG, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
+	if (bytes - ETH_HLEN > nh->mtu)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_TOO_BIG, bytes);
 
 	/* Inner TTL: one overlay hop (header sum unchanged, so an optional GRE
 	 * checksum stays valid). */
 	check = inner->check;
-	check += xdmvpn_htons(0x0100);
+	check += xdmvpn_htons(XDMVPN_IPV4_TTL_WORD);
 	inner->check = (__u16)(check + (check >= 0xffff));
 	inner->ttl--;
 
@@ -265,61 +263,64 @@ int xdmvpn_xdp_hairpin(struct xdp_md *ctx)
 
 		xdmvpn_count_peer(&p, bytes, now);
 	}
-	xdmvpn_count_path(XDMVPN_PATH_HAIRPIN, bytes);
 	if (XDMVPN_REDIRECT)
 		xdmvpn_trigger(ctx, sender, inner->saddr, inner->daddr, off,
 			       data_end - (void *)inner, now);
-	if (nh->ifindex == XDMVPN_UNDERLAY_IFINDEX)
+	if (nh->ifindex == XDMVPN_UNDERLAY_IFINDEX) {
+		xdmvpn_count_path(XDMVPN_PATH_HAIRPIN, bytes);
 		return xdmvpn_verdict(XDP_TX);
-	return xdmvpn_verdict(bpf_redirect(nh->ifindex, 0));
-bad:
-	xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-	return xdmvpn_verdict(XDP_DROP);
+	}
+	return xdmvpn_xdp_redirect(nh->ifindex, XDMVPN_PATH_HAIRPIN, bytes);
 }
 
-/* Token bucket per sender NBMA (Cisco "ip nhrp max-send").  Racy across
- * CPUs by design: a lost update gives at most one extra packet. */
-static __always_inline int xdmvpn_nhrp_allow(__be32 src)
-{
-	const __u64 cap = XDMVPN_NHRP_BURST * XDMVPN_NHRP_COST_NS;
-	__u64 now = bpf_ktime_get_coarse_ns();
-	struct xdmvpn_bucket *b = xdmvpn_nhrp_buckets.lookup(&src);
-	__u64 credit;
-
-	if (!b) {
-		struct xdmvpn_bucket nb = { .credit_ns = cap - XDMVPN_NHRP_COST_NS,
-					    .last_ns = now };
-
-		xdmvpn_nhrp_buckets.update(&src, &nb);
-		return 1;
-	}
-	credit = b->credit_ns + (now - b->last_ns);
-	if (credit > cap)
-		credit = cap;
-	b->last_ns = now;
-	if (credit < XDMVPN_NHRP_COST_NS) {
-		b->credit_ns = credit;
-		return 0;
-	}
-	b->credit_ns = credit - XDMVPN_NHRP_COST_NS;
-	return 1;
-}
-
-/* NHRP for us (the dispatcher checked GRE and key): rate limit per sender. */
+/* NHRP admission.  A hub's NBMA address is public, so NHRP is admitted in
+ * two classes.  A known sender (an NBMA address that a host entry, prefix or
+ * NHS slot points at: xdmvpn_known_peers, kept by the controller) faces only
+ * its own token bucket (Cisco "ip nhrp max-send").  An unknown sender faces its
+ * own bucket too, kept in a separate LRU so that a flood of new sources can
+ * never evict a known peer's, and then the global budget of all unknown
+ * senders together; a packet the budget refuses creates no state.  Buckets
+ * are GCRA words (xdmvpn_gcra); a per-source one is created without a lock
+ * (two CPUs creating the same one admit one extra packet). */
 int xdmvpn_xdp_nhrp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
 	__u64 bytes = data_end - data;
+	struct xdmvpn_bucket *b, *g;
+	__u32 zero = 0;
+	__be32 src;
+	__u64 now;
 
-	if ((void *)(ip + 1) > data_end) {
-		xdmvpn_count_drop(XDMVPN_DROP_HELPER, bytes);
-		return xdmvpn_verdict(XDP_DROP);
-	}
-	if (!xdmvpn_nhrp_allow(ip->saddr)) {
-		xdmvpn_count_drop(XDMVPN_DROP_NHRP_RATE, bytes);
-		return xdmvpn_verdict(XDP_DROP);
+	if ((void *)(ip + 1) > data_end)
+		return xdmvpn_xdp_drop(XDMVPN_DROP_BOUNDS, bytes);
+	src = ip->saddr;
+	now = xdmvpn_now();
+	if (xdmvpn_known_peers.lookup(&src)) {
+		b = xdmvpn_nhrp_buckets.lookup(&src);
+		if (!b) {
+			struct xdmvpn_bucket nb = { .tat_ns = now + XDMVPN_NHRP_COST_NS };
+
+			xdmvpn_nhrp_buckets.update(&src, &nb);
+		} else if (!xdmvpn_gcra(&b->tat_ns, now, XDMVPN_NHRP_COST_NS,
+					XDMVPN_NHRP_BURST)) {
+			return xdmvpn_xdp_drop(XDMVPN_DROP_NHRP_RATE, bytes);
+		}
+	} else {
+		b = xdmvpn_nhrp_unknown_buckets.lookup(&src);
+		if (b && !xdmvpn_gcra(&b->tat_ns, now, XDMVPN_NHRP_COST_NS, XDMVPN_NHRP_BURST))
+			return xdmvpn_xdp_drop(XDMVPN_DROP_NHRP_UNKNOWN_RATE, bytes);
+		g = xdmvpn_nhrp_budget.lookup(&zero);
+		if (!g || !xdmvpn_gcra(&g->tat_ns, now, XDMVPN_NHRP_UNKNOWN_COST_NS,
+				       XDMVPN_NHRP_UNKNOWN_BURST))
+			return xdmvpn_xdp_drop(XDMVPN_DROP_NHRP_UNKNOWN_BUDGET, bytes);
+		if (!b) {
+			struct xdmvpn_bucket nb = { .tat_ns = now + XDMVPN_NHRP_COST_NS };
+
+			xdmvpn_nhrp_unknown_buckets.update(&src, &nb);
+		}
+		xdmvpn_count_path(XDMVPN_PATH_NHRP_UNKNOWN, bytes);
 	}
 	xdmvpn_count_path(XDMVPN_PATH_NHRP, bytes);
 	return xdmvpn_verdict(XDP_PASS);
@@ -335,12 +336,6 @@ int xdmvpn_xdp_pass(struct xdp_md *ctx)
  * template packet (the previous run may have rewritten the page), then
  * tail-calls the underlay program, whose verdicts the bench build turns into
  * XDP_DROP.  xdmvpn_bench_base does the same restore and verdict count only. */
-struct xdmvpn_bench_tmpl {
-	__u32 len;
-	__u8 data[256];
-};
-BPF_ARRAY(xdmvpn_bench_pkt, struct xdmvpn_bench_tmpl, 1);
-
 static __always_inline int xdmvpn_bench_restore(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
@@ -372,14 +367,6 @@ int xdmvpn_bench_base(struct xdp_md *ctx)
  * each frame out of the generator's interface), paced: at most one frame per
  * pace.interval_ns (0: every repetition), the others are dropped; each frame
  * sent is first restored from the template.  And a counting sink. */
-struct xdmvpn_bench_pace {
-	__u64 interval_ns;
-	__u64 next_ns;
-	__u64 sent;
-};
-BPF_ARRAY(xdmvpn_bench_pacer, struct xdmvpn_bench_pace, 1);
-BPF_PERCPU_ARRAY(xdmvpn_bench_sunk, __u64, 1);
-
 int xdmvpn_bench_gen(struct xdp_md *ctx)
 {
 	__u32 zero = 0;

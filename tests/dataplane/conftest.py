@@ -40,12 +40,12 @@ class Harness:
 
     def __init__(self, ns: str, **cfg):
         self.ns = ns
-        self.config = build.DataplaneConfig(
-            local_nbma=LOCAL, underlay_ifindex=netns.ifindex(ns, "ul0"),
-            overlay_ifindex=netns.ifindex(ns, "dmvpn0-dp"), overlay_mac=OVL_MAC,
-            overlay_dp_mac=DP_MAC, **cfg)
+        self.config = build.DataplaneConfig(**{
+            "local_nbma": LOCAL, "underlay_ifindex": netns.ifindex(ns, "ul0"),
+            "overlay_ifindex": netns.ifindex(ns, "dmvpn0-dp"), "overlay_mac": OVL_MAC,
+            "overlay_dp_mac": DP_MAC, **cfg})
         self.module = build.compile_bpf(self.config)
-        self.progs = build.load_programs(self.module)
+        self.progs = build.load_programs(self.module, ipsec=self.config.ipsec)
         self.maps = DataplaneMaps(self.module)
 
     def run(self, prog: str, packet: bytes):

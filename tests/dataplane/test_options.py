@@ -5,6 +5,7 @@ cache and the tail-call plumbing, through BPF test-run."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import struct
 import time
 
@@ -14,7 +15,7 @@ from conftest import LOCAL, PEER3_MAC, UL_MAC, Harness
 from test_programs import KEY, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX, \
     inner, outer, ovl
 from xdmvpn import netns
-from xdmvpn.dataplane import build
+from xdmvpn.dataplane import abi, attach, build
 from xdmvpn.errors import XdmvpnError
 from xdmvpn.inet import checksum
 from xdmvpn_bench import packets as P
@@ -225,3 +226,27 @@ def test_tunnel_checks_settings_before_creating_anything():
         assert "\n" not in str(exc.value)
     TunnelDataplane(name="xdt-none0", underlay="xdt-none1", local_nbma="192.0.2.1", ttl=0,
                     df="inherit", nhrp_max_send=100, nhrp_max_send_every=10).check()
+
+
+@pytest.mark.root
+def test_pins_of_another_layout_are_refused(fx_ns):
+    """bcc reuses a pinned map whatever its layout; start() first compares every pin
+    with abi.MAPS and refuses in one line."""
+    from bcc import BPF
+
+    tunnel = f"xdt-pins-{os.getpid()}"
+    d = attach.pin_dir(tunnel)
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        Harness(fx_ns, gre_key=KEY, pin_dir=str(d)).close()
+        assert {p.name for p in d.iterdir()} == {m.name for m in abi.MAPS}
+        attach.check_pins(tunnel)                        # this version's own pins
+        (d / "xdmvpn_drops").unlink()                    # an older version's drops array
+        old = BPF(text=f'BPF_TABLE_PINNED("percpu_array", u32, u64, xdmvpn_drops, 14, '
+                       f'"{d}/xdmvpn_drops");'.encode())
+        old.cleanup()
+        with pytest.raises(XdmvpnError) as exc:
+            attach.check_pins(tunnel)
+        assert "xdmvpn_drops" in str(exc.value) and "\n" not in str(exc.value)
+    finally:
+        attach.remove_pins(tunnel)

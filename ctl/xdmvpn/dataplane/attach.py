@@ -11,16 +11,22 @@ import subprocess
 from pathlib import Path
 
 from ..errors import XdmvpnError
+from . import abi, libbpf
 
 log = logging.getLogger(__name__)
 
-XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_SKB_MODE = 1 << 1      # uapi/linux/if_link.h
 XDP_FLAGS_DRV_MODE = 1 << 2
+IFF_UP = 0x1                     # uapi/linux/if.h
+IFF_NOARP = 0x80
 TC_INGRESS = "ffff:fff2"
 TC_EGRESS = "ffff:fff3"
 TC_PRIO = 1
 TC_HANDLE = 1
 BPFFS = Path("/sys/fs/bpf")
+# dmvpn0-dp's MTU above dmvpn0's: it also carries encapsulated packets (an IPsec
+# peer's, handed to the stack there), with room for the outer IPv4 + GRE.
+DP_MTU_HEADROOM = 100
 
 
 def _ipr():
@@ -161,8 +167,9 @@ def create_overlay(name: str, mtu: int = 1400) -> str:
         if not ipr.link_lookup(ifname=name):
             ipr.link("add", ifname=name, kind="veth", peer=peer)
         a, b = ipr.link_lookup(ifname=name)[0], ipr.link_lookup(ifname=peer)[0]
-        ipr.link("set", index=a, mtu=mtu, flags=0x80 | 0x1, change=0x80 | 0x1)  # NOARP|UP
-        ipr.link("set", index=b, mtu=mtu + 100, flags=0x80 | 0x1, change=0x80 | 0x1)
+        up = IFF_NOARP | IFF_UP
+        ipr.link("set", index=a, mtu=mtu, flags=up, change=up)
+        ipr.link("set", index=b, mtu=mtu + DP_MTU_HEADROOM, flags=up, change=up)
     _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1", missing_ok=True)
     _sysctl(f"net/ipv6/conf/{peer}/disable_ipv6", "1", missing_ok=True)
     # The encap program sees what the stack hands to the veth: with checksum
@@ -211,6 +218,35 @@ def ensure_bpffs() -> None:
 
 def pin_dir(tunnel: str) -> Path:
     return BPFFS / "xdmvpn" / tunnel
+
+
+def pinned_map_layout(path: Path) -> tuple[int, int, int, int, int]:
+    """(map type, key size, value size, max entries, flags) of the map pinned at path."""
+    fd = libbpf.pinned(str(path))
+    try:
+        return libbpf.map_info(fd)
+    finally:
+        os.close(fd)
+
+
+def check_pins(tunnel: str) -> None:
+    """A one-line XdmvpnError when a map pinned for tunnel has another layout than this
+    version's (abi.MAPS): bcc reuses a pin whatever its layout."""
+    d = pin_dir(tunnel)
+    for spec in abi.MAPS:
+        path = d / spec.name
+        if not path.exists():
+            continue
+        try:
+            have = pinned_map_layout(path)
+        except OSError as exc:
+            raise XdmvpnError(f"cannot read pinned map {path}: {exc}") from None
+        want = (int(spec.type), spec.key_size, spec.value_size, spec.max_entries, spec.flags)
+        if have != want:
+            raise XdmvpnError(
+                f"pinned map {path} has another layout (type, key, value, entries, flags "
+                f"{have}, this version {want}): pins of an older version; stop it and remove "
+                f"{d} before starting this one (peers' mappings come back as they register)")
 
 
 def remove_pins(tunnel: str) -> None:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import XdmvpnError
+from .abi import IPSEC_PROGRAMS, TC_PROGRAMS, XDP_PROGRAMS, DfMode
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"(xdmvpn_[A-Za-z0-9_]+\.[ch])"\s*$', re.M)
 
@@ -36,16 +37,22 @@ def bpf_dir() -> Path:
 def source_text(main_files=("xdmvpn_xdp.c", "xdmvpn_tc.c"), directory: Path | None = None) -> str:
     """The programs as one text with our headers inlined once each."""
     directory = directory or bpf_dir()
+    return inline("\n".join(f'#include "{f}"' for f in main_files), directory)
+
+
+def inline(text: str, directory: Path | None = None) -> str:
+    """text with every `#include "xdmvpn_*.h"` (recursively) replaced by the file,
+    each file once."""
+    directory = directory or bpf_dir()
     seen: set[str] = set()
 
     def expand(name: str) -> str:
         if name in seen:
             return ""
         seen.add(name)
-        text = (directory / name).read_text()
-        return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+        return _INCLUDE.sub(lambda m: expand(m.group(1)), (directory / name).read_text())
 
-    return "\n".join(expand(f) for f in main_files)
+    return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
 
 
 def _mac_int(mac: str | bytes | None) -> int:
@@ -57,11 +64,12 @@ def _mac_int(mac: str | bytes | None) -> int:
 
 
 # df as accepted: the config's true/false/"inherit" and the older set/clear names.
-_DF = {True: 1, False: 0, "inherit": 2, "set": 1, "clear": 0, "true": 1, "false": 0}
+_DF = {True: DfMode.SET, False: DfMode.CLEAR, "inherit": DfMode.INHERIT, "set": DfMode.SET,
+       "clear": DfMode.CLEAR, "true": DfMode.SET, "false": DfMode.CLEAR}
 
 
-def df_code(df) -> int:
-    """XDMVPN_DF for a df setting: 0 clear, 1 set, 2 copy the inner packet's DF."""
+def df_code(df) -> DfMode:
+    """XDMVPN_DF for a df setting: clear, set, or copy the inner packet's DF."""
     try:
         return _DF[df.lower() if isinstance(df, str) else df]
     except (KeyError, TypeError):
@@ -81,9 +89,16 @@ def _positive(name: str, value) -> float:
     return value
 
 
+def _budget(name: str, packets, every, most: int) -> tuple[int, int]:
+    """(ns per packet, burst) of an NHRP budget of `packets` every `every` seconds."""
+    packets = _int_in(f"{name} packets", packets, 1, most)
+    every = _positive(f"{name} interval (seconds)", every)
+    return max(int(every * 1e9 / packets), 1), packets
+
+
 @dataclasses.dataclass
 class DataplaneConfig:
-    """Per-tunnel settings that become -D flags (see bpf/xdmvpn_maps.h).
+    """Per-tunnel settings that become -D flags (see bpf/xdmvpn_consts.h).
     Defaults follow the node configuration (ctl/xdmvpn/config.py)."""
 
     local_nbma: str = "0.0.0.0"
@@ -95,28 +110,31 @@ class DataplaneConfig:
     gre_key: int | None = None
     redirect: bool = False
     trigger_interval_ms: int = 1000
-    miss_interval_ms: int = 1000
     ttl: int = 64                     # outer TTL; 0: copy the inner packet's
     df: bool | str = True             # True/"set", False/"clear", "inherit"
     adjust_mss: int = 0
     nhrp_max_send: int = 100          # packets ...
     nhrp_max_send_every: float = 10   # ... every this many seconds, per source
+    nhrp_unknown_budget: int = 10000  # packets ...
+    nhrp_unknown_every: float = 1     # ... every this many seconds, all unknown sources
     nexthop_cache_ms: int = 1000      # age of a cached underlay next hop
     ipsec: bool = False               # check xdmvpn_ipsec_peers, build xdmvpn_tc_guard
     pin_dir: str | None = None
     bench: bool = False
     bench_len: int = 0
+    test_clock: bool = False          # tests: the programs read their clock from a map
 
     def cflags(self) -> list[str]:
         ttl = _int_in("ttl", self.ttl, 0, 255, " (0: inherit)")
         if self.gre_key is not None:
             _int_in("GRE key", self.gre_key, 0, 0xFFFFFFFF)
         df = df_code(self.df)
-        packets = _int_in("nhrp max-send packets", self.nhrp_max_send, 1, 65535)
-        every = _positive("nhrp max-send interval (seconds)", self.nhrp_max_send_every)
-        cost = max(int(every * 1e9 / packets), 1)
+        cost, burst = _budget("nhrp max-send", self.nhrp_max_send, self.nhrp_max_send_every,
+                              65535)
+        unknown_cost, unknown_burst = _budget("nhrp unknown budget", self.nhrp_unknown_budget,
+                                              self.nhrp_unknown_every, 1_000_000)
         mss = _int_in("adjust-mss", int(self.adjust_mss or 0), 0, 65535)
-        for name in ("trigger_interval_ms", "miss_interval_ms", "nexthop_cache_ms"):
+        for name in ("trigger_interval_ms", "nexthop_cache_ms"):
             _int_in(name.replace("_", "-"), getattr(self, name), 1, 3600_000)
         try:
             local = int(ipaddress.IPv4Address(self.local_nbma))
@@ -134,13 +152,15 @@ class DataplaneConfig:
             "XDMVPN_GRE_KEY": f"{self.gre_key or 0}U",
             "XDMVPN_REDIRECT": "1" if self.redirect else "0",
             "XDMVPN_TRIGGER_INTERVAL_NS": f"{int(self.trigger_interval_ms) * 1000000}ULL",
-            "XDMVPN_MISS_INTERVAL_NS": f"{int(self.miss_interval_ms) * 1000000}ULL",
             "XDMVPN_NH_CACHE_NS": f"{int(self.nexthop_cache_ms) * 1000000}ULL",
             "XDMVPN_TTL": str(ttl),
-            "XDMVPN_DF": str(df),
+            "XDMVPN_DF": str(int(df)),
             "XDMVPN_ADJUST_MSS": str(mss),
             "XDMVPN_NHRP_COST_NS": f"{cost}ULL",
-            "XDMVPN_NHRP_BURST": f"{packets}ULL",
+            "XDMVPN_NHRP_BURST": f"{burst}ULL",
+            "XDMVPN_NHRP_UNKNOWN_COST_NS": f"{unknown_cost}ULL",
+            "XDMVPN_NHRP_UNKNOWN_BURST": f"{unknown_burst}ULL",
+            "XDMVPN_TEST_CLOCK": "1" if self.test_clock else "0",
         }
         out = [f"-D{k}={v}" for k, v in flags.items()]
         if self.pin_dir:
@@ -189,13 +209,18 @@ def capture_stderr():
 
 def compile_bpf(config: DataplaneConfig, main_files=("xdmvpn_xdp.c", "xdmvpn_tc.c")):
     """A bcc.BPF module for config.  Raises XdmvpnError with bcc's message."""
+    return compile_text(source_text(main_files), config.cflags())
+
+
+def compile_text(text: str, cflags: list[str]):
+    """A bcc.BPF module from C text (our headers inlined, see source_text).  Raises
+    XdmvpnError with the compiler's first error line."""
     check_environment()
     from bcc import BPF
 
-    text = source_text(main_files)
     with capture_stderr() as err:
         try:
-            module = BPF(text=text.encode(), cflags=config.cflags())
+            module = BPF(text=text.encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception
             module = None
             failure = exc
@@ -222,13 +247,6 @@ def load_program(module, name: str, prog_type, with_log: bool = False):
     return fn
 
 
-# Programs and their tail-call slots (bpf/xdmvpn_maps.h XDMVPN_XDP_* / XDMVPN_PROG_*).
-XDP_PROGRAMS = {"xdmvpn_xdp_decap": 0, "xdmvpn_xdp_hairpin": 1, "xdmvpn_xdp_nhrp": 2,
-                "xdmvpn_xdp_underlay": 3, "xdmvpn_xdp_pass": None}
-TC_PROGRAMS = {"xdmvpn_tc_mcast": 0, "xdmvpn_tc_build": 1, "xdmvpn_tc_mss": 2,
-               "xdmvpn_tc_encap": None}
-
-
 def load_programs(module, extra: dict | None = None, ipsec: bool = False) -> dict:
     """Load every data-plane program of module (plus extra {name: bcc type}, plus
     the underlay egress guard when compiled with ipsec) and fill the tail-call
@@ -236,8 +254,7 @@ def load_programs(module, extra: dict | None = None, ipsec: bool = False) -> dic
     from bcc import BPF
 
     if ipsec:
-        extra = dict(extra or {}, xdmvpn_tc_guard=BPF.SCHED_CLS,
-                     xdmvpn_tc_esp_rx=BPF.SCHED_CLS)
+        extra = dict(extra or {}, **{name: BPF.SCHED_CLS for name in IPSEC_PROGRAMS})
     progs = {}
     for table, names, kind in ((b"xdmvpn_xdp_progs", XDP_PROGRAMS, BPF.XDP),
                                (b"xdmvpn_progs", TC_PROGRAMS, BPF.SCHED_CLS)):
@@ -245,7 +262,7 @@ def load_programs(module, extra: dict | None = None, ipsec: bool = False) -> dic
         for name, slot in names.items():
             progs[name] = load_program(module, name, kind)
             if slot is not None:
-                arr[arr.Key(slot)] = arr.Leaf(progs[name].fd)
+                arr[arr.Key(int(slot))] = arr.Leaf(progs[name].fd)
     for name, kind in (extra or {}).items():
         progs[name] = load_program(module, name, kind)
     return progs

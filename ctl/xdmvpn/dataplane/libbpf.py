@@ -6,6 +6,8 @@ up here with its prototype declared once (PROTOTYPES):
 
   function(name)         the libbpf function, or XdmvpnError saying what to install
   prog_info(fd)          verified instructions and JIT size of a loaded program
+  map_info(fd)           type, key and value sizes, entries and flags of a map
+  pinned(path)           a descriptor of the object pinned at path
   ring_epoll_fd(manager) the epoll descriptor of a ring-buffer manager, None without one
 
 The benchmarks bind the kernel's test-run facility (bpf_prog_test_run_opts) through
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from typing import Any
 
 from ..errors import XdmvpnError
@@ -25,6 +28,7 @@ _c = ctypes
 PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_prog_test_run_opts": (_c.c_int, [_c.c_int, _c.c_void_p]),
     "bpf_obj_get_info_by_fd": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p]),
+    "bpf_obj_get": (_c.c_int, [_c.c_char_p]),
     "ring_buffer__epoll_fd": (_c.c_int, [_c.c_void_p]),
     "bpf_prog_load": (_c.c_int, [_c.c_int, _c.c_char_p, _c.c_char_p, _c.c_char_p,
                                  _c.c_size_t, _c.c_void_p]),
@@ -103,6 +107,33 @@ def prog_info(prog_fd: int) -> dict:
         "jited_bytes": info.jited_prog_len,
         "xlated_bytes": info.xlated_prog_len,
     }
+
+
+class _MapInfo(ctypes.Structure):
+    # struct bpf_map_info (include/uapi/linux/bpf.h) up to map_flags, and room for the rest
+    _fields_ = [
+        ("type", _c.c_uint32), ("id", _c.c_uint32), ("key_size", _c.c_uint32),
+        ("value_size", _c.c_uint32), ("max_entries", _c.c_uint32), ("map_flags", _c.c_uint32),
+        ("rest", _c.c_uint8 * 80),
+    ]
+
+
+def map_info(map_fd: int) -> tuple[int, int, int, int, int]:
+    """(map type, key size, value size, max entries, flags) of a map."""
+    info = _MapInfo()
+    size = _c.c_uint32(_c.sizeof(info))
+    if function("bpf_obj_get_info_by_fd")(map_fd, _c.byref(info), _c.byref(size)) != 0:
+        raise OSError(_c.get_errno(), "bpf_obj_get_info_by_fd failed")
+    return info.type, info.key_size, info.value_size, info.max_entries, info.map_flags
+
+
+def pinned(path: str) -> int:
+    """A new descriptor of the BPF object pinned at path (the caller closes it)."""
+    fd = function("bpf_obj_get")(path.encode())
+    if fd < 0:
+        err = _c.get_errno() or -fd
+        raise OSError(err, f"{path}: {os.strerror(err)}")
+    return int(fd)
 
 
 def ring_epoll_fd(manager: int) -> int | None:

@@ -1,72 +1,35 @@
-"""Typed access to the data-plane maps (bpf/xdmvpn_maps.h).
+"""Typed access to the data-plane maps (bpf/xdmvpn_maps.h, layouts in abi.py).
 
 The controller is the only writer.  Addresses go in and come out as
 ``ipaddress`` objects; counters as dicts keyed by the enum names of the C
-header (lower case, prefix dropped).
+header (lower case, prefix dropped: abi.Path, abi.Drop).  Values are written
+as abi.py's ctypes structures; the maps are reached through a bcc module for
+now (its tables accept any ctypes object of the right layout).
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import ipaddress
-import socket
-import struct
 
 from ..errors import XdmvpnError
+from . import abi
+# Re-exported for the daemon: the table sizes it plans with.
+from .abi import MAX_NHS, MAX_PEERS, MAX_STATS, MCAST_MAX  # noqa: F401
 
-# Mirrors of the C enums: keep in the same order as bpf/xdmvpn_maps.h.
-PATHS = (
-    "decap", "hairpin", "nhrp", "encap", "encap_nhs", "mcast",
-    "pass_not_ipv4", "pass_not_gre", "pass_fragment", "pass_gre_other", "pass_wrong_key",
-    "hairpin_slow", "trigger", "trigger_held", "miss", "event_lost", "mss_clamped",
-    "encap_neigh", "nh_fill", "encap_route", "encap_xfrm", "hairpin_xfrm", "decap_esp",
-)
-DROPS = (
-    "gre_truncated", "inner_malformed", "inner_proto", "nhrp_rate", "loop", "helper",
-    "no_mapping", "no_route", "no_neigh", "too_big", "overlay_not_ipv4", "tail_call",
-    "plaintext_ipsec", "ipsec_no_sa",
-)
-IPSEC_REQUIRED, IPSEC_SA_UP = 1, 2       # flags of xdmvpn_ipsec_peers
-MAX_STATS = 147456          # XDMVPN_MAX_STATS
-MAX_PEERS = 131072          # XDMVPN_MAX_PEERS
-MAX_NHS = 4
-MCAST_MAX = 64
-EVENT_DATA = 128
-EV_TRIGGER, EV_MISS = 1, 2
+PATHS = tuple(p.name.lower() for p in abi.Path)
+DROPS = tuple(d.name.lower() for d in abi.Drop)
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
-
-
-_NATIVE = struct.Struct("=I")
-
-
-def _be(addr) -> int:
-    """IPv4 address as the integer whose memory holds it in network order."""
-    if not isinstance(addr, IPv4):
-        addr = IPv4(addr)
-    return _NATIVE.unpack(addr.packed)[0]
-
-
-def _addr(value: int) -> IPv4:
-    return IPv4(struct.pack("=I", value & 0xFFFFFFFF))
-
-
-class EventRecord(ctypes.Structure):
-    """struct xdmvpn_event."""
-
-    _fields_ = [
-        ("type", ctypes.c_uint32), ("nbma_src", ctypes.c_uint32),
-        ("inner_src", ctypes.c_uint32), ("inner_dst", ctypes.c_uint32),
-        ("len", ctypes.c_uint32), ("pad", ctypes.c_uint32),
-        ("data", ctypes.c_uint8 * EVENT_DATA),
-    ]
+_be, _addr = abi.be32, abi.ipv4
 
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    kind: str                 # "trigger" or "miss"
+    kind: str                 # abi.EventType name, lower case ("trigger")
     nbma_src: IPv4 | None     # sender NBMA of a hairpinned packet
     src: IPv4                 # inner source
     dst: IPv4                 # inner destination
@@ -84,6 +47,10 @@ class Mapping:
     last_used_ns: int         # bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), 0 = never
 
 
+def _u32(value: int) -> ctypes.c_uint32:
+    return ctypes.c_uint32(value)
+
+
 class DataplaneMaps:
     """The maps of one tunnel, from a bcc module compiled with its pin dir."""
 
@@ -98,9 +65,11 @@ class DataplaneMaps:
         self.drops_map = module[b"xdmvpn_drops"]
         self.nh_cache = module[b"xdmvpn_nh_cache"]
         self.ipsec_map = module[b"xdmvpn_ipsec_peers"]
+        self.known_map = module[b"xdmvpn_known_peers"]
         self._events: list[Event] = []
         self._ring_open = False
         self._free: list[int] | None = None
+        self._known: collections.Counter[int] | None = None
 
     # ---- statistics slots -------------------------------------------------
     def _used_slots(self) -> set[int]:
@@ -122,42 +91,102 @@ class DataplaneMaps:
         self._clear_slot(i)
         return i
 
-    def _release(self, leaf) -> None:
-        if self._free is not None and leaf is not None and leaf.stats_idx:
-            self._free.append(leaf.stats_idx)
-
     def _clear_slot(self, idx: int) -> None:
         for table in (self.stats, self.nh_cache):
-            table[table.Key(idx)] = table.Leaf(*[table.sLeaf() for _ in range(table.total_cpu)])
+            self._zero_percpu(table, idx)
+
+    @staticmethod
+    def _zero_percpu(table, idx: int) -> None:
+        table[table.Key(idx)] = table.Leaf(*[table.sLeaf() for _ in range(table.total_cpu)])
 
     def _slot_stats(self, idx: int) -> tuple[int, int, int]:
         per_cpu = self.stats[self.stats.Key(idx)]
         return (sum(s.packets for s in per_cpu), sum(s.bytes for s in per_cpu),
                 max(s.last_used_ns for s in per_cpu))
 
-    def _leaf(self, table, nbma, old=None):
-        leaf = table.Leaf()
-        leaf.nbma = _be(nbma)
-        leaf.stats_idx = old.stats_idx if old is not None else self._new_slot()
-        leaf.flags = 0
-        return leaf
+    def _entry(self, nbma, old) -> abi.Peer:
+        """The value for an entry toward nbma: the old entry's slot, else a new one."""
+        return abi.Peer(nbma=_be(nbma), flags=0,
+                        stats_idx=old.stats_idx if old is not None else self._new_slot())
+
+    def _put(self, table, key, nbma) -> None:
+        """table[key] -> nbma, keeping the entry's slot when it had one."""
+        self._known_refs()                  # counted before the maps change
+        old = table.get(key)
+        new = self._entry(nbma, old)
+        table[key] = new
+        self._replaced(old, new)
+
+    def _remove(self, table, key) -> bool:
+        self._known_refs()
+        old = table.get(key)
+        if old is None or not self._del(table, key):
+            return False
+        self._replaced(old, None)
+        return True
+
+    def _replaced(self, old, new: abi.Peer | None) -> None:
+        """Bookkeeping after an entry changed from old to new (either may be None):
+        the known NBMA addresses and the statistics slot."""
+        if new is not None and (old is None or old.nbma != new.nbma):
+            self._ref(new.nbma, +1)
+        if old is not None and (new is None or old.nbma != new.nbma):
+            self._ref(old.nbma, -1)
+        if new is None and old is not None and self._free is not None and old.stats_idx:
+            self._free.append(old.stats_idx)
+
+    # ---- known NBMA addresses (NHRP admission) ------------------------------
+    def _known_refs(self) -> collections.Counter[int]:
+        """How many entries point at each NBMA address, counted once from the maps
+        and written over xdmvpn_known_peers (adopted pins, or a controller that
+        died between two writes), then kept here and in the map together."""
+        if self._known is None:
+            refs: collections.Counter[int] = collections.Counter()
+            refs.update(v.nbma for v in self.peers.values())
+            refs.update(v.nbma for v in self.prefixes_map.values())
+            refs.update(v.nbma for v in self.nhs_map.values() if v.nbma)
+            for k in [k.value for k in self.known_map.keys()]:
+                if k not in refs:
+                    self._del(self.known_map, _u32(k))
+            for nbma, n in refs.items():
+                self.known_map[_u32(nbma)] = _u32(n)
+            self._known = refs
+        return self._known
+
+    def _ref(self, nbma: int, delta: int) -> None:
+        refs = self._known_refs()
+        n = refs[nbma] + delta
+        if n > 0:
+            refs[nbma] = n
+            self.known_map[_u32(nbma)] = _u32(n)
+        else:
+            refs.pop(nbma, None)
+            self._del(self.known_map, _u32(nbma))
+
+    def sync_known(self) -> None:
+        """Make xdmvpn_known_peers match the entries now (start-up after adoption)."""
+        self._known = None
+        self._known_refs()
+
+    def known_peers(self) -> dict[IPv4, int]:
+        """NBMA addresses whose NHRP the data plane admits as known -> entries at them."""
+        return {_addr(k.value): v.value for k, v in self.known_map.items()}
+
+    @staticmethod
+    def _del(table, key) -> bool:
+        try:
+            del table[key]
+        except KeyError:
+            return False
+        return True
 
     # ---- NBMA mappings (host entries) -------------------------------------
     def add_mapping(self, overlay, nbma) -> None:
         """Overlay (protocol) address -> NBMA address; replaces an existing one."""
-        key = self.peers.Key(_be(overlay))
-        old = self.peers.get(key)
-        self.peers[key] = self._leaf(self.peers, nbma, old)
+        self._put(self.peers, _u32(_be(overlay)), nbma)
 
     def remove_mapping(self, overlay) -> bool:
-        key = self.peers.Key(_be(overlay))
-        old = self.peers.get(key)
-        try:
-            del self.peers[key]
-        except KeyError:
-            return False
-        self._release(old)
-        return True
+        return self._remove(self.peers, _u32(_be(overlay)))
 
     def mappings(self) -> list[Mapping]:
         out = []
@@ -167,27 +196,16 @@ class DataplaneMaps:
         return sorted(out, key=lambda m: m.prefix)
 
     # ---- shortcut prefixes --------------------------------------------------
-    def _pkey(self, prefix):
+    @staticmethod
+    def _pkey(prefix) -> abi.LpmKey:
         net = Net(prefix, strict=False)
-        key = self.prefixes_map.Key()
-        key.prefixlen = net.prefixlen
-        key.addr = _be(net.network_address)
-        return key
+        return abi.LpmKey(prefixlen=net.prefixlen, addr=_be(net.network_address))
 
     def add_prefix(self, prefix, nbma) -> None:
-        key = self._pkey(prefix)
-        old = self.prefixes_map.get(key)
-        self.prefixes_map[key] = self._leaf(self.prefixes_map, nbma, old)
+        self._put(self.prefixes_map, self._pkey(prefix), nbma)
 
     def remove_prefix(self, prefix) -> bool:
-        key = self._pkey(prefix)
-        old = self.prefixes_map.get(key)
-        try:
-            del self.prefixes_map[key]
-        except KeyError:
-            return False
-        self._release(old)
-        return True
+        return self._remove(self.prefixes_map, self._pkey(prefix))
 
     def prefixes(self) -> list[Mapping]:
         out = []
@@ -201,15 +219,14 @@ class DataplaneMaps:
         nbmas = [IPv4(a) for a in nbmas]
         if len(nbmas) > MAX_NHS:
             raise XdmvpnError(f"at most {MAX_NHS} NHS in the data plane")
+        self._known_refs()
         for i in range(MAX_NHS):
             key = self.nhs_map.Key(i)
             old = self.nhs_map[key]
-            if i < len(nbmas):
-                self.nhs_map[key] = self._leaf(self.nhs_map, nbmas[i], old if old.nbma else None)
-            else:
-                self.nhs_map[key] = self.nhs_map.Leaf()
-                if old.nbma:
-                    self._release(old)
+            old = old if old.nbma else None
+            new = self._entry(nbmas[i], old) if i < len(nbmas) else None
+            self.nhs_map[key] = new if new is not None else abi.Peer()
+            self._replaced(old, new)
 
     def nhs(self) -> list[IPv4]:
         return [_addr(v.nbma) for v in self.nhs_map.values() if v.nbma]
@@ -223,7 +240,7 @@ class DataplaneMaps:
             raise XdmvpnError(f"at most {MCAST_MAX} NBMA addresses in the multicast set")
         for i in reversed(range(MCAST_MAX)):
             val = _be(nbmas[i]) if i < len(nbmas) else 0
-            self.mcast_map[self.mcast_map.Key(i)] = self.mcast_map.Leaf(val)
+            self.mcast_map[self.mcast_map.Key(i)] = abi.Be32(val)
 
     def multicast(self) -> list[IPv4]:
         out = []
@@ -246,19 +263,16 @@ class DataplaneMaps:
         ipsec): plaintext from it is dropped in XDP, plaintext to it at the
         underlay's egress; encap hands its packets to the stack while sa_up (a
         CHILD_SA is installed), else drops them.  required=False forgets it."""
-        key = self.ipsec_map.Key(_be(nbma))
+        key = _u32(_be(nbma))
         if required:
-            flags = IPSEC_REQUIRED | (IPSEC_SA_UP if sa_up else 0)
-            self.ipsec_map[key] = self.ipsec_map.Leaf(flags)
+            flags = abi.IpsecFlag.REQUIRED | (abi.IpsecFlag.SA_UP if sa_up else 0)
+            self.ipsec_map[key] = _u32(flags)
         else:
-            try:
-                del self.ipsec_map[key]
-            except KeyError:
-                pass
+            self._del(self.ipsec_map, key)
 
     def ipsec_peers(self) -> dict[IPv4, dict[str, bool]]:
-        return {_addr(k.value): {"required": bool(v.value & IPSEC_REQUIRED),
-                                 "sa_up": bool(v.value & IPSEC_SA_UP)}
+        return {_addr(k.value): {"required": bool(v.value & abi.IpsecFlag.REQUIRED),
+                                 "sa_up": bool(v.value & abi.IpsecFlag.SA_UP)}
                 for k, v in self.ipsec_map.items()}
 
     # ---- next-hop cache ----------------------------------------------------------
@@ -267,11 +281,7 @@ class DataplaneMaps:
         change); the programs look the fib up again on the next packet.  Without
         a flush an entry is refreshed after nexthop_cache_ms anyway."""
         for i in sorted(self._used_slots()):
-            self._clear_nh(i)
-
-    def _clear_nh(self, idx: int) -> None:
-        t = self.nh_cache
-        t[t.Key(idx)] = t.Leaf(*[t.sLeaf() for _ in range(t.total_cpu)])
+            self._zero_percpu(self.nh_cache, i)
 
     def nexthops(self) -> dict[IPv4, list[str]]:
         """Cached next-hop MACs per NBMA address (one per CPU that filled it)."""
@@ -304,15 +314,19 @@ class DataplaneMaps:
     def reset_counters(self) -> None:
         for table in (self.paths, self.drops_map):
             for i in range(len(table)):
-                table[table.Key(i)] = table.Leaf(*[table.sLeaf() for _ in range(table.total_cpu)])
+                self._zero_percpu(table, i)
 
     # ---- events ---------------------------------------------------------------------
     def _on_event(self, _ctx, data, _size) -> None:
-        rec = ctypes.cast(data, ctypes.POINTER(EventRecord)).contents
-        kind = {EV_TRIGGER: "trigger", EV_MISS: "miss"}.get(rec.type, str(rec.type))
+        rec = ctypes.cast(data, ctypes.POINTER(abi.Event)).contents
+        try:
+            kind = abi.EventType(rec.type).name.lower()
+        except ValueError:
+            kind = str(rec.type)
         self._events.append(Event(
-            kind, _addr(rec.nbma_src) if rec.type == EV_TRIGGER else None,
-            _addr(rec.inner_src), _addr(rec.inner_dst), bytes(rec.data[: min(rec.len, EVENT_DATA)])))
+            kind, _addr(rec.nbma_src) if rec.type == abi.EventType.TRIGGER else None,
+            _addr(rec.inner_src), _addr(rec.inner_dst),
+            bytes(rec.data[: min(rec.len, abi.EVENT_DATA)])))
 
     def events(self, timeout_ms: int = 0) -> list[Event]:
         """Events waiting in the ring buffer (waits up to timeout_ms for the first)."""
@@ -324,7 +338,3 @@ class DataplaneMaps:
         self._m.ring_buffer_consume()
         out, self._events = self._events, []
         return out
-
-
-def inet_ntoa_be(value: int) -> str:
-    return socket.inet_ntoa(struct.pack("=I", value))

@@ -15,10 +15,6 @@ from . import attach, build
 from .maps import DataplaneMaps
 from .libbpf import prog_info
 
-PROGRAMS = ("xdmvpn_xdp_underlay", "xdmvpn_xdp_pass", "xdmvpn_tc_encap", "xdmvpn_tc_mcast",
-            "xdmvpn_xdp_decap", "xdmvpn_xdp_hairpin", "xdmvpn_xdp_nhrp", "xdmvpn_tc_build",
-            "xdmvpn_tc_mss")
-
 
 @dataclasses.dataclass
 class TunnelDataplane:
@@ -33,6 +29,8 @@ class TunnelDataplane:
     adjust_mss: int = 0
     nhrp_max_send: int = 100       # packets ...
     nhrp_max_send_every: float = 10  # ... per this many seconds (config: max-send.interval)
+    nhrp_unknown_budget: int = 10000  # packets from all unknown sources together ...
+    nhrp_unknown_every: float = 1     # ... per this many seconds
     nexthop_cache_ms: int = 1000
     mtu: int = 1400
     xdp_mode: str = "native"
@@ -63,6 +61,8 @@ class TunnelDataplane:
                     trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
                     adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
                     nhrp_max_send_every=self.nhrp_max_send_every,
+                    nhrp_unknown_budget=self.nhrp_unknown_budget,
+                    nhrp_unknown_every=self.nhrp_unknown_every,
                     nexthop_cache_ms=self.nexthop_cache_ms, ipsec=self.ipsec)
 
     def check(self) -> None:
@@ -86,6 +86,7 @@ class TunnelDataplane:
         attach.ensure_bpffs()
         attach.ifindex(self.underlay)  # one-line error when missing
         attach.pin_dir(self.pin_key).mkdir(parents=True, exist_ok=True)
+        attach.check_pins(self.pin_key)          # before anything changes
         attach.create_overlay(self.name, self.mtu)
         attach.enable_forwarding(self.underlay)
         attach.enable_forwarding(self.name)      # the encap's kernel-route lookup
@@ -99,6 +100,7 @@ class TunnelDataplane:
         # the new entry programs replace the old ones.
         self.progs = build.load_programs(self.module, ipsec=self.ipsec)
         self.maps = DataplaneMaps(self.module)
+        self.maps.sync_known()       # adopted pins: NHRP admission follows the entries
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
         attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
