@@ -48,13 +48,6 @@ HUB_NBMA, S1_NBMA, S2_NBMA = A("192.0.2.1"), A("192.0.2.11"), A("192.0.2.12")
 STRANGERS = [A(f"203.0.113.{i}") for i in range(1, 40)]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--codec-inputs", type=int, default=CODEC_INPUTS)
-    parser.add_argument("--engine-inputs", type=int, default=ENGINE_INPUTS)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-
-
 # -- seeds ------------------------------------------------------------------------------------
 
 def _ipv4_head(src: str, dst: str) -> bytes:
@@ -451,6 +444,16 @@ def _task(spec: tuple[str, int, int, str, bool]) -> tuple[str, dict[str, Any]]:
         return kind, fuzz_codec(n, seed)
     return f"engine-{role}-{'auth' if auth else 'open'}", fuzz_engine(
         n, seed, role, SECRET if auth else None)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--codec-inputs", type=int, default=CODEC_INPUTS,
+                        help=f"mutated inputs for the codec (default {CODEC_INPUTS:,})")
+    parser.add_argument("--engine-inputs", type=int, default=ENGINE_INPUTS,
+                        help=f"decodable inputs for hub and spoke nodes (default {ENGINE_INPUTS:,})")
+    parser.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes (default: one per CPU)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 regression corpus: every input that once broke the codec or the engine, replayed."""
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
+from util import run_cli
 
 from xdmvpn_bench import fuzz
 
@@ -52,3 +54,15 @@ def test_the_invariant_checker_catches_a_reflection():
     assert problem and "neither observed" in problem
     assert fuzz.check(hub, stranger, b"\0" * 40, [(stranger, b"x")], 0) is None
     assert "output" in fuzz.check(hub, stranger, b"\0" * 40, [(stranger, b"x" * 5000)], 0)
+
+
+def test_the_command_takes_the_fuzzers_own_options():
+    res = run_cli("bench", "fuzz", "--json", "--codec-inputs", "300", "--engine-inputs", "80",
+                  "--seed", "3", "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.splitlines()[-1])
+    assert out["codec_inputs"] == 300 and out["seed"] == 3 and out["workers"] == 1
+    assert 76 <= out["engine_inputs"] <= 80
+    bad = run_cli("bench", "fuzz", "--codec-input", "x")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--codec-inputs: invalid int value" in bad.stderr.strip().splitlines()[-1]

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="minimum measuring time per figure (default 1.0)")
+    p.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
+                   help="the benchmark's own options (xdmvpn bench NAME --help lists them)")
     p.set_defaults(func=run)
 
 
@@ -67,8 +69,22 @@ def bench_module(name: str):
                           "./setup.sh)") from None
 
 
+def own_options(name: str, module, args: argparse.Namespace) -> argparse.Namespace:
+    """Parse the options after NAME with the benchmark's own `add_arguments(parser)` (when it
+    has one) into `args`; an unknown option is a one-line usage error (exit 2)."""
+    parser = argparse.ArgumentParser(prog=f"xdmvpn bench {name}")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.add_argument("--seconds", type=float, default=args.seconds,
+                        help="minimum measuring time per figure")
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    return parser.parse_args(args.options, namespace=args)
+
+
 def run(args: argparse.Namespace) -> int:
-    result = bench_module(args.name).run(args)
+    module = bench_module(args.name)
+    args = own_options(args.name, module, args)
+    result = module.run(args)
     if not args.json:
         for key, value in result.items():
             print(f"{key:32} {value}")
