@@ -154,8 +154,10 @@ def test_nbma_change_purges_stale_shortcuts(topo):
     # spoke 2 is renumbered (DHCP)
     t.exec("spoke2", "ip", "addr", "del", "192.0.2.12/24", "dev", "eth0")
     t.exec("spoke2", "ip", "addr", "add", "192.0.2.99/24", "dev", "eth0")
+    # the renumbered spoke rebuilds its data plane (a compile) before it purges: 30 s
+    # leaves room for a loaded machine
     t.wait_for(lambda: not any(s["nbma"] == "192.0.2.12"
-                               for s in t.snapshot("spoke1")["shortcuts"]), 10,
+                               for s in t.snapshot("spoke1")["shortcuts"]), 30,
                message="stale shortcut purged on spoke1")
     t.wait_for(lambda: {e["protocol"]: e["nbma"] for e in t.snapshot("hub1")["cache"]}
                .get(t.tunnel_ip("spoke2")) == "192.0.2.99", 10,

@@ -105,12 +105,26 @@ def test_df_variants(harnesses, df, inner_df, want):
 def test_nhrp_max_send_default_100_every_10s(harnesses):
     h = harnesses()  # config defaults: 100 packets every 10 s
     pkt = outer(P.gre(bytes(44), proto=0x2001, key=KEY), src="192.0.2.3")
+    # One token comes back every 100 ms, so the bounds count the refills the time taken
+    # allows (each run resets counters and enters the namespace: slow on a loaded machine).
+    t0 = time.monotonic()
     verdicts = [h.run("xdmvpn_xdp_underlay", pkt)[0].retval for _ in range(102)]
-    assert verdicts == [XDP_PASS] * 100 + [XDP_DROP] * 2
+    refills = int((time.monotonic() - t0) / 0.1) + 1
+    assert verdicts[:100] == [XDP_PASS] * 100
+    assert set(verdicts) <= {XDP_PASS, XDP_DROP}
+    assert verdicts.count(XDP_PASS) <= 100 + refills
+    if refills == 1:
+        assert verdicts[100:] == [XDP_DROP] * 2
+    while h.run("xdmvpn_xdp_underlay", pkt)[0].retval == XDP_PASS:   # empty the bucket
+        assert time.monotonic() - t0 < 30, "the bucket never empties"
     # refill: one token per 100 ms
     time.sleep(0.25)
+    t0 = time.monotonic()
     verdicts = [h.run("xdmvpn_xdp_underlay", pkt)[0].retval for _ in range(4)]
-    assert verdicts.count(XDP_PASS) in (2, 3) and verdicts[-1] == XDP_DROP
+    refills = int((time.monotonic() - t0) / 0.1) + 1
+    assert 2 <= verdicts.count(XDP_PASS) <= 2 + refills
+    if refills == 1:
+        assert verdicts[-1] == XDP_DROP
 
 
 @pytest.mark.parametrize("cfg,words", [
