@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from xdmvpn.daemon.effects import LiveEffects
-from xdmvpn.mmsg import RecvBatch, SendBatch
+from xdmvpn.mmsg import SO_RXQ_OVFL, RecvBatch, SendBatch
 
 LO = IPv4Address("127.0.0.1")
 
@@ -61,6 +61,26 @@ def test_a_refused_datagram_is_counted_and_the_rest_still_go(pair):
     batch.add(tx.fileno(), LO, b"three")
     assert batch.flush(tx.fileno()) == 2 and batch.failed == 1 and list(batch.errors) != []
     assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"one", b"three"]
+
+
+def test_the_kernels_drops_on_a_full_buffer_come_with_the_batch(pair):
+    tx, rx = pair
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)       # a few datagrams only
+    rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    rb = RecvBatch(capacity=64, size=256)
+    assert rb.dropped == 0
+    for i in range(200):
+        tx.sendto(b"d%d" % i, rx.getsockname())
+    got = rb.recv(rx.fileno())
+    assert 0 < len(got) < 200
+    # each datagram carries the count as it was when it was queued: the next one after
+    # the drops says how many
+    tx.sendto(b"later", rx.getsockname())
+    assert [d for d, _, _ in rb.recv(rx.fileno())] == [b"later"]
+    assert rb.dropped == 200 - len(got)        # every datagram read or counted
+    tx.sendto(b"again", rx.getsockname())
+    rb.recv(rx.fileno())
+    assert rb.dropped == 200 - len(got)        # a running count, not a difference
 
 
 class UdpGre:
