@@ -103,9 +103,9 @@ def _wrong_secret(nhrp: bytes) -> bytes:
     at = nhrp.index(AUTH.encode())
     b = bytearray(nhrp)
     b[at:at + len(AUTH)] = b"x" * len(AUTH)
-    b[10:12] = b"\0\0"
-    size = int.from_bytes(b[8:10], "big")
-    b[10:12] = checksum(bytes(b[:size])).to_bytes(2, "big")
+    b[12:14] = b"\0\0"
+    size = int.from_bytes(b[10:12], "big")
+    b[12:14] = checksum(bytes(b[:size])).to_bytes(2, "big")
     return bytes(b)
 
 

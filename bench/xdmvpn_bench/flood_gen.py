@@ -22,7 +22,7 @@ import sys
 import time
 
 NHRP_AT = 14 + 20 + 8                 # Ethernet, IPv4, GRE with key
-CHECKSUM_AT = NHRP_AT + 10
+CHECKSUM_AT = NHRP_AT + 12
 CLAIM_AT = NHRP_AT + 28               # source NBMA address (IPv4 NBMA, IPv4 protocol)
 PROTO_AT = NHRP_AT + 32               # source protocol address
 
