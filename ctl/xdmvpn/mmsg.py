@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import socket
+import struct
 from ipaddress import IPv4Address
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -56,6 +57,11 @@ _recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int
                       ctypes.c_void_p]
 _recvmmsg.restype = ctypes.c_int
 _MSG_SIZE = ctypes.sizeof(_Mmsghdr)
+_ADDR_SIZE = ctypes.sizeof(_SockaddrIn)
+_LEN_AT = _Mmsghdr.len.offset
+_FLAGS_AT = _Mmsghdr.hdr.offset + _Msghdr.flags.offset
+_ADDR_AT = _SockaddrIn.addr.offset
+_LEN, _FLAGS, _ADDR = struct.Struct("=I"), struct.Struct("=i"), struct.Struct("=I")
 
 
 def _messages(capacity: int, iovs_per_message: int) -> tuple[ctypes.Array[_Mmsghdr],
@@ -159,7 +165,9 @@ class RecvBatch:
             self._iovs[i].len = size
             self._msgs[i].hdr.control = ctypes.addressof(self._control[i])
         self._hdrs = [m.hdr for m in self._msgs]
+        self._dirty = capacity               # headers to reset before the next read
         self._msg_base = ctypes.addressof(self._msgs)
+        self._addr_base = ctypes.addressof(self._addrs)
         self._buf_base = base
 
     def recv(self, fd: int) -> list[tuple[bytes, IPv4Address, bool]]:
@@ -174,23 +182,31 @@ class RecvBatch:
         hdrs = self._hdrs
         namelen = ctypes.sizeof(_SockaddrIn)
         while True:
-            for h in hdrs:
+            # the kernel wrote only the headers of what it returned last time: those are
+            # reset (a loop over all of them would cost more than a small batch's reads)
+            for h in hdrs[:self._dirty]:
                 h.namelen = namelen
                 h.controllen = _CONTROL
                 h.flags = 0
+            self._dirty = 0
             r = _recvmmsg(fd, self._msg_base, self.capacity, MSG_DONTWAIT, None)
             if r >= 0:
                 break
             if ctypes.get_errno() != errno.EINTR:
                 return []
+        self._dirty = r
         out = []
-        size, base, msgs, addrs = self.size, self._buf_base, self._msgs, self._addrs
+        size, base = self.size, self._buf_base
         string_at = ctypes.string_at
+        # the headers and addresses read as bytes at once, not as a ctypes object each
+        heads = string_at(self._msg_base, r * _MSG_SIZE)
+        addrs = string_at(self._addr_base, r * _ADDR_SIZE)
         for i in range(r):
-            m = msgs[i]
-            n = m.len
-            out.append((string_at(base + i * size, min(n, size)), addrs[i].addr,
-                        bool(m.hdr.flags & MSG_TRUNC)))
+            n, flags = _LEN.unpack_from(heads, i * _MSG_SIZE + _LEN_AT)[0], \
+                _FLAGS.unpack_from(heads, i * _MSG_SIZE + _FLAGS_AT)[0]
+            out.append((string_at(base + i * size, min(n, size)),
+                        _ADDR.unpack_from(addrs, i * _ADDR_SIZE + _ADDR_AT)[0],
+                        bool(flags & MSG_TRUNC)))
         if r:
             last = hdrs[r - 1]
             c = self._control[r - 1]
