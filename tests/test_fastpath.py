@@ -144,6 +144,19 @@ def test_refresh_needs_no_decode_no_encode_and_writes_no_map(monkeypatch):
     assert node.stats["registration_refresh"] == 48
 
 
+def test_a_flood_without_the_secret_is_dropped_without_a_decode(monkeypatch):
+    packets = [(request(i, src_nbma=SPOKE + i, proto=SPOKE_PROTO + i, auth=auth), SPOKE + i)
+               for i, auth in enumerate([b"wrong!", b"nope", None] * 3)]
+    fast, full = both(packets, auth=SECRET)                 # the full path's counters
+    assert fast.stats[("drop", "authentication")] == 9 and not fast.cache.entries
+    calls = []
+    monkeypatch.setattr(node_mod, "decode", lambda *a, **k: calls.append("decode"))
+    for data, observed in packets:
+        fast.receive(data, observed)
+    assert calls == [] and fast.stats[("drop", "authentication")] == 18
+    assert fast.fx.take() == []
+
+
 def test_refresh_touches_only_the_expiry_and_no_heap_item():
     node = hub()
     node.receive(request(1), SPOKE)

@@ -14,9 +14,10 @@ XDP_TX into the hub's receive ring. Phases, each `seconds` long, after a quiet o
   unauth_resolution         resolution requests without authentication, random sources
   auth_hijack               registrations with the right secret from random sources for
                             the registered spokes' protocol addresses (unique: refused)
-  auth_resolution_claiming  resolution requests with the right secret, each claiming the
-                            random address it comes from as its NBMA address, from random
-                            protocol addresses (what a hub would cache, were it to)
+  auth_resolution_claiming  resolution requests with the right secret for the hub's own
+                            address, each claiming the random address it comes from as its
+                            NBMA address, from random protocol addresses (what the hub
+                            answers itself, and would cache the requester of, were it to)
 
 Meanwhile the legitimate spoke (registered before, so a known source to the data plane)
 re-registers every `interval` and resends after 1 s without a reply, as a spoke does: its
@@ -91,7 +92,7 @@ def _resolution(auth: bool) -> bytes:
         exts.append(AuthExtension(1, AUTH.encode()))
     pkt = ResolutionRequest(
         src_nbma=FLOOD_NET.network_address, src_proto=ipaddress.IPv4Address(FRESH_PROTO),
-        dst_proto=spoke_proto(1), hop_count=255, flags=Flag.CISCO_NAT, request_id=7,
+        dst_proto=OVERLAY.ip, hop_count=255, flags=Flag.CISCO_NAT, request_id=7,
         cies=[Cie(prefix_len=32, mtu=MTU, holdtime=7200)],
         extensions=[*exts, end_extension()])
     return encode(pkt)

@@ -36,6 +36,7 @@ _SUCCESS = int(CieCode.SUCCESS)
 _REPLY = PacketType.REGISTRATION_REPLY            # counters keep the enum (their names)
 _RX = ("rx", PacketType.REGISTRATION_REQUEST)
 _OK = ("registration", _SUCCESS)
+_AUTH_DROP = ("drop", "authentication")
 _UNIQUE = int(Flag.U_REG)
 # request layouts whose parse is kept (spokes of one kind send one layout; more kinds evict
 # the oldest: a stranger's layouts cost a parse each, never memory)
@@ -122,7 +123,11 @@ class RegistrationServer:
         p = ctx.p
         if p.auth is not None and (reg.auth is None or reg.auth[:4] != _CLEARTEXT
                                    or reg.auth[4:] != p.auth):
-            return False
+            # what the full path does after its decode (the checksum is good): counted
+            # and dropped, without the decode (an unauthenticated flood costs little)
+            ctx.stats[_RX] += 1
+            ctx.stats[_AUTH_DROP] += 1
+            return True
         if not 1 <= p.limits.cies >= reg.nat_cies or not self.serves():
             return False
         seen = observed.packed
