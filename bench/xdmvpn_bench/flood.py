@@ -22,7 +22,8 @@ XDP_TX into the hub's receive ring. Phases, each `seconds` long, after a quiet o
 Meanwhile the legitimate spoke (registered before, so a known source to the data plane)
 re-registers every `interval` and resends after 1 s without a reply, as a spoke does: its
 reply times (first send to reply) give p50/p99. Each phase also tries one new spoke (an
-unknown source), which sends once a second until answered: the time it took, or None.
+unknown source), from a second into the phase, sending once a second until answered: the
+time from its first try to the answer, or None.
 
 Figures per phase: frames the generator offered, NHRP frames that reached the hub's XDP
 program (admitted + refused by the admission: the flood rate reached into the hub), what
@@ -65,6 +66,7 @@ FLOOD_NET = ipaddress.IPv4Network("100.64.0.0/10")
 FRESH_PROTO = int(OVERLAY.ip) + 30_000          # protocol addresses nobody registered
 GOAL_P99_S = 1.0
 RESEND_S = 1.0
+NEWCOMER_AFTER_S = 1.0       # the new spoke's first try, into the phase (the flood is on)
 PHASES = ("quiet", "unauth_registration", "unauth_resolution", "auth_hijack",
           "auth_resolution_claiming")
 
@@ -174,7 +176,7 @@ class Spoke:
                     self._send(self.legit, rid)
                     self.resends += 1
                     last[rid] = t
-            if self.new_answer is None and t < end and (
+            if self.new_answer is None and t0 + NEWCOMER_AFTER_S <= t < end and (
                     self.new_sent is None or t - self.new_sent >= RESEND_S):
                 self._send(self.newcomer, self.new_rid)
                 self.new_sent = t

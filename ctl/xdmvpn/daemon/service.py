@@ -291,10 +291,18 @@ class Daemon:
         stats = self.stats
         stats["gre_rx"] += len(batch)
         ipsec, receive = self.ipsec, self.node.receive
+        # behind (the socket's buffer half full): what strangers sent is shed, so that the
+        # buffer never fills and drops what known peers send (a flood of random sources
+        # the data plane's global budget admitted, more than the engine can take)
+        known = self.node.ctx.known if len(batch) == self.rx.capacity \
+            and self.rx.behind() else None
         with self.fx.hold():
             for data, src in batch:
                 if data is None:
                     stats[f"gre_drop.{src}"] += 1
+                    continue
+                if known is not None and not known(src):
+                    stats["gre_drop.shed_unknown"] += 1
                     continue
                 if ipsec is not None and not ipsec.accepts(src):
                     stats["nhrp_drop.no_ipsec_sa"] += 1      # before any state changes
