@@ -114,3 +114,34 @@ def test_effects_hold_sends_until_the_batch_ends(pair):
     got = RecvBatch().recv(rx.fileno())
     assert [d for d, _, _ in got] == [b"r%d" % i for i in range(10)] + [b"inner"]
     assert fx.gre.sent == 1 and fx.stats["send_failed"] == 0
+
+
+class OrderedMaps:
+    """Records the mapping writes, with how many datagrams had left before each."""
+
+    def __init__(self, rx):
+        self.rx, self.writes = rx, []
+
+    def add_mappings(self, pairs):
+        self.writes.append((list(pairs), len(RecvBatch().recv(self.rx.fileno()))))
+
+
+def test_held_mappings_are_written_before_the_replies_that_leave_early(pair):
+    tx, rx = pair
+    port = rx.getsockname()[1]
+    maps = OrderedMaps(rx)
+    fx = LiveEffects(UdpGre(tx, port), maps=maps, routes=None)
+    fx.send_batch = SendBatch(capacity=64, port=port)
+    fx.flush_every = 2
+    a, b = IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2")
+    with fx.hold():
+        fx.mapping_set(a, LO)
+        fx.send(LO, b"reply a")
+        assert maps.writes == []                    # held
+        fx.mapping_set(b, LO)
+        fx.send(LO, b"reply b")                     # the second: both leave now
+        assert maps.writes == [([(a, LO), (b, LO)], 0)]    # written before they left
+        assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"reply a", b"reply b"]
+        fx.send(LO, b"last")
+    assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"last"]
+    assert fx.mapped == {a: LO, b: LO}

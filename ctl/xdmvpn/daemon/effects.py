@@ -50,20 +50,25 @@ class LiveEffects(Effects):
         self.installed: dict = {}        # shortcut prefix -> (via, nbma) on the direct path
         self.deferred: dict = {}         # shortcut prefix -> (via, nbma) waiting for its SA
         self.send_batch = None           # mmsg.SendBatch (GRE header included): see hold()
+        self.flush_every = 1 << 30       # held sends that leave without waiting for the end
         self._holding = 0
         self._new_mappings: list = []    # (proto, nbma) held for one batch write
 
     def send(self, nbma, packet: bytes) -> None:
         if self._holding and isinstance(nbma, IPv4Address):
-            self.send_batch.add(self.gre.fileno(), nbma, packet)
+            batch = self.send_batch
+            batch.add(self.gre.fileno(), nbma, packet)
+            if len(batch) >= self.flush_every or len(batch) == batch.capacity:
+                self.flush()         # the mappings first, then these replies
         elif not self.gre.send(nbma, packet):
             self.stats["send_failed"] += 1
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Sends inside the block are queued and leave together when it ends (one
-        sendmmsg: one system call and one round of wake-ups per burst, not per packet).
-        Without a send_batch, sends go out at once as always."""
+        sendmmsg: one system call and one round of wake-ups per burst, not per packet),
+        or earlier, every `flush_every` of them (the first replies of a long burst need
+        not wait for its end). Without a send_batch, sends go out at once as always."""
         if self.send_batch is None:
             yield
             return

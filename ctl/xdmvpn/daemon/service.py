@@ -46,6 +46,8 @@ SYNC_DELAY = 0.01           # seconds from a route/address/mapping change to the
 EVENT_POLL = 0.005          # ring-buffer polling period when no epoll fd is available
 GRE_BATCH = 256             # NHRP datagrams handled per loop turn (one recvmmsg, one
                             # sendmmsg for the replies)
+FLUSH_EVERY = 32            # replies held before they leave with one sendmmsg (a spoke
+                            # waits for at most this many others' answers before its own)
 RESTART_KEYS = ("name", "address", "source-interface", "source-address", "key")
 DATAPLANE_KEYS = ("mtu", "adjust-mss", "ttl", "df")
 
@@ -139,6 +141,7 @@ class Daemon:
         self.fx = LiveEffects(self.gre, self.maps, self.routes, self._nhs_order(params),
                               ipsec=self.ipsec, on_mapping_change=self._mapping_changed)
         self.fx.send_batch = SendBatch(gre_header(cfg.tunnel.key), GRE_BATCH)
+        self.fx.flush_every = FLUSH_EVERY
         already = {m.prefix.network_address: m.nbma for m in self.maps.mappings()}
         self.node = Node(params, self.fx, rng=random.Random())
         self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
