@@ -48,6 +48,13 @@ GRE_BATCH = 256             # NHRP datagrams handled per loop turn (one recvmmsg
                             # sendmmsg for the replies)
 FLUSH_EVERY = 32            # replies held before they leave with one sendmmsg (a spoke
                             # waits for at most this many others' answers before its own)
+# NHRP from unknown sources the data plane admits, all together: packets/s and the burst.
+# The burst fits in half of the GRE socket's buffer (datagrams passed up by XDP take ~4 KiB
+# each there): the daemon sheds strangers' NHRP beyond half (_on_gre), a full buffer would
+# drop known peers' too.
+UNKNOWN_RATE = 10_000
+UNKNOWN_BURST = 1_000
+GRE_RCVBUF = 8 << 20        # bytes asked for (the kernel reports twice that)
 RESTART_KEYS = ("name", "address", "source-interface", "source-address", "key")
 DATAPLANE_KEYS = ("mtu", "adjust-mss", "ttl", "df")
 
@@ -129,7 +136,7 @@ class Daemon:
                                        on_change=self._schedule_sync,
                                        on_address=self._address_changed)
             self.gre = GreSocket(self.nbma, cfg.tunnel.key,
-                                 device=cfg.tunnel.source_interface)
+                                 device=cfg.tunnel.source_interface, rcvbuf=GRE_RCVBUF)
             self.rx = GreReceiver(self.gre, GRE_BATCH)
         except BaseException:
             self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
@@ -174,6 +181,7 @@ class Daemon:
             gre_key=t.key, redirect=n.redirect, ttl=t.ttl, df=_df(t.df),
             adjust_mss=t.adjust_mss or 0, nhrp_max_send=n.max_send.packets,
             nhrp_max_send_every=n.max_send.interval, mtu=t.mtu,
+            nhrp_unknown_budget=UNKNOWN_BURST, nhrp_unknown_every=UNKNOWN_BURST / UNKNOWN_RATE,
             pin_name=self.cfg.control.instance,
             ipsec=ipsec is not None and ipsec.required,
             esp_rx=ipsec is not None and esp_missing() is None).start)
@@ -422,7 +430,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.gre.fileno())
         self.gre.close()
-        self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface)
+        self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface,
+                             rcvbuf=GRE_RCVBUF)
         self.rx = GreReceiver(self.gre, GRE_BATCH)
         self.fx.gre = self.gre
         loop.add_reader(self.gre.fileno(), self._on_gre)
