@@ -6,8 +6,9 @@ underlay (nhrp_probe.py):
   passed up is either received by the daemon or counted by the kernel as dropped on the
   socket's full buffer (SO_RXQ_OVFL), and `show stats` says which;
 * bursts well above the hub's rate, never resent: every request is answered or counted as
-  dropped with its reason (the data plane's admission, the socket's full buffer, the
-  engine, a failed send, the prober's own full buffer), in `show stats` and the metrics;
+  dropped with its reason (the data plane's admission, the socket's full buffer, shed by
+  the daemon while behind, the engine, a failed send, the prober's own full buffer), in
+  `show stats` and the metrics;
 * a route on the hub via a spoke reaches the data plane's prefix map from the kernel's
   notification, with no dump of the routing table after the first;
 * 1,000 shortcut routes installed (and cleared) on a spoke while it keeps answering NHRP."""
@@ -63,30 +64,36 @@ def result(proc: subprocess.Popen, timeout: float = 120) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def counts(t, name: str) -> tuple[int, int, int]:
-    """(NHRP the data plane passed up, datagrams the daemon read, kernel drops)."""
+def counts(t, name: str) -> tuple[int, int, int, int, int]:
+    """(NHRP the data plane passed up, datagrams the daemon read, kernel drops, NHRP the
+    data plane's admission refused, NHRP of unknown sources the daemon shed)."""
     st = t.ask(name, "stats")
     d = st["daemon"]
-    return st["paths"]["nhrp"]["packets"], d.get("gre_rx", 0), d.get("gre_rx_kernel_drops", 0)
+    refused = sum(st["drops"][k]["packets"] for k in XDP_NHRP_DROPS)
+    return (st["paths"]["nhrp"]["packets"], d.get("gre_rx", 0),
+            d.get("gre_rx_kernel_drops", 0), refused, d.get("gre_drop.shed_unknown", 0))
 
 
 def test_a_burst_is_received_or_counted_as_dropped_by_the_kernel(lab):
-    passed0, rx0, dropped0 = counts(lab, "hub1")
+    before = counts(lab, "hub1")
     out = result(probe(lab, "hub1", lab.tunnel_ip("hub1"), "burst", "20000"))
     assert out["sent"] == 20001
 
     def settled():
-        passed, rx, dropped = counts(lab, "hub1")
-        return (passed - passed0, rx - rx0, dropped - dropped0) \
-            if passed - passed0 == (rx - rx0) + (dropped - dropped0) else None
-    passed, rx, dropped = lab.wait_for(settled, 30, message="received + dropped == passed")
-    assert passed >= 20001                     # the data plane let the whole burst up
+        passed, rx, dropped, refused, shed = (a - b for a, b in zip(counts(lab, "hub1"),
+                                                                    before))
+        return (passed, rx, dropped, refused, shed) if passed == rx + dropped else None
+    passed, rx, dropped, refused, shed = lab.wait_for(
+        settled, 30, message="received + dropped == passed")
+    # the data plane let the burst up, or refused it counted (the prober is a stranger to
+    # the hub: the global budget of unknown sources, 1,000 at once)
+    assert passed + refused >= 20001 and passed >= 1000
     assert rx >= 256 * 4                       # several full batches
     st = lab.ask("hub1", "stats")
     assert st["gre_rcvbuf"] >= 4 << 20
     assert not [k for k in st["daemon"] if k.startswith("bug.")]
-    # what the hub read was answered (give or take the spokes' own NHRP meanwhile)
-    assert out["answered"] + out["dropped"] >= rx - (passed - 20001) - 10, out
+    # what the hub read and did not shed was answered (give or take the spokes' own NHRP)
+    assert out["answered"] + out["dropped"] >= rx - shed - (passed + refused - 20001) - 10, out
     text = lab.cli("hub1", "show", "stats").stdout
     assert "gre_rx " in text
     print(f"burst of 20001: {rx} read, {dropped} dropped by the kernel (buffer "
@@ -100,6 +107,7 @@ def dropped_with_a_reason(t, name: str) -> dict[str, int]:
     d = st["daemon"]
     out = {f"xdp.{k}": st["drops"][k]["packets"] for k in XDP_NHRP_DROPS}
     out["gre_rx_kernel_drops"] = d.get("gre_rx_kernel_drops", 0)
+    out["gre_drop.shed_unknown"] = d.get("gre_drop.shed_unknown", 0)
     out["send_failed"] = d.get("send_failed", 0)
     out |= {f"nhrp.{k}": v for k, v in st["nhrp"].items() if k.startswith("drop.")}
     return out
@@ -147,6 +155,11 @@ def test_bursts_above_the_hubs_rate_are_answered_or_dropped_with_a_reason(lab, s
         assert "nhrp_unknown_budget" in text
     assert metric(lab, "hub1",
                   'dmvpn_dataplane_drops_total{reason="nhrp_unknown_budget"}') == budget
+    shed = st["daemon"].get("gre_drop.shed_unknown", 0)
+    if shed:
+        assert "gre_drop.shed_unknown" in text
+    assert metric(lab, "hub1",
+                  'dmvpn_gre_socket_discards_total{reason="shed_unknown"}') == shed
 
 
 def test_a_route_via_a_spoke_reaches_the_mirror_without_a_dump(lab):
