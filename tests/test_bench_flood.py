@@ -22,28 +22,15 @@ pytestmark = pytest.mark.root
 
 def test_the_generators_frames_are_nhrp_from_random_sources_with_good_checksums():
     need_root()
-    from bcc import BPF
-
     from xdmvpn_bench import flood_gen
     from xdmvpn_bench.flood import FLOOD_NET, _frame, flood_kinds
     from xdmvpn_bench.testrun import run
 
     for kind, (nhrp, claim, base, count) in flood_kinds(100).items():
         frame = _frame(nhrp, "02:00:00:00:00:01", "02:00:00:00:00:02")
-        mask = (1 << (32 - FLOOD_NET.prefixlen)) - 1
-        b = BPF(text=flood_gen.PROGRAM, cflags=[
-            f"-DFLOOD_LEN={len(frame)}", f"-DFLOOD_NET={int(FLOOD_NET.network_address)}u",
-            f"-DFLOOD_MASK={mask}u", f"-DFLOOD_CLAIM={int(claim)}",
-            f"-DFLOOD_PROTO_BASE={base}u", f"-DFLOOD_PROTO_COUNT={count}u",
-            f"-DCHECKSUM_AT={flood_gen.CHECKSUM_AT}", f"-DCLAIM_AT={flood_gen.CLAIM_AT}",
-            f"-DPROTO_AT={flood_gen.PROTO_AT}"])
+        b, fn = flood_gen.load(frame, str(FLOOD_NET.network_address), FLOOD_NET.prefixlen,
+                               claim, base, count)
         try:
-            fn = b.load_func("flood_gen", BPF.XDP)
-            t = b[b"flood_tmpl"]
-            leaf = t.Leaf()
-            for i, byte in enumerate(frame):
-                leaf.data[i] = byte
-            t[t.Key(0)] = leaf
             sources, protos = set(), set()
             for _ in range(20):
                 r = run(fn.fd, bytes(len(frame)))        # the template is written over it

@@ -85,16 +85,13 @@ int flood_gen(struct xdp_md *ctx)
 """
 
 
-def main(argv: list[str]) -> int:
-    (frame_hex, ifname, net, bits, claim, proto_base, proto_count, seconds,
-     chunk) = argv
+def load(frame: bytes, net: str, bits: int, claim: bool, proto_base: int, proto_count: int):
+    """The generator compiled for `frame` and loaded, its template written: (the bcc
+    module, the XDP program)."""
     from bcc import BPF
 
     from xdmvpn.dataplane import build
 
-    from .testrun import run_live
-
-    frame = bytes.fromhex(frame_hex)
     net_i = struct.unpack("!I", socket.inet_aton(net))[0]
     mask = (1 << (32 - int(bits))) - 1
     cflags = [f"-DFLOOD_LEN={len(frame)}", f"-DFLOOD_NET={net_i & ~mask}u",
@@ -104,13 +101,23 @@ def main(argv: list[str]) -> int:
               f"-DCHECKSUM_AT={CHECKSUM_AT}", f"-DCLAIM_AT={CLAIM_AT}",
               f"-DPROTO_AT={PROTO_AT}"]
     build.check_environment()
-    b = BPF(text=PROGRAM, cflags=cflags)
-    fn = b.load_func("flood_gen", BPF.XDP)
+    b = BPF(text=PROGRAM.encode(), cflags=cflags)
+    fn = b.load_func(b"flood_gen", BPF.XDP)
     t = b[b"flood_tmpl"]
     leaf = t.Leaf()
     for i, byte in enumerate(frame):
         leaf.data[i] = byte
     t[t.Key(0)] = leaf
+    return b, fn
+
+
+def main(argv: list[str]) -> int:
+    (frame_hex, ifname, net, bits, claim, proto_base, proto_count, seconds,
+     chunk) = argv
+    from .testrun import run_live
+
+    frame = bytes.fromhex(frame_hex)
+    b, fn = load(frame, net, int(bits), claim == "1", int(proto_base), int(proto_count))
     ifindex = socket.if_nametoindex(ifname)
     print("ready", flush=True)
     offered = 0
