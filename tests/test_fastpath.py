@@ -144,6 +144,19 @@ def test_refresh_needs_no_decode_no_encode_and_writes_no_map(monkeypatch):
     assert node.stats["registration_refresh"] == 48
 
 
+def test_a_flood_without_the_secret_is_dropped_without_a_decode(monkeypatch):
+    packets = [(request(i, src_nbma=SPOKE + i, proto=SPOKE_PROTO + i, auth=auth), SPOKE + i)
+               for i, auth in enumerate([b"wrong!", b"nope", None] * 3)]
+    fast, full = both(packets, auth=SECRET)                 # the full path's counters
+    assert fast.stats[("drop", "authentication")] == 9 and len(fast.cache) == 1   # ours
+    calls = []
+    monkeypatch.setattr(node_mod, "decode", lambda *a, **k: calls.append("decode"))
+    for data, observed in packets:
+        fast.receive(data, observed)
+    assert calls == [] and fast.stats[("drop", "authentication")] == 18
+    assert fast.fx.take() == []
+
+
 def test_refresh_touches_only_the_expiry_and_no_heap_item():
     node = hub()
     node.receive(request(1), SPOKE)
@@ -218,6 +231,28 @@ def test_spokes_of_one_layout_are_parsed_once_and_checked_each(monkeypatch):
     fast, _ = both(packets + [(bytes(bad), SPOKE + 9)], auth=SECRET)
     assert len(calls) == 1 and len(fast.cache.templates) == 6
     assert fast.stats[("drop", "checksum")] == 1
+
+
+def test_spokes_of_one_layout_are_answered_from_one_written_reply(monkeypatch):
+    """The reply to the first spoke of a layout is written; the next spokes' (and refused
+    ones', with their own code) are made from it: the same bytes as the full path."""
+    calls = []
+    real = server_mod.registration_reply
+    monkeypatch.setattr(server_mod, "registration_reply",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    packets = [(request(i, src_nbma=SPOKE + i, proto=SPOKE_PROTO + i), SPOKE + i)
+               for i in range(6)]
+    # a spoke claiming a registered unique address: refused, its own code
+    packets += [(request(7 + i, src_nbma=SPOKE + 20 + i, proto=SPOKE_PROTO), SPOKE + 20 + i)
+                for i in range(3)]
+    packets += [(request(10, src_nbma=SPOKE + 30, proto=A("10.9.9.9")), SPOKE + 30)]
+    fast, _ = both(packets, auth=SECRET)
+    assert len(calls) == 3                   # one per code: success, already registered,
+    assert fast.stats[("registration", 0)] == 6     # administratively prohibited
+    assert fast.server._replies
+    fast.reconfigure(hub_params(auth=SECRET, mtu=1300))  # replies with the old one: gone
+    fast.receive(request(40, src_nbma=SPOKE + 40, proto=SPOKE_PROTO + 40), SPOKE + 40)
+    assert len(calls) == 4
 
 
 # -- any change goes the full way ---------------------------------------------------------------

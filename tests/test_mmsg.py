@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from xdmvpn.daemon.effects import LiveEffects
-from xdmvpn.mmsg import RecvBatch, SendBatch
+from xdmvpn.mmsg import SO_RXQ_OVFL, RecvBatch, SendBatch
 
 LO = IPv4Address("127.0.0.1")
 
@@ -63,6 +63,26 @@ def test_a_refused_datagram_is_counted_and_the_rest_still_go(pair):
     assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"one", b"three"]
 
 
+def test_the_kernels_drops_on_a_full_buffer_come_with_the_batch(pair):
+    tx, rx = pair
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)       # a few datagrams only
+    rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    rb = RecvBatch(capacity=64, size=256)
+    assert rb.dropped == 0
+    for i in range(200):
+        tx.sendto(b"d%d" % i, rx.getsockname())
+    got = rb.recv(rx.fileno())
+    assert 0 < len(got) < 200
+    # each datagram carries the count as it was when it was queued: the next one after
+    # the drops says how many
+    tx.sendto(b"later", rx.getsockname())
+    assert [d for d, _, _ in rb.recv(rx.fileno())] == [b"later"]
+    assert rb.dropped == 200 - len(got)        # every datagram read or counted
+    tx.sendto(b"again", rx.getsockname())
+    rb.recv(rx.fileno())
+    assert rb.dropped == 200 - len(got)        # a running count, not a difference
+
+
 class UdpGre:
     """Stands in for transport.GreSocket on a UDP socket (a raw GRE socket needs root)."""
 
@@ -94,3 +114,34 @@ def test_effects_hold_sends_until_the_batch_ends(pair):
     got = RecvBatch().recv(rx.fileno())
     assert [d for d, _, _ in got] == [b"r%d" % i for i in range(10)] + [b"inner"]
     assert fx.gre.sent == 1 and fx.stats["send_failed"] == 0
+
+
+class OrderedMaps:
+    """Records the mapping writes, with how many datagrams had left before each."""
+
+    def __init__(self, rx):
+        self.rx, self.writes = rx, []
+
+    def add_mappings(self, pairs):
+        self.writes.append((list(pairs), len(RecvBatch().recv(self.rx.fileno()))))
+
+
+def test_held_mappings_are_written_before_the_replies_that_leave_early(pair):
+    tx, rx = pair
+    port = rx.getsockname()[1]
+    maps = OrderedMaps(rx)
+    fx = LiveEffects(UdpGre(tx, port), maps=maps, routes=None)
+    fx.send_batch = SendBatch(capacity=64, port=port)
+    fx.flush_every = 2
+    a, b = IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2")
+    with fx.hold():
+        fx.mapping_set(a, LO)
+        fx.send(LO, b"reply a")
+        assert maps.writes == []                    # held
+        fx.mapping_set(b, LO)
+        fx.send(LO, b"reply b")                     # the second: both leave now
+        assert maps.writes == [([(a, LO), (b, LO)], 0)]    # written before they left
+        assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"reply a", b"reply b"]
+        fx.send(LO, b"last")
+    assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"last"]
+    assert fx.mapped == {a: LO, b: LO}

@@ -176,9 +176,11 @@ def test_cap_names_are_the_engines():
 
 
 def test_gre_discard_reasons_are_the_transports():
-    assert set(re.findall(r'return None, "([a-z0-9_]+)"', _src("transport.py"))) == \
-        set(V.GRE_DISCARDS)
+    # the transport's reasons, and the daemon's own: NHRP of strangers shed while behind
+    assert set(re.findall(r'return None, "([a-z0-9_]+)"', _src("transport.py"))) | {
+        "shed_unknown"} == set(V.GRE_DISCARDS)
     assert 'stats[f"gre_drop.{src}"]' in _src("daemon", "service.py")
+    assert 'stats["gre_drop.shed_unknown"]' in _src("daemon", "service.py")
 
 
 def test_control_error_reasons_are_the_control_sockets():

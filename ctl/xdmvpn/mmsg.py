@@ -6,7 +6,9 @@ once per reply; on a busy machine each wake-up may preempt the hub (measured in
 `xdmvpn bench control`: a third of the hub's time in sendto). Queued and sent with one
 sendmmsg(2) at the end of a receive batch, a burst costs one system call and one round of
 wake-ups. RecvBatch is the receiving half: up to `capacity` datagrams per recvmmsg(2) into
-buffers allocated once.
+buffers allocated once, with each datagram's SO_RXQ_OVFL control message (the kernel's
+running count of datagrams dropped on the socket's full buffer) read into `dropped` when the
+socket has that option on.
 
 SendBatch writes a fixed header (the GRE header) before every payload without copying either
 (two iovecs per message). Neither class owns the socket: each call is given its fd."""
@@ -16,11 +18,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import socket
+import struct
 from ipaddress import IPv4Address
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
+SOL_SOCKET = socket.SOL_SOCKET
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)           # linux/asm-generic/socket.h
+_CONTROL = 32                    # bytes per message: CMSG_SPACE(4) is 24 on 64-bit Linux
 
 
 class _SockaddrIn(ctypes.Structure):
@@ -51,6 +57,11 @@ _recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int
                       ctypes.c_void_p]
 _recvmmsg.restype = ctypes.c_int
 _MSG_SIZE = ctypes.sizeof(_Mmsghdr)
+_ADDR_SIZE = ctypes.sizeof(_SockaddrIn)
+_LEN_AT = _Mmsghdr.len.offset
+_FLAGS_AT = _Mmsghdr.hdr.offset + _Msghdr.flags.offset
+_ADDR_AT = _SockaddrIn.addr.offset
+_LEN, _FLAGS, _ADDR = struct.Struct("=I"), struct.Struct("=i"), struct.Struct("=I")
 
 
 def _messages(capacity: int, iovs_per_message: int) -> tuple[ctypes.Array[_Mmsghdr],
@@ -129,42 +140,77 @@ class SendBatch:
         return sent
 
 
+class _Cmsghdr(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_size_t), ("level", ctypes.c_int), ("type", ctypes.c_int),
+                ("drops", ctypes.c_uint32)]
+
+
 class RecvBatch:
     """Up to `capacity` datagrams per recv(fd), each into a buffer of `size` bytes
-    allocated once (a longer datagram comes back truncated, flagged)."""
+    allocated once (a longer datagram comes back truncated, flagged). `dropped`: the
+    kernel's count of datagrams dropped on the socket's full buffer, as the last datagram
+    read carried it (SO_RXQ_OVFL; stays 0 unless the socket has that option on)."""
 
     def __init__(self, capacity: int = 64, size: int = 9216):
         if capacity < 1 or size < 1:
             raise ValueError("capacity and size must be at least 1")
         self.capacity, self.size = capacity, size
+        self.dropped = 0
         self._msgs, self._addrs, self._iovs = _messages(capacity, 1)
         self._buf = ctypes.create_string_buffer(capacity * size)
+        self._control = (_Cmsghdr * capacity)()
         base = ctypes.addressof(self._buf)
         for i in range(capacity):
             self._iovs[i].base = ctypes.c_char_p(base + i * size)
             self._iovs[i].len = size
+            self._msgs[i].hdr.control = ctypes.addressof(self._control[i])
         self._hdrs = [m.hdr for m in self._msgs]
+        self._dirty = capacity               # headers to reset before the next read
         self._msg_base = ctypes.addressof(self._msgs)
+        self._addr_base = ctypes.addressof(self._addrs)
         self._buf_base = base
 
     def recv(self, fd: int) -> list[tuple[bytes, IPv4Address, bool]]:
         """What is waiting, without blocking: (datagram, source, truncated) each; [] when
         nothing is (or on an error other than EINTR: the socket's next read reports it)."""
+        return [(data, IPv4Address(socket.ntohl(addr)), truncated)
+                for data, addr, truncated in self.recv_raw(fd)]
+
+    def recv_raw(self, fd: int) -> list[tuple[bytes, int, bool]]:
+        """recv() with each source as the 32-bit address in network byte order (no
+        address object made: the caller may keep them by that number)."""
+        hdrs = self._hdrs
+        namelen = ctypes.sizeof(_SockaddrIn)
         while True:
-            for h in self._hdrs:
-                h.namelen = ctypes.sizeof(_SockaddrIn)
+            # the kernel wrote only the headers of what it returned last time: those are
+            # reset (a loop over all of them would cost more than a small batch's reads)
+            for h in hdrs[:self._dirty]:
+                h.namelen = namelen
+                h.controllen = _CONTROL
                 h.flags = 0
+            self._dirty = 0
             r = _recvmmsg(fd, self._msg_base, self.capacity, MSG_DONTWAIT, None)
             if r >= 0:
                 break
             if ctypes.get_errno() != errno.EINTR:
                 return []
+        self._dirty = r
         out = []
-        size, base, msgs, addrs = self.size, self._buf_base, self._msgs, self._addrs
+        size, base = self.size, self._buf_base
+        string_at = ctypes.string_at
+        # the headers and addresses read as bytes at once, not as a ctypes object each
+        heads = string_at(self._msg_base, r * _MSG_SIZE)
+        addrs = string_at(self._addr_base, r * _ADDR_SIZE)
         for i in range(r):
-            m = msgs[i]
-            n = m.len
-            data = ctypes.string_at(base + i * size, min(n, size))
-            out.append((data, IPv4Address(socket.ntohl(addrs[i].addr)),
-                        bool(m.hdr.flags & MSG_TRUNC)))
+            n, flags = _LEN.unpack_from(heads, i * _MSG_SIZE + _LEN_AT)[0], \
+                _FLAGS.unpack_from(heads, i * _MSG_SIZE + _FLAGS_AT)[0]
+            out.append((string_at(base + i * size, min(n, size)),
+                        _ADDR.unpack_from(addrs, i * _ADDR_SIZE + _ADDR_AT)[0],
+                        bool(flags & MSG_TRUNC)))
+        if r:
+            last = hdrs[r - 1]
+            c = self._control[r - 1]
+            if last.controllen >= ctypes.sizeof(_Cmsghdr) and c.level == SOL_SOCKET \
+                    and c.type == SO_RXQ_OVFL:
+                self.dropped = c.drops
         return out

@@ -40,10 +40,11 @@ NHRP_DROPS: tuple[str, ...] = DROP_REASONS + DAEMON_NHRP_DROPS
 #: The engine's capped tables (engine counter ("cap", name)): the cache as a whole and per
 #: NBMA, then the Limits that bound a table (the CIE limit drops a packet: "too_many_cies").
 CAPS: tuple[str, ...] = ("entries", *(f.name for f in fields(Limits) if f.name != "cies"))
-#: GRE datagrams the daemon read and discarded (transport.parse_gre_nhrp's reasons):
+#: GRE datagrams the daemon read and discarded (transport.parse_gre_nhrp's reasons, and
+#: shed_unknown: NHRP of unknown sources shed while the daemon is behind):
 #: daemon counter "gre_drop.<reason>".
 GRE_DISCARDS: tuple[str, ...] = ("not_ipv4", "truncated", "fragment", "not_nhrp",
-                                 "gre_flags", "wrong_key")
+                                 "gre_flags", "wrong_key", "shed_unknown")
 #: Control socket requests answered with an error line, by why (control.serve):
 #: daemon counter "control_error.<reason>".
 CONTROL_ERRORS: tuple[str, ...] = ("timeout", "too_long", "truncated", "empty", "malformed",
@@ -59,7 +60,7 @@ ROUTE_RESYNCS: tuple[str, ...] = ("start", "retry", "enobufs", "overrun", "addre
 #: Controller operations that failed (daemon and effects counters of these names).
 FAULTS: tuple[str, ...] = ("send_failed", "route_failed", "sync_error", "housekeeping_error",
                            "reload_failed", "multicast_truncated", "mapping_not_ipv4",
-                           "shortcut_not_ipv4")
+                           "shortcut_not_ipv4", "mapping_write_failed")
 
 #: Set-up latencies the `stats` answer carries (the most recent ones).
 STATS_LATENCIES = 256

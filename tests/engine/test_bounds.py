@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, ip_address as A, ip_network as N
 
 import pytest
 
-from craft import HUB, ROGUE, exts, purge_request, registration_request, resolution_request, send
+from craft import HUB, ROGUE, S2, exts, purge_request, registration_request, resolution_request, send
 from netsim import hub_and_spokes, ipv4_head
 from xdmvpn.engine.cache import Cache, CacheEntry, EntryType
 from xdmvpn.engine.params import Limits
@@ -36,14 +36,23 @@ def test_cache_entries_per_source_nbma():
     assert hub.cache.at_nbma(ROGUE) == 0
 
 
+def via_hub(hub, s2, pkt, observed):
+    """pkt from observed to the hub, which forwards it to spoke 2 (vouching for observed)."""
+    for to, data in send(hub, pkt, observed):
+        if to == S2:
+            s2.receive(data, HUB)
+    return s2.fx.take()
+
+
 def test_answered_requesters_and_clear_sends_a_bounded_number_of_purges():
     net, (hub, s1, s2) = hub_and_spokes()
     net.tick()
     small(s2)
     for i in range(1000):
         nbma = IPv4Address(int(A("198.18.0.0")) + i)
-        send(s2, resolution_request(dst="192.168.2.20", src_proto=f"10.0.{i // 250}.{i % 250}",
-                                    src_nbma=nbma, rid=i), nbma)
+        via_hub(hub, s2, resolution_request(dst="192.168.2.20",
+                                            src_proto=f"10.0.{4 + i // 250}.{i % 250}",
+                                            src_nbma=nbma, rid=i), nbma)
     assert len(s2.answered) == 16 and s2.stats[("cap", "answered")] > 900
     assert len(s2.cache) <= 3 + 16           # no mapping cached beyond what is answered
     s2.clear_cache()
@@ -51,12 +60,12 @@ def test_answered_requesters_and_clear_sends_a_bounded_number_of_purges():
     assert len(purges) == 16 and len(set(purges)) == 16           # one per requester
     for i in range(20):                                           # expiry after holdtime
         nbma = IPv4Address(int(A("198.19.0.0")) + i)
-        send(s2, resolution_request(dst="192.168.2.20", src_proto=f"10.1.0.{i}",
-                                    src_nbma=nbma, rid=i), nbma)
+        via_hub(hub, s2, resolution_request(dst="192.168.2.20", src_proto=f"10.0.8.{i}",
+                                            src_nbma=nbma, rid=i), nbma)
     assert len(s2.answered) == 16
     net.clock.advance(301)
-    send(s2, resolution_request(dst="192.168.2.20", src_proto="10.2.0.1", src_nbma=ROGUE),
-         ROGUE)
+    via_hub(hub, s2, resolution_request(dst="192.168.2.20", src_proto="10.0.9.1",
+                                        src_nbma=ROGUE), ROGUE)
     assert len(s2.answered) == 1
 
 

@@ -9,7 +9,7 @@ from craft import HUB, ROGUE, S1, S2, exts, purge_request, resolution_reply, res
     send
 from netsim import hub_and_spokes, ipv4_head
 from xdmvpn.engine.build import cie_list, replace_cie_list
-from xdmvpn.engine.cache import EntryType
+from xdmvpn.engine.cache import CacheEntry, EntryType
 from xdmvpn.nhrp import (
     Cie, ErrorIndication, ExtType, PacketType, TrafficIndication, decode, encode,
 )
@@ -34,6 +34,16 @@ def test_claimed_mapping_is_cached_only_when_it_is_the_source():
     net, hub, s1, s2 = registered()
     send(s2, resolution_request(dst=LAN2, src_nbma=A("198.51.100.7")), ROGUE)
     assert s2.cache.get(A("10.0.0.66")) is None and s2.answered == {}
+    # a stranger holding the secret creates no state, even claiming its own address (random
+    # sources would fill the cache: `xdmvpn bench flood`)
+    assert [to for to, _ in send(s2, resolution_request(dst=LAN2, src_nbma=ROGUE), ROGUE)] \
+        == [ROGUE]
+    assert s2.cache.get(A("10.0.0.66")) is None and s2.answered == {}
+    # a source it knows (a binding at that address): cached
+    s2.cache_put(CacheEntry(A("10.0.0.77"), EntryType.CACHED, nbma=ROGUE,
+                            expires=net.clock.now() + 300))
+    send(s2, resolution_request(dst=LAN2, src_nbma=A("198.51.100.7")), ROGUE)
+    assert s2.cache.get(A("10.0.0.66")) is None       # still: the claim is not the source
     send(s2, resolution_request(dst=LAN2, src_nbma=ROGUE), ROGUE)
     assert s2.cache.get(A("10.0.0.66")).nbma == ROGUE
 

@@ -16,6 +16,7 @@ BENCHES = {
     "codec": "xdmvpn_bench.codec",
     "control": "xdmvpn_bench.control",
     "dataplane": "xdmvpn_bench.dataplane",
+    "flood": "xdmvpn_bench.flood",
     "fuzz": "xdmvpn_bench.fuzz",
 }
 
@@ -28,6 +29,9 @@ examples:
   xdmvpn bench dataplane --json
       BPF program cost per packet (live frames, restored each run, counters
       checked), hub hairpin vs kernel forwarding, verifier figures (root)
+  xdmvpn bench flood --json
+      a hub with registered spokes under a random-source NHRP flood (XDP live
+      frames): flood rate, a spoke's reply p50/p99, state the flood created (root)
   xdmvpn bench fuzz --json
       the NHRP fuzzer's figures (see bench/xdmvpn_bench/fuzz.py)
   bench/run

@@ -9,7 +9,10 @@ traffic keeps following the hub path, and `recheck_shortcuts` installs it once t
 
 Writes to the data plane happen only when something changed (a refresh of a registration
 writes nothing). Sends may be held and sent in one batch (`hold()`, with a SendBatch from
-xdmvpn.mmsg): the receive loop holds them while it handles a burst."""
+xdmvpn.mmsg): the receive loop holds them while it handles a burst. New NBMA mappings are
+held with them and written together (DataplaneMaps.add_mappings: one batch write per map)
+just before the batch's replies leave, so a spoke's traffic finds its mapping in the data
+plane by the time it has its registration reply."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ipaddress import IPv4Address
 
 from ..dataplane.maps import MCAST_MAX
 from ..engine.effects import Effects, RouteHint
+from ..errors import XdmvpnError
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +50,25 @@ class LiveEffects(Effects):
         self.installed: dict = {}        # shortcut prefix -> (via, nbma) on the direct path
         self.deferred: dict = {}         # shortcut prefix -> (via, nbma) waiting for its SA
         self.send_batch = None           # mmsg.SendBatch (GRE header included): see hold()
+        self.flush_every = 1 << 30       # held sends that leave without waiting for the end
         self._holding = 0
+        self._new_mappings: list = []    # (proto, nbma) held for one batch write
 
     def send(self, nbma, packet: bytes) -> None:
         if self._holding and isinstance(nbma, IPv4Address):
-            self.send_batch.add(self.gre.fileno(), nbma, packet)
+            batch = self.send_batch
+            batch.add(self.gre.fileno(), nbma, packet)
+            if len(batch) >= self.flush_every or len(batch) == batch.capacity:
+                self.flush()         # the mappings first, then these replies
         elif not self.gre.send(nbma, packet):
             self.stats["send_failed"] += 1
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Sends inside the block are queued and leave together when it ends (one
-        sendmmsg: one system call and one round of wake-ups per burst, not per packet).
-        Without a send_batch, sends go out at once as always."""
+        sendmmsg: one system call and one round of wake-ups per burst, not per packet),
+        or earlier, every `flush_every` of them (the first replies of a long burst need
+        not wait for its end). Without a send_batch, sends go out at once as always."""
         if self.send_batch is None:
             yield
             return
@@ -71,7 +81,9 @@ class LiveEffects(Effects):
                 self.flush()
 
     def flush(self) -> None:
-        """Send what hold() queued (failures counted as send_failed)."""
+        """Write the mappings hold() kept, then send what it queued (failures counted as
+        send_failed)."""
+        self._write_mappings()
         batch = self.send_batch
         if batch is None or not len(batch):
             return
@@ -88,7 +100,10 @@ class LiveEffects(Effects):
         old = self.mapped.get(proto)
         if old is not None and old == nbma:    # (None == address raises inside ipaddress)
             return                       # the data plane has it already: no write
-        self.maps.add_mapping(proto, nbma)
+        if self._holding and self.send_batch is not None:
+            self._new_mappings.append((proto, nbma))
+        else:
+            self.maps.add_mapping(proto, nbma)
         self.mapped[proto] = nbma
         if self.ipsec is not None and old != nbma:
             self.ipsec.ref(nbma)
@@ -96,7 +111,21 @@ class LiveEffects(Effects):
                 self.ipsec.unref(old)
         self._changed(proto)
 
+    def _write_mappings(self) -> None:
+        """The mappings held since the batch began, in one write per map. A failure (no
+        statistics slot left) is counted and logged; the replies still go."""
+        pending = self._new_mappings
+        if not pending:
+            return
+        self._new_mappings = []
+        try:
+            self.maps.add_mappings(pending)
+        except XdmvpnError as exc:
+            self.stats["mapping_write_failed"] += len(pending)
+            log.warning("%s", exc)
+
     def mapping_del(self, proto) -> None:
+        self._write_mappings()               # in the order the engine asked
         old = self.mapped.pop(proto, None)
         if proto.version == 4:
             self.maps.remove_mapping(proto)
@@ -210,6 +239,7 @@ class LiveEffects(Effects):
     def last_used(self, proto):
         """Monotonic seconds the data plane last sent to proto (its host entry, or a prefix
         that goes to the same NBMA)."""
+        self._write_mappings()
         nbma = self.mapped.get(proto)
         latest = 0
         for m in self.maps.mappings():

@@ -30,11 +30,13 @@ from ..exporter import server as metrics_server
 from ..exporter.server import MetricsServer
 from ..ipsec.kernel import esp_missing
 from ..ipsec.peers import IpsecPeers
-from ..transport import GreSocket
+from ..mmsg import SendBatch
+from ..transport import GreSocket, gre_header
 from ..view import DaemonView, NodeInfo
 from .effects import LiveEffects
 from .events import ring_epoll_fd
 from .mirror import DataplaneMirror
+from .receive import GreReceiver
 from .routes import KernelRoutes, NetlinkThread, ensure_address, first_ipv4
 
 log = logging.getLogger("xdmvpn")
@@ -42,7 +44,17 @@ log = logging.getLogger("xdmvpn")
 HOUSEKEEPING = 1.0          # seconds between route-mirror/adoption checks (no netlink)
 SYNC_DELAY = 0.01           # seconds from a route/address/mapping change to the mirror sync
 EVENT_POLL = 0.005          # ring-buffer polling period when no epoll fd is available
-GRE_BATCH = 256             # NHRP datagrams handled per loop turn
+GRE_BATCH = 256             # NHRP datagrams handled per loop turn (one recvmmsg, one
+                            # sendmmsg for the replies)
+FLUSH_EVERY = 32            # replies held before they leave with one sendmmsg (a spoke
+                            # waits for at most this many others' answers before its own)
+# NHRP from unknown sources the data plane admits, all together: packets/s and the burst.
+# The burst fits in half of the GRE socket's buffer (datagrams passed up by XDP take ~4 KiB
+# each there): the daemon sheds strangers' NHRP beyond half (_on_gre), a full buffer would
+# drop known peers' too.
+UNKNOWN_RATE = 10_000
+UNKNOWN_BURST = 1_000
+GRE_RCVBUF = 8 << 20        # bytes asked for (the kernel reports twice that)
 RESTART_KEYS = ("name", "address", "source-interface", "source-address", "key")
 DATAPLANE_KEYS = ("mtu", "adjust-mss", "ttl", "df")
 
@@ -108,7 +120,6 @@ class Daemon:
         self._sync_pending = True            # the first mirror sync ends the construction
         self._nbma_checking = False
         self._gre_more = False               # a full GRE batch asked for the next one
-        self._gre_dropped = 0                # the GRE socket's kernel drop count seen so far
 
         self.nbma: IPv4Address = self._own_nbma()
         if self.nbma.version != 4:
@@ -125,7 +136,8 @@ class Daemon:
                                        on_change=self._schedule_sync,
                                        on_address=self._address_changed)
             self.gre = GreSocket(self.nbma, cfg.tunnel.key,
-                                 device=cfg.tunnel.source_interface)
+                                 device=cfg.tunnel.source_interface, rcvbuf=GRE_RCVBUF)
+            self.rx = GreReceiver(self.gre, GRE_BATCH)
         except BaseException:
             self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
             raise
@@ -135,6 +147,8 @@ class Daemon:
             self.ipsec.set_nhs(n.nbma for n in params.nhs)
         self.fx = LiveEffects(self.gre, self.maps, self.routes, self._nhs_order(params),
                               ipsec=self.ipsec, on_mapping_change=self._mapping_changed)
+        self.fx.send_batch = SendBatch(gre_header(cfg.tunnel.key), GRE_BATCH)
+        self.fx.flush_every = FLUSH_EVERY
         already = {m.prefix.network_address: m.nbma for m in self.maps.mappings()}
         self.node = Node(params, self.fx, rng=random.Random())
         self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
@@ -167,6 +181,7 @@ class Daemon:
             gre_key=t.key, redirect=n.redirect, ttl=t.ttl, df=_df(t.df),
             adjust_mss=t.adjust_mss or 0, nhrp_max_send=n.max_send.packets,
             nhrp_max_send_every=n.max_send.interval, mtu=t.mtu,
+            nhrp_unknown_budget=UNKNOWN_BURST, nhrp_unknown_every=UNKNOWN_BURST / UNKNOWN_RATE,
             pin_name=self.cfg.control.instance,
             ipsec=ipsec is not None and ipsec.required,
             esp_rx=ipsec is not None and esp_missing() is None).start)
@@ -279,30 +294,41 @@ class Daemon:
 
     @guarded
     def _on_gre(self) -> None:
-        """One batch from the GRE socket. A full batch means more is waiting: the next
-        batch runs at the loop's next turn (after timers and the control socket had
-        theirs), the reader paused meanwhile so that it does not run twice."""
-        batch = self.gre.recv_batch(GRE_BATCH)
-        self.stats["gre_rx"] += len(batch)
-        for data, src in batch:
-            if data is None:
-                self.stats[f"gre_drop.{src}"] += 1
-                continue
-            if self.ipsec is not None and not self.ipsec.accepts(src):
-                self.stats["nhrp_drop.no_ipsec_sa"] += 1      # before any state changes
-                continue
-            try:
-                self.node.receive(data, src)
-            except Exception as exc:      # a bug: this packet is lost, not the batch
-                self.stats["bug.receive"] += 1
-                log.error("internal error on NHRP from %s: %s: %s (counted as "
-                          "bug.receive)", src, type(exc).__name__, exc)
-                log.debug("traceback", exc_info=True)
-        dropped = self.gre.dropped - self._gre_dropped
+        """One batch from the GRE socket (one recvmmsg), its replies sent together at the
+        end (one sendmmsg). A full batch means more is waiting: the next batch runs at the
+        loop's next turn (after timers and the control socket had theirs), the reader
+        paused meanwhile so that it does not run twice."""
+        batch = self.rx.receive()
+        stats = self.stats
+        stats["gre_rx"] += len(batch)
+        ipsec, receive = self.ipsec, self.node.receive
+        # behind (the socket's buffer half full): what strangers sent is shed, so that the
+        # buffer never fills and drops what known peers send (a flood of random sources
+        # the data plane's global budget admitted, more than the engine can take)
+        known = self.node.ctx.known if len(batch) == self.rx.capacity \
+            and self.rx.behind() else None
+        with self.fx.hold():
+            for data, src in batch:
+                if data is None:
+                    stats[f"gre_drop.{src}"] += 1
+                    continue
+                if known is not None and not known(src):
+                    stats["gre_drop.shed_unknown"] += 1
+                    continue
+                if ipsec is not None and not ipsec.accepts(src):
+                    stats["nhrp_drop.no_ipsec_sa"] += 1      # before any state changes
+                    continue
+                try:
+                    receive(data, src)
+                except Exception as exc:      # a bug: this packet is lost, not the batch
+                    stats["bug.receive"] += 1
+                    log.error("internal error on NHRP from %s: %s: %s (counted as "
+                              "bug.receive)", src, type(exc).__name__, exc)
+                    log.debug("traceback", exc_info=True)
+        dropped = self.rx.take_dropped()
         if dropped:
-            self.stats["gre_rx_kernel_drops"] += dropped
-            self._gre_dropped = self.gre.dropped
-        if len(batch) == GRE_BATCH and not self._gre_more:
+            stats["gre_rx_kernel_drops"] += dropped
+        if len(batch) == self.rx.capacity and not self._gre_more:
             self._gre_more = True
             loop = asyncio.get_running_loop()
             loop.remove_reader(self.gre.fileno())
@@ -404,8 +430,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.gre.fileno())
         self.gre.close()
-        self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface)
-        self._gre_dropped = 0
+        self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface,
+                             rcvbuf=GRE_RCVBUF)
+        self.rx = GreReceiver(self.gre, GRE_BATCH)
         self.fx.gre = self.gre
         loop.add_reader(self.gre.fileno(), self._on_gre)
         if self.ipsec is not None:

@@ -9,6 +9,7 @@ up here with its prototype declared once (PROTOTYPES):
   map_info(fd)           type, key and value sizes, entries and flags of a map
   pinned(path)           a descriptor of the object pinned at path
   ring_epoll_fd(manager) the epoll descriptor of a ring-buffer manager, None without one
+  update_batch(fd, keys, values, count)  BPF_MAP_UPDATE_BATCH: count entries, one call
 
 The benchmarks bind the kernel's test-run facility (bpf_prog_test_run_opts) through
 function() too; the lab loads its two-instruction XDP pass program with it.
@@ -33,6 +34,8 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_prog_load": (_c.c_int, [_c.c_int, _c.c_char_p, _c.c_char_p, _c.c_char_p,
                                  _c.c_size_t, _c.c_void_p]),
     "bpf_xdp_attach": (_c.c_int, [_c.c_int, _c.c_int, _c.c_uint32, _c.c_void_p]),
+    "bpf_map_update_batch": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p,
+                                        _c.POINTER(_c.c_uint32), _c.c_void_p]),
 }
 # libbcc exports a copy of the test-run and info calls: the last resort
 LIBRARIES = ("libbpf.so.1", ctypes.util.find_library("bpf"), "libbcc.so.0")
@@ -144,3 +147,17 @@ def ring_epoll_fd(manager: int) -> int | None:
     except XdmvpnError:
         return None
     return fd if fd >= 0 else None
+
+
+def update_batch(map_fd: int, keys, values, count: int) -> int:
+    """Write `count` entries (keys and values: ctypes arrays laid out as the kernel wants
+    them; per-CPU values: every possible CPU's, 8-byte aligned) with one
+    BPF_MAP_UPDATE_BATCH. Returns how many the kernel wrote; OSError when it refused the
+    first (EINVAL/ENOTSUPP: no batch operations for this map type or kernel)."""
+    done = _c.c_uint32(count)
+    rc = function("bpf_map_update_batch")(map_fd, _c.addressof(keys), _c.addressof(values),
+                                          _c.byref(done), None)
+    if rc != 0 and done.value == 0:
+        err = _c.get_errno() or -rc
+        raise OSError(err, f"BPF_MAP_UPDATE_BATCH: {os.strerror(err)}")
+    return int(done.value)

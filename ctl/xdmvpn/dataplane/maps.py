@@ -15,7 +15,7 @@ import dataclasses
 import ipaddress
 
 from ..errors import XdmvpnError
-from . import abi
+from . import abi, libbpf
 # Re-exported for the daemon: the table sizes it plans with.
 from .abi import MAX_NHS, MAX_PEERS, MAX_STATS, MCAST_MAX  # noqa: F401
 
@@ -70,6 +70,7 @@ class DataplaneMaps:
         self._ring_open = False
         self._free: list[int] | None = None
         self._known: collections.Counter[int] | None = None
+        self._no_batch = False               # the kernel refused a batch write once
 
     # ---- statistics slots -------------------------------------------------
     def _used_slots(self) -> set[int]:
@@ -79,17 +80,21 @@ class DataplaneMaps:
         return used
 
     def _new_slot(self) -> int:
-        """A free statistics slot. The free list is built once from the maps (which may
-        be adopted from a previous controller), then kept here: a hub registering
-        100,000 spokes must not scan every entry per registration."""
+        """A free statistics slot, cleared."""
+        i = self._take_slot()
+        self._clear_slot(i)
+        return i
+
+    def _take_slot(self) -> int:
+        """A free statistics slot (not cleared yet). The free list is built once from the
+        maps (which may be adopted from a previous controller), then kept here: a hub
+        registering 100,000 spokes must not scan every entry per registration."""
         if self._free is None:
             used = self._used_slots()
             self._free = [i for i in range(MAX_STATS - 1, 0, -1) if i not in used]
         if not self._free:
             raise XdmvpnError("data plane statistics slots exhausted")
-        i = self._free.pop()
-        self._clear_slot(i)
-        return i
+        return self._free.pop()
 
     def _clear_slot(self, idx: int) -> None:
         for table in (self.stats, self.nh_cache):
@@ -125,13 +130,14 @@ class DataplaneMaps:
         self._replaced(old, None)
         return True
 
-    def _replaced(self, old, new: abi.Peer | None) -> None:
+    def _replaced(self, old, new: abi.Peer | None, known: dict | None = None) -> None:
         """Bookkeeping after an entry changed from old to new (either may be None):
-        the known NBMA addresses and the statistics slot."""
+        the known NBMA addresses (written at once, or with known: collected there for
+        one batch, 0 meaning gone) and the statistics slot."""
         if new is not None and (old is None or old.nbma != new.nbma):
-            self._ref(new.nbma, +1)
+            self._ref(new.nbma, +1, known)
         if old is not None and (new is None or old.nbma != new.nbma):
-            self._ref(old.nbma, -1)
+            self._ref(old.nbma, -1, known)
         if new is None and old is not None and self._free is not None and old.stats_idx:
             self._free.append(old.stats_idx)
 
@@ -153,14 +159,19 @@ class DataplaneMaps:
             self._known = refs
         return self._known
 
-    def _ref(self, nbma: int, delta: int) -> None:
+    def _ref(self, nbma: int, delta: int, known: dict | None = None) -> None:
         refs = self._known_refs()
         n = refs[nbma] + delta
         if n > 0:
             refs[nbma] = n
+            if known is not None:
+                known[nbma] = n
+                return
             self.known_map[_u32(nbma)] = _u32(n)
         else:
             refs.pop(nbma, None)
+            if known is not None:
+                known.pop(nbma, None)
             self._del(self.known_map, _u32(nbma))
 
     def sync_known(self) -> None:
@@ -184,6 +195,59 @@ class DataplaneMaps:
     def add_mapping(self, overlay, nbma) -> None:
         """Overlay (protocol) address -> NBMA address; replaces an existing one."""
         self._put(self.peers, _u32(_be(overlay)), nbma)
+
+    def add_mappings(self, pairs) -> None:
+        """add_mapping for each (overlay, nbma) pair, the writes of each map together (one
+        BPF_MAP_UPDATE_BATCH per map, not a system call per entry and map): what a hub
+        does after a burst of registrations. Falls back to add_mapping one by one where
+        the kernel has no batch writes."""
+        latest = {_be(o): _be(n) for o, n in pairs}        # the last word per address
+        if len(latest) < 2 or self._no_batch:
+            for o, n in pairs:
+                self.add_mapping(o, n)
+            return
+        self._known_refs()
+        peers = self.peers
+        entries, fresh, known = [], [], {}
+        for key, nbma in latest.items():
+            old = peers.get(_u32(key))
+            if old is None:
+                idx = self._take_slot()
+                fresh.append(idx)
+            else:
+                idx = old.stats_idx
+            new = abi.Peer(nbma=nbma, flags=0, stats_idx=idx)
+            entries.append((key, new))
+            self._replaced(old, new, known)
+        try:
+            for table in (self.stats, self.nh_cache):
+                self._batch(table, fresh, None)
+            self._batch(peers, [k for k, _ in entries], [v for _, v in entries])
+            self._batch(self.known_map, list(known), [known[k] for k in known])
+        except OSError:
+            # no batch writes here: the same writes one by one (idempotent)
+            self._no_batch = True
+            for idx in fresh:
+                self._clear_slot(idx)
+            for key, new in entries:
+                peers[_u32(key)] = new
+            for k, n in known.items():
+                self.known_map[_u32(k)] = _u32(n)
+
+    @staticmethod
+    def _batch(table, keys: list[int], values: list | None) -> None:
+        """table[keys[i]] = values[i] in one system call (values None: zeros)."""
+        if not keys:
+            return
+        n = len(keys)
+        karr = (ctypes.c_uint32 * n)(*keys)
+        if values is None:          # a per-CPU array's slots, zeroed on every CPU
+            varr = (ctypes.c_uint8 * (n * ctypes.sizeof(table.Leaf)))()
+        elif isinstance(values[0], abi.Peer):
+            varr = (abi.Peer * n)(*values)
+        else:
+            varr = (ctypes.c_uint32 * n)(*values)
+        libbpf.update_batch(table.map_fd, karr, varr, n)
 
     def remove_mapping(self, overlay) -> bool:
         return self._remove(self.peers, _u32(_be(overlay)))

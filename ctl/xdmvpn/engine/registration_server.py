@@ -22,7 +22,8 @@ from ..inet import IPAddress, IPNetwork, checksum
 from ..nhrp import Cie, CieCode, ExtType, Flag, PacketType, RegistrationReply, RequestReply
 from ..nhrp.codec import encode
 from ..nhrp.fastpath import (
-    Registration, layout_key, parse_registration, registration_reply, with_request_id,
+    Registration, layout_key, parse_registration, registration_reply, reply_like,
+    with_request_id,
 )
 from .build import ReplyPieces, ip, own_cie, replace_cie_list, reply_pieces, with_own_auth
 from .cache import CacheEntry, EntryType
@@ -35,6 +36,7 @@ _SUCCESS = int(CieCode.SUCCESS)
 _REPLY = PacketType.REGISTRATION_REPLY            # counters keep the enum (their names)
 _RX = ("rx", PacketType.REGISTRATION_REQUEST)
 _OK = ("registration", _SUCCESS)
+_AUTH_DROP = ("drop", "authentication")
 _UNIQUE = int(Flag.U_REG)
 # request layouts whose parse is kept (spokes of one kind send one layout; more kinds evict
 # the oldest: a stranger's layouts cost a parse each, never memory)
@@ -54,6 +56,9 @@ class RegistrationServer:
         self._pieces: ReplyPieces | None = None
         self._net: IPNetwork | None = None
         self._layouts: dict[bytes, Registration] = {}      # layout_key -> its parse
+        # (layout_key, code) -> a reply written for a request of that layout (without a
+        # NAT CIE), for reply_like; dropped with the configuration, bounded like _layouts
+        self._replies: dict[tuple[bytes, int], bytes] = {}
 
     def serves(self) -> bool:
         p = self.ctx.p
@@ -68,6 +73,7 @@ class RegistrationServer:
             self._pieces = reply_pieces(p)
             self._net = ip_network(f"{p.tunnel_ip}/{p.prefix_len}", strict=False)
             self.ctx.cache.drop_templates()
+            self._replies.clear()
         return self._pieces
 
     def _overlay(self) -> IPNetwork:
@@ -109,14 +115,19 @@ class RegistrationServer:
                        pieces: ReplyPieces) -> bool:
         if not isinstance(observed, IPv4Address):
             return False
-        reg = self._parsed(data)
+        lkey = layout_key(data)
+        reg = self._parsed(data, lkey)
         if reg is None:
             return False
         ctx = self.ctx
         p = ctx.p
         if p.auth is not None and (reg.auth is None or reg.auth[:4] != _CLEARTEXT
                                    or reg.auth[4:] != p.auth):
-            return False
+            # what the full path does after its decode (the checksum is good): counted
+            # and dropped, without the decode (an unauthenticated flood costs little)
+            ctx.stats[_RX] += 1
+            ctx.stats[_AUTH_DROP] += 1
+            return True
         if not 1 <= p.limits.cies >= reg.nat_cies or not self.serves():
             return False
         seen = observed.packed
@@ -129,17 +140,25 @@ class RegistrationServer:
         ctx.stats[_RX] += 1
         ctx.stats[("registration", int(code))] += 1
         nat = pieces.nat_head + seen + src_proto if reg.nat and seen != src_nbma else None
-        reply = registration_reply(data, reg, code, hop_count=p.hop_count,
-                                   dst_proto=pieces.dst_proto, responder=pieces.responder,
-                                   auth=pieces.auth, nat=nat)
+        kept = self._replies.get((lkey, code)) if nat is None else None
+        if kept is not None:
+            reply = reply_like(kept, data)
+        else:
+            reply = registration_reply(data, reg, code, hop_count=p.hop_count,
+                                       dst_proto=pieces.dst_proto, responder=pieces.responder,
+                                       auth=pieces.auth, nat=nat)
+            if nat is None:
+                if len(self._replies) >= 4 * LAYOUTS:
+                    del self._replies[next(iter(self._replies))]
+                self._replies[(lkey, code)] = reply
         self._keep(key, proto, observed, code, reply)
         ctx.send_raw(observed, _REPLY, reply)
         return True
 
-    def _parsed(self, data: bytes) -> Registration | None:
+    def _parsed(self, data: bytes, key: bytes) -> Registration | None:
         """parse_registration(data), from the parse of an earlier request of the same
-        layout when there was one (then only the checksum is checked)."""
-        key = layout_key(data)
+        layout (key: its layout_key) when there was one (then only the checksum is
+        checked)."""
         reg = self._layouts.get(key)
         if reg is not None:
             size = (data[10] << 8) | data[11]

@@ -218,8 +218,12 @@ class Resolver:
         now = ctx.now()
         to, seen = self._requester(pkt, observed, src_proto, direct)
         claimed = ip(pkt.src_nbma)
-        # state only for what was observed, never for a stranger on an open network
-        learn = seen and src_proto != p.tunnel_ip and (p.auth is not None or ctx.known(to))
+        # state only for what was observed, never for a stranger: on an open network not
+        # at all, and a request straight from a source we know nothing of creates none even
+        # with the secret (random sources holding it would fill the cache); what an NHS we
+        # trust forwarded, it vouched for
+        learn = seen and src_proto != p.tunnel_ip and (
+            ctx.known(to) if direct else p.auth is not None or ctx.known(to))
         if learn and direct and claimed != observed:
             learn = False               # a claimed NBMA that is not the source: not cached
         # it holds a binding of ours now (purged when we change or go away); what the

@@ -14,7 +14,9 @@ returns as on a decoded and validated packet.
 (byte for byte, tests/test_fastpath.py checks it against encode), from the request's bytes
 and pieces the caller keeps per configuration (its responder address CIE and
 authentication extension). `with_request_id` patches a kept reply for another request id,
-updating its checksum incrementally (RFC 1624)."""
+updating its checksum incrementally (RFC 1624). `reply_like` makes the reply to another
+request of the same layout (same `layout_key`, same code and pieces) from a kept one: only
+the request id and the source addresses differ."""
 
 from __future__ import annotations
 
@@ -201,3 +203,13 @@ def with_request_id(reply: bytes, request_id: bytes) -> bytes:
     value = checksum_update((reply[12] << 8) | reply[13], reply[_RID], request_id)
     return b"".join((reply[:12], value.to_bytes(2, "big"), reply[14:24], request_id,
                      reply[28:]))
+
+
+def reply_like(reply: bytes, request: bytes) -> bytes:
+    """The reply `registration_reply` writes for `request`, from the one it wrote for
+    another request with the same layout_key, code and pieces (and no NAT CIE of the
+    client's observed address): bytes 24-35 (request id, source NBMA and protocol
+    addresses) are the request's, the checksum is recomputed."""
+    head, body = reply[:12], b"".join((reply[14:24], request[24:36], reply[36:]))
+    value = checksum(b"".join((head, b"\0\0", body)))
+    return b"".join((head, value.to_bytes(2, "big"), body))
