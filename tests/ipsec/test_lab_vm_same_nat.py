@@ -47,8 +47,8 @@ def test_two_spokes_behind_one_nat(tmp_path_factory):
         for e in cache:
             if e["protocol"] in ("172.16.0.11", "172.16.0.12"):
                 assert e["nbma"] == NAT_OUTSIDE and e["claimed_nbma"].startswith("192.168.1.")
-        if up.returncode != 0:
-            assert "not registered to the hub" in up.stderr, up.stderr
+        if up.returncode != 0:                 # lab up gave up waiting for registrations
+            assert not (lab.registered("spoke1") and lab.registered("spoke2")), up.stderr
             # why: one selector for both CHILD_SAs, so one outbound SA for both spokes
             xfrm = subprocess.run(["ip", "-n", lab.ns("hub"), "xfrm", "state"],
                                   capture_output=True, text=True, timeout=30).stdout
