@@ -15,7 +15,7 @@ from xdmvpn.config import loads
 from xdmvpn.errors import XdmvpnError
 from xdmvpn.lab import probe
 from xdmvpn.lab.topology import (MAX_SPOKES, PSK, leftover_pattern, node_config, node_configs,
-                                 plan)
+                                 parse_nat, plan)
 
 
 def test_addresses_of_the_default_plan():
@@ -203,3 +203,50 @@ def test_bad_spoke_count_is_one_line_exit_2():
     out = cli("lab", "up", "--spokes", "0")
     assert out.returncode == 2
     assert out.stderr == "xdmvpn: error: --spokes must be 1..32, got 0\n"
+
+
+def test_nat_plan_private_underlays_behind_devices_with_public_outsides():
+    topo = plan(4, "q", ((1,), (3, 4)))
+    assert [(d.name, str(d.outside), str(d.inside), d.spokes) for d in topo.nats] == [
+        ("nat1", "192.0.2.101/24", "192.168.1.1/24", (1,)),
+        ("nat2", "192.0.2.102/24", "192.168.1.1/24", (3, 4))]
+    rows = [(n.name, str(n.underlay), n.nat, str(n.gateway), str(topo.public_nbma(n)))
+            for n in topo.nodes]
+    assert rows == [("hub", "192.0.2.1/24", 0, "None", "192.0.2.1"),
+                    ("spoke1", "192.168.1.11/24", 1, "192.168.1.1", "192.0.2.101"),
+                    ("spoke2", "192.0.2.12/24", 0, "None", "192.0.2.12"),
+                    ("spoke3", "192.168.1.11/24", 2, "192.168.1.1", "192.0.2.102"),
+                    ("spoke4", "192.168.1.12/24", 2, "192.168.1.1", "192.0.2.102")]
+    # MACs stay distinct although underlay addresses repeat behind different devices
+    macs = [n.mac for n in topo.nodes] + [d.mac for d in topo.nats]
+    assert len(set(macs)) == len(macs)
+    assert topo.exec_targets()["nat2"] == "q-nat2" and "q-nat1" in topo.namespaces()
+    assert leftover_pattern("q").fullmatch("q-nat2")
+    assert topo.to_dict() == {"name": "q", "spokes": 4, "nat": [[1], [3, 4]]}
+    # the configuration claims the private address; the hub learns the post-NAT one
+    cfg = loads(node_configs(topo, ipsec=True)["spoke3"], "spoke3.toml")
+    assert cfg.tunnel.source_address == IPv4Address("192.168.1.11")
+    text = topology_text(topo, 1.0)
+    assert "Behind NAT" in text and "nat2 192.0.2.102" in text
+    assert "NAT devices (nftables masquerade, inside 192.168.1.0/24): nat1 192.0.2.101 in " \
+           "q-nat1, nat2 192.0.2.102 in q-nat2" in text
+
+
+@pytest.mark.parametrize("groups,error", [
+    (["spoke9"], "there is no spoke9"), (["spoke1", "spoke1"], "spoke1 is behind two NAT"),
+    (["hub"], "'hub' is not one"), ([","], "name at least one spoke")])
+def test_bad_nat_groups(groups, error):
+    with pytest.raises(XdmvpnError, match=error):
+        plan(2, "q", parse_nat(groups))
+
+
+def test_nat_is_for_the_namespace_lab_only():
+    with pytest.raises(XdmvpnError, match="only in the namespace lab"):
+        node_config(plan(2, "q", ((1,),)), plan(2).hub, "vagrant")
+
+
+def test_bad_nat_group_is_one_line_exit_2():
+    out = cli("lab", "config", "spoke1", "--nat", "spoke1,router")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("xdmvpn: error: --nat 'spoke1,router': name spokes") \
+        and out.stderr.count("\n") == 1

@@ -12,8 +12,9 @@ import sys
 
 from ..errors import XdmvpnError
 from ..lab import manage, network, probe
-from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, OVERLAY, TUNNEL,
-                            UNDERLAY, UNDERLAY_IF, Topology, label, node_configs, plan)
+from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, NAT_INSIDE,
+                            OVERLAY, TUNNEL, UNDERLAY, UNDERLAY_IF, Topology, label,
+                            node_configs, parse_nat, plan)
 from ..netns import exec_argv
 from ..show import render_table
 from .show_cmd import INSTANCE_ENV
@@ -44,6 +45,10 @@ examples:
   xdmvpn lab up --ipsec
       the same with a strongSwan charon in every node: IKE (PSK) hub <-> spokes, and
       spoke <-> spoke when a shortcut is wanted (ESP only where the kernel has it)
+  xdmvpn lab up --spokes 4 --ipsec --nat spoke1 --nat spoke3,spoke4
+      spoke1 behind one NAT device (nftables masquerade), spoke3 and spoke4 behind
+      another; IKE and ESP go over UDP 4500 (NAT traversal); `lab exec nat1 -- nft
+      list ruleset` shows a NAT device
   xdmvpn lab metrics hub --match dmvpn_ipsec_sas
       the hub's Prometheus scrape, here only the IPsec SA gauge
   xdmvpn lab down
@@ -89,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="a strongSwan charon in every node and an [ipsec] block (the lab's "
                          "pre-shared key) in every configuration: IKE between the hub and "
                          "each spoke, and between spokes for shortcuts")
+    up.add_argument("--nat", action="append", metavar="SPOKES",
+                    help="put these spokes (comma-separated, e.g. spoke1,spoke2) behind one "
+                         "NAT device of their own (nftables masquerade); repeat for more "
+                         "devices")
     up.add_argument("--vm", action="store_true",
                     help="in Debian's stock kernel in a VM (ip_gre, ESP, NFLOG; docs/vm.md): "
                          "the lab is built there, then a shell opens in the VM where lab "
@@ -110,7 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = add("exec", "run a command in a node's namespace; in a node, `xdmvpn show` asks "
              "that node's daemon", run_exec)
     ex.add_argument("node", metavar="NODE",
-                    help="hub, spokeI, NODE-host (the LAN host) or underlay (the bridge)")
+                    help="hub, spokeI, NODE-host (the LAN host), underlay (the bridge) or "
+                         "natN (a NAT device)")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
                     help="the command and its arguments")
     metrics = add("metrics", "print a node's Prometheus scrape (its exporter listens on "
@@ -135,6 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"number of spokes, 1..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
     config.add_argument("--ipsec", action="store_true",
                         help="add an [ipsec] block with the lab's pre-shared key")
+    config.add_argument("--nat", action="append", metavar="SPOKES",
+                        help="as for lab up: these spokes behind one NAT device (their "
+                             "source-address is then private)")
     config.add_argument("--routes", action="store_true",
                         help="print the node's routes instead: PREFIX via GATEWAY dev "
                              f"{TUNNEL}, one a line")
@@ -166,15 +179,23 @@ def topology_text(topo: Topology, took: float | None, prog: str = "xdmvpn") -> s
     """What `lab up` prints; its commands start with prog (see invoked_as)."""
     rows = [(n.name, topo.ns(n), n.underlay.ip, n.overlay.ip, n.lan, n.host.ip)
             for n in topo.nodes]
+    header = ("Node", "Namespace", "Underlay", "Tunnel", "LAN", "LAN host")
+    if topo.nats:
+        header += ("Behind NAT",)
+        rows = [r + ((f"{d.name} {d.outside.ip}" if (d := topo.nat_of(n)) else None),)
+                for r, n in zip(rows, topo.nodes)]
     spokes = len(topo.spokes)
     head = (f"{label(topo.name).capitalize()} is up: a hub and {spokes} spoke{'s' * (spokes != 1)}"
             + (f", every spoke registered in {took:.1f} s" if took is not None else
                " (no daemons)"))
     return "\n".join([
         head, "",
-        render_table(("Node", "Namespace", "Underlay", "Tunnel", "LAN", "LAN host"), rows, "  "),
+        render_table(header, rows, "  "),
         "",
         f"underlay {UNDERLAY}: bridge {BRIDGE} in namespace {topo.bridge_ns}",
+        *([f"NAT devices (nftables masquerade, inside {NAT_INSIDE}): " + ", ".join(
+            f"{d.name} {d.outside.ip} in {topo.nat_ns(d)}" for d in topo.nats)]
+          if topo.nats else []),
         f"overlay {OVERLAY} on {TUNNEL}, GRE key {GRE_KEY}",
         f"routes: hub -> each LAN via its spoke; spokes -> {LANS} via the hub",
         f"configs and logs: {topo.state_dir}/NODE.toml, NODE.log",
@@ -185,9 +206,10 @@ def topology_text(topo: Topology, took: float | None, prog: str = "xdmvpn") -> s
 def run_up(args: argparse.Namespace) -> int:
     if args.vm:
         from ..lab import vm
-        return vm.lab_up(args.spokes, args.timeout, args.ipsec)
+        parse_nat(args.nat)                         # bad groups: an error here, not there
+        return vm.lab_up(args.spokes, args.timeout, args.ipsec, args.nat)
     topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons,
-                           ipsec=args.ipsec)
+                           ipsec=args.ipsec, nat=parse_nat(args.nat))
     print(topology_text(topo, None if args.no_daemons else took, invoked_as()))
     return 0
 
@@ -293,7 +315,7 @@ def run_down(args: argparse.Namespace) -> int:
 
 def run_config(args: argparse.Namespace) -> int:
     """The generator's text, unchanged: the lab and the Vagrant VMs use this very function."""
-    topo = plan(args.spokes, manage.lab_name())
+    topo = plan(args.spokes, manage.lab_name(), parse_nat(args.nat))
     node = topo.node(args.node)
     if args.routes:
         for prefix, gateway in topo.routes(node):

@@ -59,7 +59,8 @@ def load(name: str | None = None) -> Topology:
     path = Path(STATE_ROOT) / name / STATE_FILE
     try:
         saved = json.loads(path.read_text())
-        return plan(int(saved["spokes"]), name)
+        return plan(int(saved["spokes"]), name,
+                    tuple(tuple(int(i) for i in g) for g in saved.get("nat", [])))
     except FileNotFoundError:
         pass
     except (ValueError, KeyError, TypeError):
@@ -72,12 +73,14 @@ def load(name: str | None = None) -> Topology:
 
 
 def up(spokes: int, name: str | None = None, timeout: float = 60.0,
-       daemons: bool = True, ipsec: bool = False) -> tuple[Topology, float]:
-    """Build the lab; with daemons, start them (with ipsec, a charon in every node first),
-    wait until every spoke is registered and add the routes. Returns the topology and the
-    seconds the daemons took to be ready."""
+       daemons: bool = True, ipsec: bool = False,
+       nat: tuple[tuple[int, ...], ...] = ()) -> tuple[Topology, float]:
+    """Build the lab (nat: groups of spoke indexes, each behind a NAT device of its own);
+    with daemons, start them (with ipsec, a charon in every node first), wait until every
+    spoke is registered and add the routes. Returns the topology and the seconds the
+    daemons took to be ready."""
     need_root()
-    topo = plan(spokes, lab_name(name))
+    topo = plan(spokes, lab_name(name), nat)
     configs = node_configs(topo, ipsec=ipsec)
     found = leftovers(topo.name)
     if any(found.values()):
@@ -88,6 +91,9 @@ def up(spokes: int, name: str | None = None, timeout: float = 60.0,
                           "`xdmvpn lab down` first")
     if daemons and not shutil.which("nsenter"):
         raise XdmvpnError("nsenter is missing (Debian: apt-get install util-linux)")
+    if topo.nats and not shutil.which("nft"):
+        raise XdmvpnError("nft is missing, the NAT devices need it (Debian: apt-get install "
+                          "nftables)")
     state = Path(topo.state_dir)
     try:
         state.mkdir(parents=True, mode=0o700)

@@ -4,7 +4,8 @@
 of every node, made with ``xdmvpn.config`` (a ``NodeConfig`` rendered by ``render_toml``
 and read back by ``loads``), for namespaces on this machine (``target="netns"``) or for
 real machines such as Vagrant VMs (``target="vagrant"``, underlay interface eth1);
-``ipsec=True`` adds an ``[ipsec]`` block with the lab's pre-shared key.
+``ipsec=True`` adds an ``[ipsec]`` block with the lab's pre-shared key; ``plan(..., nat=...)``
+puts spokes behind NAT devices (nftables masquerade), a group of spokes per device.
 
 Every address of the lab is decided here, and only here:
 
@@ -18,6 +19,12 @@ router on the LAN  .1                            .1
 LAN host           .10                           .10
 routes             10.0.i.0/24 via spoke i       10.0.0.0/16 via 172.16.0.1
 =================  ============================  ==============================
+
+Behind NAT device n (1..), named ``natn``: its outside address is 192.0.2.(100+n)/24 on the
+underlay; inside, every NAT device uses the same private network 192.168.1.0/24 (as home
+routers do), itself at .1, and the k-th spoke of its group (1..) at .(10+k), default route via
+.1. So spokes behind different NAT devices claim the same NBMA address (192.168.1.11 for the
+first of each group): only the post-NAT address tells them apart.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ OVERLAY = IPv4Network("172.16.0.0/24")
 LANS = IPv4Network("10.0.0.0/16")
 SPOKE_OFFSET = 10                 # spoke i is .10+i on the underlay and the overlay
 HOST = 10                         # the host on each LAN is .10, the router .1
+NAT_OUTSIDE = 100                 # NAT device n is .100+n on the underlay
+NAT_INSIDE = IPv4Network("192.168.1.0/24")   # behind every NAT device: router .1, spokes .11..
+MAX_NATS = 16
 
 GRE_KEY = 42
 SECRET = "labauth"                # Cisco cleartext authentication, at most 8 bytes
@@ -54,6 +64,8 @@ UNDERLAY_IF = {"netns": "ul0", "vagrant": "eth1"}
 LAN_IF = "lan0"                   # the router's LAN interface (in the node's namespace)
 HOST_IF = "eth0"                  # the LAN host's interface
 BRIDGE = "br0"                    # the underlay bridge, in the namespace <name>-underlay
+NAT_OUT_IF = "out0"               # a NAT device's outside interface (on the underlay bridge)
+NAT_BRIDGE = "br0"                # a NAT device's inside bridge (its spokes' ul0 peers)
 
 _NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 
@@ -65,6 +77,7 @@ class Node:
     underlay: IPv4Interface
     overlay: IPv4Interface
     lan: IPv4Network
+    nat: int = 0                  # behind NAT device nat (1..), 0: on the underlay itself
 
     @property
     def role(self) -> str:
@@ -83,13 +96,38 @@ class Node:
     @property
     def mac(self) -> str:
         """A fixed MAC on the underlay, so that neighbour entries can be written ahead."""
-        return "02:00:c0:00:02:%02x" % int(self.underlay.ip.packed[3])
+        return "02:00:c0:00:02:%02x" % (SPOKE_OFFSET + self.index if self.index else 1)
+
+    @property
+    def gateway(self) -> IPv4Address | None:
+        """The underlay gateway of a spoke behind NAT (its NAT device's inside address)."""
+        return NAT_INSIDE[1] if self.nat else None
+
+
+@dataclass(frozen=True)
+class NatDevice:
+    """A NAT device: masquerades its spokes' underlay traffic to its outside address."""
+    name: str                     # "nat1", ...
+    index: int                    # 1..
+    outside: IPv4Interface        # on the underlay
+    inside: IPv4Interface         # the spokes' gateway
+    spokes: tuple[int, ...]       # spoke indexes behind it
+
+    @property
+    def mac(self) -> str:
+        """Its outside MAC, fixed as the nodes' are."""
+        return "02:00:c0:00:02:%02x" % (NAT_OUTSIDE + self.index)
+
+    @property
+    def inside_mac(self) -> str:
+        return "02:00:c0:a8:01:01"
 
 
 @dataclass(frozen=True)
 class Topology:
     name: str
     nodes: tuple[Node, ...]
+    nats: tuple[NatDevice, ...] = ()
 
     @property
     def hub(self) -> Node:
@@ -117,8 +155,21 @@ class Topology:
     def bridge_ns(self) -> str:
         return f"{self.name}-underlay"
 
+    def nat_ns(self, nat: NatDevice) -> str:
+        return f"{self.name}-{nat.name}"
+
+    def nat_of(self, node: Node) -> NatDevice | None:
+        return self.nats[node.nat - 1] if node.nat else None
+
+    def public_nbma(self, node: Node) -> IPv4Address:
+        """Where the others see node's underlay traffic come from: its own address, or its
+        NAT device's outside address (the post-NAT address)."""
+        nat = self.nat_of(node)
+        return node.underlay.ip if nat is None else nat.outside.ip
+
     def namespaces(self) -> list[str]:
-        return [self.bridge_ns] + [x for n in self.nodes for x in (self.ns(n), self.host_ns(n))]
+        return ([self.bridge_ns] + [self.nat_ns(d) for d in self.nats]
+                + [x for n in self.nodes for x in (self.ns(n), self.host_ns(n))])
 
     def instance(self, node: Node) -> str:
         """[control] instance: names the pins /sys/fs/bpf/xdmvpn/<instance> (shared by every
@@ -152,10 +203,14 @@ class Topology:
         out = {n.name: self.ns(n) for n in self.nodes}
         out.update({f"{n.name}-host": self.host_ns(n) for n in self.nodes})
         out["underlay"] = self.bridge_ns
+        out.update({d.name: self.nat_ns(d) for d in self.nats})
         return out
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "spokes": len(self.spokes)}
+        out: dict = {"name": self.name, "spokes": len(self.spokes)}
+        if self.nats:
+            out["nat"] = [list(d.spokes) for d in self.nats]
+        return out
 
 
 def label(name: str) -> str:
@@ -172,29 +227,67 @@ def check_name(name: str) -> str:
 
 def leftover_pattern(name: str) -> re.Pattern:
     """Names (namespaces, instances, pin dirs, sockets) a lab called `name` may have left."""
-    return re.compile(rf"{re.escape(name)}-(hub|spoke[0-9]+|underlay)(-host)?")
+    return re.compile(rf"{re.escape(name)}-(hub|spoke[0-9]+|underlay|nat[0-9]+)(-host)?")
 
 
-def plan(spokes: int = DEFAULT_SPOKES, name: str = DEFAULT_NAME) -> Topology:
-    """A hub and `spokes` spokes, addressed as in the module docstring."""
+def parse_nat(groups: list[str] | None) -> tuple[tuple[int, ...], ...]:
+    """`--nat spoke1 --nat spoke2,spoke3` -> ((1,), (2, 3)): one NAT device per group."""
+    out = []
+    for group in groups or []:
+        members = []
+        for word in filter(None, (w.strip() for w in group.split(","))):
+            m = re.fullmatch(r"spoke([1-9][0-9]*)", word)
+            if not m:
+                raise XdmvpnError(f"--nat {group!r}: name spokes (spoke1,spoke2,...); "
+                                  f"{word!r} is not one")
+            members.append(int(m.group(1)))
+        if not members:
+            raise XdmvpnError(f"--nat {group!r}: name at least one spoke")
+        out.append(tuple(members))
+    return tuple(out)
+
+
+def plan(spokes: int = DEFAULT_SPOKES, name: str = DEFAULT_NAME,
+         nat: tuple[tuple[int, ...], ...] = ()) -> Topology:
+    """A hub and `spokes` spokes, addressed as in the module docstring; each group of
+    spoke indexes in `nat` behind a NAT device of its own."""
     check_name(name)
     if not 1 <= spokes <= MAX_SPOKES:
         raise XdmvpnError(f"--spokes must be 1..{MAX_SPOKES}, got {spokes}")
+    if len(nat) > MAX_NATS:
+        raise XdmvpnError(f"at most {MAX_NATS} NAT devices, got {len(nat)}")
+    behind: dict[int, tuple[int, int]] = {}          # spoke -> (NAT device, place in it)
+    for n, group in enumerate(nat, 1):
+        for k, i in enumerate(group, 1):
+            if not 1 <= i <= spokes:
+                raise XdmvpnError(f"--nat: there is no spoke{i} (spokes: 1..{spokes})")
+            if i in behind:
+                raise XdmvpnError(f"--nat: spoke{i} is behind two NAT devices")
+            behind[i] = (n, k)
 
     def node(index: int) -> Node:
         host = 1 if index == 0 else SPOKE_OFFSET + index
+        device, k = behind.get(index, (0, 0))
+        underlay = (IPv4Interface(f"{NAT_INSIDE[SPOKE_OFFSET + k]}/{NAT_INSIDE.prefixlen}")
+                    if device else IPv4Interface(f"{UNDERLAY[host]}/{UNDERLAY.prefixlen}"))
         return Node(
-            name="hub" if index == 0 else f"spoke{index}", index=index,
-            underlay=IPv4Interface(f"{UNDERLAY[host]}/{UNDERLAY.prefixlen}"),
+            name="hub" if index == 0 else f"spoke{index}", index=index, underlay=underlay,
             overlay=IPv4Interface(f"{OVERLAY[host]}/{OVERLAY.prefixlen}"),
-            lan=IPv4Network(f"{LANS[index * 256]}/24"))
-    return Topology(name, tuple(node(i) for i in range(spokes + 1)))
+            lan=IPv4Network(f"{LANS[index * 256]}/24"), nat=device)
+    nats = tuple(NatDevice(
+        name=f"nat{n}", index=n,
+        outside=IPv4Interface(f"{UNDERLAY[NAT_OUTSIDE + n]}/{UNDERLAY.prefixlen}"),
+        inside=IPv4Interface(f"{NAT_INSIDE[1]}/{NAT_INSIDE.prefixlen}"), spokes=group)
+        for n, group in enumerate(nat, 1))
+    return Topology(name, tuple(node(i) for i in range(spokes + 1)), nats)
 
 
 def node_config(topo: Topology, node: Node, target: str = "netns",
                 ipsec: bool = False) -> NodeConfig:
     if target not in UNDERLAY_IF:
         raise XdmvpnError(f"unknown target {target!r} (netns or vagrant)")
+    if topo.nats and target != "netns":
+        raise XdmvpnError("NAT devices exist only in the namespace lab (target netns)")
     tunnel = TunnelConfig(address=node.overlay, source_interface=UNDERLAY_IF[target],
                           name=TUNNEL, source_address=node.underlay.ip, key=GRE_KEY)
     hub = node.role == "hub"

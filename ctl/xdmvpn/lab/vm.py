@@ -33,7 +33,7 @@ from ..errors import XdmvpnError
 
 GUEST_MODULES = ("veth", "bridge", "sch_ingress", "cls_bpf", "ip_gre", "esp4", "xfrm_user",
                  "nfnetlink_log", "nf_tables", "nft_log", "nft_compat", "xt_NFLOG",
-                 "nft_chain_nat", "nft_masq")
+                 "nft_chain_nat", "nft_masq", "nft_ct")
 UNUSED_DRIVERS = ("kvm", "kvm_amd", "kvm_intel", "ahci", "sr_mod", "cdrom", "iTCO_wdt",
                   "lpc_ich", "i2c_i801", "psmouse", "pcspkr", "joydev", "bochs")
 KVM_CACHE = Path("/tmp/xdmvpn-vm-kvm.json")
@@ -350,9 +350,10 @@ def session(argv: list[str] | None, then_shell: bool = False, accel_name: str | 
         os.unlink(facts["script"])
 
 
-def lab_up(spokes: int, timeout: float, ipsec: bool) -> int:
+def lab_up(spokes: int, timeout: float, ipsec: bool, nat: list[str] | None = None) -> int:
     """`xdmvpn lab up --vm`: the lab in the guest, then a shell there."""
     accel_name, _ = accel()
     argv = [sys.executable, "-m", "xdmvpn", "lab", "up", "--spokes", str(spokes),
-            "--timeout", f"{timeout * scale_for(accel_name):g}", *(["--ipsec"] if ipsec else [])]
+            "--timeout", f"{timeout * scale_for(accel_name):g}", *(["--ipsec"] if ipsec else []),
+            *[x for group in nat or [] for x in ("--nat", group)]]
     return session(argv, then_shell=True, accel_name=accel_name)
