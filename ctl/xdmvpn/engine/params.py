@@ -34,6 +34,9 @@ class NodeParams:
     tunnel_ip: IPAddress
     prefix_len: int                     # of the overlay network
     nbma: IPAddress
+    # our NBMA address of the other family, when the node has an underlay of each (a hub
+    # serving IPv4 and IPv6 NBMA spokes at once): packets to a peer of that family use it
+    other_nbma: IPAddress | None = None
     mtu: int = 1400
     holdtime: int = 7200
     auth: bytes | None = None           # Cisco cleartext secret, at most 8 bytes
@@ -58,6 +61,18 @@ class NodeParams:
     @property
     def is_nhc(self) -> bool:
         return bool(self.nhs)
+
+    def nbma_for(self, version: int) -> IPAddress:
+        """Our NBMA address of this family (IPv4 4, IPv6 6); the primary one when we have
+        none of it (the packet then says so, and the peer cannot answer a stranger family)."""
+        if self.nbma.version != version and self.other_nbma is not None \
+                and self.other_nbma.version == version:
+            return self.other_nbma
+        return self.nbma
+
+    def nbma_families(self) -> frozenset[int]:
+        return frozenset({self.nbma.version} | (
+            {self.other_nbma.version} if self.other_nbma is not None else set()))
 
 
 def from_config(cfg: Any, nbma: IPAddress) -> NodeParams:
