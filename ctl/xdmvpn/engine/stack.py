@@ -128,7 +128,7 @@ class Stack:
     def __init__(self, params: Iterable[NodeParams], effects: Effects | None = None,
                  clock: Clock | None = None, rng: random.Random | None = None):
         plist = list(params)
-        families = [p.tunnel_ip.version for p in plist]
+        families: list[int] = [p.tunnel_ip.version for p in plist]
         if not plist or len(set(families)) != len(families):
             raise ValueError("one set of parameters per overlay family (IPv4, IPv6)")
         self.shared = _Shared(effects or Effects())
