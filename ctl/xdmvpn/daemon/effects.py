@@ -31,8 +31,9 @@ class LiveEffects(Effects):
     rebuilds them (NBMA address change, data-plane reload)."""
 
     def __init__(self, gre, maps, routes, nhs_order: tuple = (), *, ipsec=None,
-                 on_mapping_change=None):
-        self.gre = gre                   # transport.GreSocket
+                 on_mapping_change=None, gres=None):
+        self.gre = gre                   # transport.GreSocket (the primary underlay's)
+        self.gres = dict(gres or {})     # version -> GreSocket, one per underlay family
         self.maps = maps                 # dataplane.maps.DataplaneMaps
         self.routes = routes             # daemon.routes.KernelRoutes (add/delete/lookup)
         self.nhs_order = tuple(nhs_order)   # configured NHS NBMAs, preferred first
@@ -49,9 +50,10 @@ class LiveEffects(Effects):
         self._holding = 0
 
     def send(self, nbma, packet: bytes) -> None:
-        if self._holding and isinstance(nbma, IPv4Address):
+        gre = self.gres.get(nbma.version, self.gre)
+        if self._holding and isinstance(nbma, IPv4Address) and gre is self.gre:
             self.send_batch.add(self.gre.fileno(), nbma, packet)
-        elif not self.gre.send(nbma, packet):
+        elif not gre.send(nbma, packet):
             self.stats["send_failed"] += 1
 
     @contextlib.contextmanager
@@ -229,6 +231,4 @@ class LiveEffects(Effects):
         return self.ipsec is None or self.ipsec.may_register(nbma, proto)
 
     def route_lookup(self, dst) -> RouteHint:
-        if not isinstance(dst, IPv4Address):
-            return RouteHint()
         return self.routes.lookup(dst)
