@@ -143,7 +143,7 @@ class GreSocket:
         """One datagram: (nhrp, source) for NHRP with our key, (None, reason) for any other
         GRE, None when nothing is waiting."""
         try:
-            packet, ancillary, _, (src, _) = self.sock.recvmsg(65535, _CMSG_SPACE)
+            packet, ancillary, _, addr = self.sock.recvmsg(65535, _CMSG_SPACE)
         except (BlockingIOError, InterruptedError):
             return None
         for level, kind, value in ancillary:
@@ -155,6 +155,7 @@ class GreSocket:
             payload, reason = parse_gre_nhrp(packet, self.key)
         if payload is None:
             return None, reason
+        src = addr[0]              # (host, port), IPv6 with flow info and scope too
         return payload, (IPv4Address(src) if self.version == 4 else IPv6Address(src))
 
     def recv_batch(self, limit: int) -> list[Received]:

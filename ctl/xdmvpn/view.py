@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from .engine.cache import EntryType
 from .engine.drops import DROP_REASONS
 from .engine.node import Node
+from .engine.stack import Stack
 from .engine.params import Limits
 from .inet import IPAddress, IPNetwork
 
@@ -102,6 +103,10 @@ class EngineInfo:
     serves: bool
     redirect: bool
     shortcut: bool
+    # every overlay family's (address, prefix length), the primary first, and our NBMA
+    # addresses (one per underlay family, the primary first)
+    protocols: tuple[tuple[IPAddress, int], ...] = ()
+    nbmas: tuple[IPAddress, ...] = ()
 
 
 class CacheRow(NamedTuple):
@@ -255,15 +260,18 @@ class EngineView:
 
     __slots__ = ("_node", "_interface")
 
-    def __init__(self, node: Node, interface: str):
+    def __init__(self, node: Node | Stack, interface: str):
         self._node = node
         self._interface = interface
 
     def engine(self) -> EngineInfo:
         node, p = self._node, self._node.p
+        families = node.params_by_family
         return EngineInfo(self._interface, node.clock.now(), p.tunnel_ip, p.prefix_len,
                           p.nbma, p.holdtime, p.mtu, bool(node.serves), p.redirect,
-                          p.shortcut)
+                          p.shortcut,
+                          protocols=tuple((f.tunnel_ip, f.prefix_len) for f in families.values()),
+                          nbmas=(p.nbma,) + ((p.other_nbma,) if p.other_nbma else ()))
 
     def cache(self) -> list[CacheRow]:
         return [CacheRow(e.proto, e.prefix_len, e.type.value, e.nbma, e.claimed_nbma,
@@ -318,7 +326,7 @@ class DaemonView(EngineView):
     __slots__ = ("_info", "_per_peer_limit", "_counters", "_fx", "_maps", "_mirror",
                  "_ipsec")
 
-    def __init__(self, node: Node, info: NodeInfo, *, per_peer_limit: int | None,
+    def __init__(self, node: Node | Stack, info: NodeInfo, *, per_peer_limit: int | None,
                  counters: Mapping[str, int], effects: EffectsReader, maps: MapsReader,
                  mirror: MirrorReader, ipsec: IpsecReader | None):
         super().__init__(node, info.interface)

@@ -28,6 +28,7 @@ import socket
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Callable
 
@@ -626,6 +627,11 @@ def ensure_address(ifname: str, address) -> None:
     no duplicate address detection: the overlay is ours, and a tentative address could
     not send yet)."""
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    if address.version == 6:            # the overlay pair is made with IPv6 off
+        try:
+            Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("0")
+        except OSError as exc:
+            raise XdmvpnError(f"cannot enable IPv6 on {ifname}: {exc.strerror}") from None
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
         have = {(m.get_attr("IFA_ADDRESS"), m["prefixlen"])

@@ -174,7 +174,7 @@ class Daemon:
         t, n = self.cfg.tunnel, self.cfg.nhrp
         ipsec = self.cfg.ipsec
         dp = self.netlink.call(TunnelDataplane(
-            name=t.name, underlay=t.source_interface, local_nbma=str(self.nbma),
+            name=t.name, underlay=t.source_interface, local_nbma=self._dataplane_nbma(),
             gre_key=t.key, redirect=n.redirect, ttl=t.ttl, df=_df(t.df),
             adjust_mss=t.adjust_mss or 0, nhrp_max_send=n.max_send.packets,
             nhrp_max_send_every=n.max_send.interval, mtu=t.mtu,
@@ -183,6 +183,11 @@ class Daemon:
             esp_rx=ipsec is not None and esp_missing() is None).start)
         assert dp.maps is not None          # start() opened them
         return dp, dp.maps
+
+    def _dataplane_nbma(self) -> str:
+        """Our IPv4 NBMA address as the data plane is built with it ("0.0.0.0" without
+        one: no IPv4 GRE is ours, NHRP over an IPv6 underlay reaches its socket)."""
+        return str(next((a for a in self.nbmas if a.version == 4), "0.0.0.0"))
 
     def _params(self, cfg) -> list[NodeParams]:
         """The engine's parameters, one set per overlay family; a hub refuses

@@ -90,6 +90,11 @@ class Node:
         return self.ctx.fx
 
     @property
+    def params_by_family(self) -> dict[int, NodeParams]:
+        """Our parameters by overlay family (one here; a Stack has one per family)."""
+        return {self.ctx.p.tunnel_ip.version: self.ctx.p}
+
+    @property
     def clock(self) -> Clock:
         return self.ctx.clock
 

@@ -151,6 +151,10 @@ class Stack:
     def fx(self) -> Effects:
         return self.shared.fx
 
+    @property
+    def params_by_family(self) -> dict[int, NodeParams]:
+        return {v: n.p for v, n in self.nodes.items()}
+
     def node(self, version: int) -> Node | None:
         return self.nodes.get(version)
 
