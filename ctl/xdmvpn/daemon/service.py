@@ -13,7 +13,7 @@ import os
 import random
 import signal
 from collections import Counter
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -174,7 +174,7 @@ class Daemon:
         t, n = self.cfg.tunnel, self.cfg.nhrp
         ipsec = self.cfg.ipsec
         dp = self.netlink.call(TunnelDataplane(
-            name=t.name, underlay=t.source_interface, local_nbma=self._dataplane_nbma(),
+            name=t.name, underlay=t.source_interface, **self._dataplane_families(),
             gre_key=t.key, redirect=n.redirect, ttl=t.ttl, df=_df(t.df),
             adjust_mss=t.adjust_mss or 0, nhrp_max_send=n.max_send.packets,
             nhrp_max_send_every=n.max_send.interval, mtu=t.mtu,
@@ -182,12 +182,22 @@ class Daemon:
             ipsec=ipsec is not None and ipsec.required,
             esp_rx=ipsec is not None and esp_missing() is None).start)
         assert dp.maps is not None          # start() opened them
+        own6 = t.address_of(6)
+        if own6 is not None and hasattr(dp.maps, "set_overlay_address6"):
+            dp.maps.set_overlay_address6(own6.ip)    # the source of Packet Too Big
         return dp, dp.maps
 
-    def _dataplane_nbma(self) -> str:
-        """Our IPv4 NBMA address as the data plane is built with it ("0.0.0.0" without
-        one: no IPv4 GRE is ours, NHRP over an IPv6 underlay reaches its socket)."""
-        return str(next((a for a in self.nbmas if a.version == 4), "0.0.0.0"))
+    def _dataplane_families(self) -> dict:
+        """Our NBMA address(es) and overlay families as the data plane is built with them.
+        A data plane without IPv6 (no local_nbma6 setting) gets our IPv4 NBMA address or
+        "0.0.0.0": no IPv4 GRE is ours then, NHRP over an IPv6 underlay still reaches its
+        socket."""
+        v4 = next((a for a in self.nbmas if a.version == 4), None)
+        v6 = next((a for a in self.nbmas if a.version == 6), None)
+        if "local_nbma6" not in {f.name for f in fields(TunnelDataplane)}:
+            return {"local_nbma": str(v4 or "0.0.0.0")}
+        return {"local_nbma": str(v4 or v6), "local_nbma6": str(v6) if v4 and v6 else None,
+                "overlay_ipv6": self.cfg.tunnel.address_of(6) is not None}
 
     def _params(self, cfg) -> list[NodeParams]:
         """The engine's parameters, one set per overlay family; a hub refuses
