@@ -185,6 +185,9 @@ class Stack:
     def stats_by_family(self) -> dict[int, Counter[Any]]:
         return {v: n.stats for v, n in self.nodes.items()}
 
+    def cache_counts_by_family(self) -> dict[int, dict[str, int]]:
+        return {v: n.cache.counts() for v, n in self.nodes.items()}
+
     @property
     def setup_latencies(self) -> deque[float]:
         out: deque[float] = deque(maxlen=4096)
