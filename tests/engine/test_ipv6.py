@@ -179,3 +179,44 @@ def test_stack_dispatches_by_protocol_type_and_inner_family():
         Stack([NodeParams(tunnel_ip=A("10.0.0.1"), prefix_len=24, nbma=A("192.0.2.1"))] * 2)
     assert len(hub.cache) == sum(len(n.cache) for n in hub.nodes.values())
     assert hub.cache.counts()["dynamic"] == 4
+
+
+def test_view_and_show_per_family():
+    """What show and the exporter read of a dual-stack node: rows and counters of each
+    family apart (show ip / show ipv6, the metrics' family label)."""
+    from xdmvpn import show
+    from xdmvpn.view import EngineView
+    net, hub, (s1, s2) = network((4, 6), (4, 4))
+    net.tick()
+    phase3(net, hub, s1, s2, 6)
+    view = EngineView(s1, "dmvpn0")
+    assert {r.family for r in view.nhs()} == {4, 6}
+    counters = view.nhrp_counters_by_family()
+    assert set(counters) == {"ipv4", "ipv6"}
+    assert counters["ipv6"][("rx", PacketType.TRAFFIC_INDICATION)] == 1
+    assert ("rx", PacketType.TRAFFIC_INDICATION) not in counters["ipv4"]
+    assert view.shortcut_counts_by_family() == {"ipv4": 0, "ipv6": 1}
+    assert view.cache_counts_by_family()["ipv6"]["cached"] == 1
+    snap = show.snapshot(EngineView(hub, "dmvpn0"))
+    assert [p["protocol"] for p in snap["protocols"]] == ["10.0.0.1", "2001:db8:100::1"]
+    v6 = show.cache_json(snap, 6)
+    assert v6 and all(":" in r["protocol"] for r in v6)
+    assert {r["protocol"] for r in show.cache_json(snap, 4)} == {
+        "10.0.0.1", "10.0.0.11", "10.0.0.12"}
+    assert "2001:db8:100::b" in show.cache_table(snap, 6)
+    assert "2001:db8:100::b" not in show.cache_table(snap, 4)
+    s1snap = show.snapshot(EngineView(s1, "dmvpn0"))
+    assert [r["prefix"] for r in show.shortcut_json(s1snap, 6)] == ["2001:db8:12::/64"]
+    assert show.shortcut_json(s1snap, 4) == []
+    assert [r["protocol"] for r in show.nhs_json(s1snap, 6)] == ["2001:db8:100::1"]
+
+
+def test_hub_on_both_underlays_shows_its_address_of_each_family():
+    from xdmvpn import show
+    from xdmvpn.view import EngineView
+    net, hub, _ = network((4,), (4, 6))
+    net.tick()
+    snap = show.snapshot(EngineView(hub, "dmvpn0"))
+    assert snap["nbmas"] == ["192.0.2.1", "2001:db8:ff::1"]
+    rows = {r["dst"]: r["src"] for r in show.dmvpn_json(snap)}
+    assert rows == {"192.0.2.11": "192.0.2.1", "2001:db8:ff::c": "2001:db8:ff::1"}
