@@ -59,7 +59,8 @@ def load(name: str | None = None) -> Topology:
     path = Path(STATE_ROOT) / name / STATE_FILE
     try:
         saved = json.loads(path.read_text())
-        return plan(int(saved["spokes"]), name)
+        return plan(int(saved["spokes"]), name, saved.get("family", "ipv4"),
+                    saved.get("nbma", "ipv4"))
     except FileNotFoundError:
         pass
     except (ValueError, KeyError, TypeError):
@@ -72,12 +73,16 @@ def load(name: str | None = None) -> Topology:
 
 
 def up(spokes: int, name: str | None = None, timeout: float = 60.0,
-       daemons: bool = True, ipsec: bool = False) -> tuple[Topology, float]:
+       daemons: bool = True, ipsec: bool = False, family: str = "ipv4",
+       nbma: str = "ipv4") -> tuple[Topology, float]:
     """Build the lab; with daemons, start them (with ipsec, a charon in every node first),
     wait until every spoke is registered and add the routes. Returns the topology and the
     seconds the daemons took to be ready."""
     need_root()
-    topo = plan(spokes, lab_name(name))
+    topo = plan(spokes, lab_name(name), family, nbma)
+    if ipsec and topo.nbma != "ipv4":
+        raise XdmvpnError("--ipsec needs --nbma ipv4 (IPsec over an IPv6 underlay is not "
+                          "supported yet)")
     configs = node_configs(topo, ipsec=ipsec)
     found = leftovers(topo.name)
     if any(found.values()):

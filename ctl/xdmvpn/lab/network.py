@@ -17,6 +17,8 @@ UL = UNDERLAY_IF["netns"]
 SYSCTLS_NODE = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1",
                 "net.ipv6.conf.default.disable_ipv6=1")
 SYSCTLS_QUIET = SYSCTLS_NODE[1:]      # no IPv6 chatter (DAD, RS, MLD) on the lab's links
+# a lab with IPv6 (overlay or underlay): IPv6 on, nodes forward it
+SYSCTLS_NODE6 = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 
 
 def existing(name: str) -> list[str]:
@@ -42,10 +44,10 @@ def _build(topo: Topology) -> None:
     ip("link", "set", BRIDGE, "up", ns=br)
     for node in topo.nodes:
         ns, host = topo.ns(node), topo.host_ns(node)
-        netns.add(ns, *SYSCTLS_NODE)
+        netns.add(ns, *(SYSCTLS_NODE6 if topo.ipv6 else SYSCTLS_NODE))
         ip("link", "add", UL, "address", node.mac, "type", "veth", "peer", "name", node.name,
            "netns", br, ns=ns)
-        ip("addr", "add", str(node.underlay), "dev", UL, ns=ns)
+        netns.addr(ns, UL, str(node.underlay))
         ip("link", "set", UL, "up", ns=ns)
         ip("link", "set", node.name, "master", BRIDGE, "up", ns=br)
         # Neighbours written ahead: the data plane's bpf_fib_lookup needs one to hairpin
@@ -53,14 +55,17 @@ def _build(topo: Topology) -> None:
         for other in topo.nodes:
             if other is not node:
                 netns.neigh(ns, UL, str(other.underlay.ip), other.mac)
-        netns.add(host, *SYSCTLS_QUIET)
+        netns.add(host, *(() if topo.ipv6 else SYSCTLS_QUIET))
         ip("link", "add", LAN_IF, "type", "veth", "peer", "name", HOST_IF, "netns", host,
            ns=ns)
-        ip("addr", "add", str(node.router), "dev", LAN_IF, ns=ns)
+        for router, lan_host in zip(node.routers(), node.hosts()):
+            netns.addr(ns, LAN_IF, str(router))
+            netns.addr(host, HOST_IF, str(lan_host))
         ip("link", "set", LAN_IF, "up", ns=ns)
-        ip("addr", "add", str(node.host), "dev", HOST_IF, ns=host)
         ip("link", "set", HOST_IF, "up", ns=host)
-        ip("route", "add", "default", "via", str(node.router.ip), ns=host)
+        for router in node.routers():
+            ip(f"-{router.version}", "route", "add", "default", "via", str(router.ip),
+               ns=host)
     with netns.in_netns(br):
         attach_pass([n.name for n in topo.nodes])
 
@@ -69,5 +74,5 @@ def add_routes(topo: Topology, tunnel: str) -> None:
     """The lab's static routes on each node's overlay interface (see topology.routes)."""
     for node in topo.nodes:
         for prefix, via in topo.routes(node):
-            netns.ip("route", "replace", str(prefix), "via", str(via), "dev", tunnel,
-                     "onlink", ns=topo.ns(node))
+            netns.ip(f"-{prefix.version}", "route", "replace", str(prefix), "via", str(via),
+                     "dev", tunnel, "onlink", ns=topo.ns(node))
