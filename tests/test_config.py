@@ -81,8 +81,10 @@ def test_examples_share_the_network():
 def test_docs_show_the_examples():
     text = (EXAMPLES.parent / "config.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
-    assert [loads(b) for b in blocks] == [load(EXAMPLES / "hub.toml"),
-                                          load(EXAMPLES / "spoke1.toml")]
+    configs = [loads(b) for b in blocks]            # every block is a valid configuration
+    assert configs[-2:] == [load(EXAMPLES / "hub.toml"), load(EXAMPLES / "spoke1.toml")]
+    dual = [c for c in configs if c.tunnel.other_address is not None]
+    assert len(dual) == 2 and dual[1].tunnel.other_source_address is not None
 
 
 def test_defaults_of_a_minimal_hub():
