@@ -5,12 +5,11 @@ serving spokes of both underlay families; NHRP on the wire judged by tshark."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from topo import Topology
+from topo import captured
 from tshark_oracle import tshark_nhrp
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
 
@@ -24,24 +23,9 @@ SETUPS = {
 
 @pytest.fixture(scope="module", params=list(SETUPS))
 def lab(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(request.param)
-    t = Topology(tmp, spokes=2, **SETUPS[request.param])
-    t.setup = request.param
-    cap = tmp / "underlay.pcap"
-    dump = subprocess.Popen(["ip", "netns", "exec", t.ul, "tcpdump", "-i", "br0", "-w",
-                             str(cap), "-U", "-Z", "root", "--immediate-mode", "-s", "0",
-                             "ip proto 47 or ip6 proto 47"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        t.start_all()
-        t.wait_for(lambda: t.registered("spoke1") and t.registered("spoke2"), 30,
-                   message="spokes registered in every family")
-        t.capture, t.dump = cap, dump
+    with captured(tmp_path_factory.mktemp(request.param), timeout=30, spokes=2,
+                  **SETUPS[request.param]) as t:
         yield t
-    finally:
-        dump.terminate()
-        dump.wait(10)
-        t.close()
 
 
 def test_one_registration_per_family_and_show_rows(lab):

@@ -18,6 +18,7 @@ PSK); `ipsec_extra[name] = None` leaves that node without IPsec."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from util import need_root, scaled
 from xdmvpn import control, netns
@@ -323,6 +325,30 @@ class Topology:
         self.spaces.close()
         for name in self.nodes:
             shutil.rmtree(f"/sys/fs/bpf/xdmvpn/{self.instance(name)}", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def captured(tmp: Path, timeout: float = 20.0, **kw) -> Iterator[Topology]:
+    """A topology with every daemon started and every spoke registered (in every overlay
+    family), GRE on the underlay bridge captured to t.capture (IPv4 and IPv6); all of it
+    taken down on exit."""
+    t = Topology(tmp, **kw)
+    cap = tmp / "underlay.pcap"
+    dump = subprocess.Popen(["ip", "netns", "exec", t.ul, "tcpdump", "-i", "br0", "-w",
+                             str(cap), "-U", "-Z", "root", "--immediate-mode", "-s", "0",
+                             "ip proto 47 or ip6 proto 47"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        t.start_all()
+        spokes = [f"spoke{i}" for i in range(1, t.spokes + 1)]
+        t.wait_for(lambda: all(t.registered(s) for s in spokes), timeout,
+                   message="spokes registered")
+        t.capture, t.dump = cap, dump
+        yield t
+    finally:
+        dump.terminate()
+        dump.wait(10)
+        t.close()
 
 
 def dump(obj) -> str:
