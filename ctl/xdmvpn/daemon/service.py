@@ -115,6 +115,10 @@ class Daemon:
         # both); NHRP over each has its own GRE socket
         self.nbmas: tuple[IPAddress, ...] = self._own_nbmas()
         self.nbma: IPAddress = self.nbmas[0]
+        if cfg.ipsec is not None and any(a.version == 6 for a in self.nbmas):
+            raise XdmvpnError("[ipsec] runs over an IPv4 underlay only (NBMA "
+                              f"{' '.join(str(a) for a in self.nbmas)}): leave out [ipsec] "
+                              "or use an IPv4 source-address")
         self.ipsec: IpsecPeers | None = None if cfg.ipsec is None else IpsecPeers.for_daemon(
             cfg, self.nbma, None, self._on_ipsec_change)
         self.dp: TunnelDataplane
