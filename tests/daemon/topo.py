@@ -49,6 +49,7 @@ class Topology:
                  spoke_underlays: tuple[int, ...] | None = None):
         need_root()
         self.families = {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[overlay]
+        self.underlay = underlay
         self.spoke_underlays = spoke_underlays or (underlay,) * spokes
         self.spaces = Namespaces("xdd")
         self.tag = self.spaces.tag
@@ -83,7 +84,7 @@ class Topology:
     def underlays(self, name: str) -> tuple[int, ...]:
         """The node's underlay families (a hub: every family of its spokes, IPv4 first)."""
         if name.startswith("hub"):
-            return tuple(sorted(set(self.spoke_underlays)))
+            return tuple(sorted(set(self.spoke_underlays))) or (self.underlay,)
         return (self.spoke_underlays[int(name[5:]) - 1],)
 
     def nbma(self, name: str, family: int | None = None) -> str:
