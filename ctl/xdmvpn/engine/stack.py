@@ -166,17 +166,25 @@ class Stack:
     def nhcs(self) -> list[NhsClient]:
         return [c for n in self.nodes.values() for c in n.nhcs]
 
+    # merged for reading; with one family, that node's own (no copy per look: the daemon's
+    # route mirror asks `prefix in shortcuts` once per route)
     @property
     def shortcuts(self) -> dict[IPNetwork, Shortcut]:
+        if len(self.nodes) == 1:
+            return self.primary.shortcuts
         return {k: v for n in self.nodes.values() for k, v in n.shortcuts.items()}
 
     @property
     def resolving(self) -> dict[IPAddress, Resolving]:
+        if len(self.nodes) == 1:
+            return self.primary.resolving
         return {k: v for n in self.nodes.values() for k, v in n.resolving.items()}
 
     @property
     def stats(self) -> Counter[Any]:
         """Every family's counters summed (per family: stats_by_family)."""
+        if len(self.nodes) == 1:
+            return self.primary.stats
         out: Counter[Any] = Counter()
         for n in self.nodes.values():
             out.update(n.stats)
