@@ -13,7 +13,7 @@ import os
 import random
 import signal
 from collections import Counter
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -187,19 +187,16 @@ class Daemon:
             esp_rx=ipsec is not None and esp_missing() is None).start)
         assert dp.maps is not None          # start() opened them
         own6 = t.address_of(6)
-        if own6 is not None and hasattr(dp.maps, "set_overlay_address6"):
+        if own6 is not None:
             dp.maps.set_overlay_address6(own6.ip)    # the source of Packet Too Big
         return dp, dp.maps
 
     def _dataplane_families(self) -> dict:
-        """Our NBMA address(es) and overlay families as the data plane is built with them.
-        A data plane without IPv6 (no local_nbma6 setting) gets our IPv4 NBMA address or
-        "0.0.0.0": no IPv4 GRE is ours then, NHRP over an IPv6 underlay still reaches its
-        socket."""
+        """Our NBMA address(es) and overlay families as the data plane is built with them:
+        the IPv4 one (else the IPv6 one) as local_nbma, an IPv6 one besides as
+        local_nbma6, IPv6 on the tunnel interface for an IPv6 overlay."""
         v4 = next((a for a in self.nbmas if a.version == 4), None)
         v6 = next((a for a in self.nbmas if a.version == 6), None)
-        if "local_nbma6" not in {f.name for f in fields(TunnelDataplane)}:
-            return {"local_nbma": str(v4 or "0.0.0.0")}
         return {"local_nbma": str(v4 or v6), "local_nbma6": str(v6) if v4 and v6 else None,
                 "overlay_ipv6": self.cfg.tunnel.address_of(6) is not None}
 
