@@ -13,6 +13,8 @@ from topo import captured
 from tshark_oracle import tshark_nhrp
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
 
+pytestmark = pytest.mark.root
+
 SETUPS = {
     "ipv6-over-ipv4": dict(overlay="ipv6", underlay=4),
     "ipv4-over-ipv6": dict(overlay="ipv4", underlay=6),

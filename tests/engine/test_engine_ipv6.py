@@ -154,6 +154,11 @@ def test_hub_serves_spokes_of_both_underlay_families():
     assert not hub.on_trigger(nbma_of(4, 11), tunnel_ip(6, 11), tunnel_ip(6, 12),
                               head(tunnel_ip(6, 11), tunnel_ip(6, 12)))
     assert hub.node(6).stats["indication_cross_family"] == 1
+    # a LAN host behind the other spoke (found through the hub's routes): the same
+    src, dst = lan_host(6, 1, 10), lan_host(6, 2, 20)
+    assert not hub.on_trigger(nbma_of(4, 11), src, dst, head(src, dst))
+    assert hub.node(6).stats["indication_cross_family"] == 2
+    assert net.deliver() == []
     s4.resolve(tunnel_ip(6, 12))
     crossed = net.deliver()
     on_the_wire_ok(crossed)

@@ -44,19 +44,19 @@ class Indications:
         ctx, p = self.ctx, self.ctx.p
         if not p.redirect:
             return False
-        target = ctx.cache.get(inner_dst)
-        if target is not None and target.nbma is not None \
-                and target.nbma.version != sender_nbma.version:
-            # spokes on underlays of two families cannot reach each other directly: the
-            # hub path is the only one (a resolution would find an unusable NBMA address)
-            ctx.stats["indication_cross_family"] += 1
-            return False
         now = ctx.now()
         self._expire(now)
         pair = (inner_src, inner_dst)
         last = self.sent.get(pair)
         if last is not None and now - last < INDICATION_GUARD:
             ctx.stats["indication_suppressed"] += 1
+            return False
+        target = self.resolver.next_hop_entry(inner_dst)
+        if target is not None and target.nbma is not None \
+                and target.nbma.version != sender_nbma.version:
+            # spokes on underlays of two families cannot reach each other directly: the
+            # hub path is the only one (a resolution would find an unusable NBMA address)
+            ctx.stats["indication_cross_family"] += 1
             return False
         if last is None and len(self.sent) >= p.limits.indications:
             ctx.stats[("cap", "indications")] += 1

@@ -193,6 +193,10 @@ class Resolver:
         p = self.ctx.p
         return p.serve if p.serve is not None else not p.is_nhc
 
+    def next_hop_entry(self, dst: IPAddress) -> CacheEntry | None:
+        """The registered or configured station dst is reached through, if any."""
+        return self._next_hop_entry(dst, self.ctx.fx.route_lookup(dst))
+
     def _next_hop_entry(self, dst: IPAddress, hint: RouteHint) -> CacheEntry | None:
         cache = self.ctx.cache
         entry = cache.get(dst)
