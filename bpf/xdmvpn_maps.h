@@ -29,11 +29,26 @@ XDMVPN_MAP("hash", __be32, struct xdmvpn_peer, xdmvpn_peers, XDMVPN_MAX_PEERS, 0
 XDMVPN_MAP("lpm_trie", struct xdmvpn_lpm_key, struct xdmvpn_peer, xdmvpn_prefixes,
 	   XDMVPN_MAX_PREFIXES, BPF_F_NO_PREALLOC);
 
+/* The same for IPv6 overlay destinations. */
+XDMVPN_MAP("hash", struct xdmvpn_in6, struct xdmvpn_peer, xdmvpn_peers6, XDMVPN_MAX_PEERS, 0);
+XDMVPN_MAP("lpm_trie", struct xdmvpn_lpm6_key, struct xdmvpn_peer, xdmvpn_prefixes6,
+	   XDMVPN_MAX_PREFIXES, BPF_F_NO_PREALLOC);
+
+/* IPv6 NBMA address of the entry whose stats_idx is the index (XDMVPN_PEER_NBMA6). */
+XDMVPN_MAP("array", __u32, struct xdmvpn_in6, xdmvpn_nbma6, XDMVPN_MAX_STATS, 0);
+
 /* Next-hop servers of a spoke, first non-zero entry used for unmapped traffic. */
 XDMVPN_MAP("array", __u32, struct xdmvpn_peer, xdmvpn_nhs, XDMVPN_MAX_NHS, 0);
 
 /* Multicast set: NBMA addresses (network order) packed from index 0, 0 ends it. */
 XDMVPN_MAP("array", __u32, __be32, xdmvpn_mcast, XDMVPN_MCAST_MAX, 0);
+
+/* IPv6 multicast set: packed from index 0, all-zero ends it; copies to it follow
+ * the IPv4 set's. */
+XDMVPN_MAP("array", __u32, struct xdmvpn_in6, xdmvpn_mcast6, XDMVPN_MCAST_MAX, 0);
+
+/* The node's own overlay IPv6 address: source of ICMPv6 Packet Too Big (0: none sent). */
+XDMVPN_MAP("array", __u32, struct xdmvpn_in6, xdmvpn_local6, 1, 0);
 
 /* NBMA addresses (network order) whose GRE must go through xfrm -> flags
  * XDMVPN_IPSEC_*; read only when compiled with XDMVPN_IPSEC. */
@@ -42,6 +57,8 @@ XDMVPN_MAP("hash", __be32, __u32, xdmvpn_ipsec_peers, XDMVPN_MAX_PEERS, BPF_F_NO
 /* Known NBMA addresses (network order) -> how many host entries, prefixes and
  * NHS slots point at them.  NHRP from these faces only its own token bucket. */
 XDMVPN_MAP("hash", __be32, __u32, xdmvpn_known_peers, XDMVPN_MAX_KNOWN, BPF_F_NO_PREALLOC);
+XDMVPN_MAP("hash", struct xdmvpn_in6, __u32, xdmvpn_known_peers6, XDMVPN_MAX_KNOWN,
+	   BPF_F_NO_PREALLOC);
 
 /* ---- counters --------------------------------------------------------------- */
 /* Per-mapping packets, bytes and last use, indexed by xdmvpn_peer.stats_idx. */
@@ -67,9 +84,19 @@ XDMVPN_MAP("lru_hash", __be32, struct xdmvpn_bucket, xdmvpn_nhrp_buckets,
 XDMVPN_MAP("lru_hash", __be32, struct xdmvpn_bucket, xdmvpn_nhrp_unknown_buckets,
 	   XDMVPN_NHRP_UNKNOWN_SOURCES, 0);
 
+/* The same per IPv6 sender: known ones by address, unknown ones by their /64
+ * (one host usually has a whole /64 to pick sources from). */
+XDMVPN_MAP("lru_hash", struct xdmvpn_in6, struct xdmvpn_bucket, xdmvpn_nhrp_buckets6,
+	   XDMVPN_NHRP_SOURCES, 0);
+XDMVPN_MAP("lru_hash", struct xdmvpn_in6, struct xdmvpn_bucket, xdmvpn_nhrp_unknown_buckets6,
+	   XDMVPN_NHRP_UNKNOWN_SOURCES, 0);
+
 /* The global NHRP budget of all unknown senders together: shared, written
  * only when a packet is admitted. */
 XDMVPN_MAP("array", __u32, struct xdmvpn_bucket, xdmvpn_nhrp_budget, 1, 0);
+
+/* The budget of ICMPv6 Packet Too Big messages (RFC 4443 2.4 (f)). */
+XDMVPN_MAP("array", __u32, struct xdmvpn_bucket, xdmvpn_ptb_budget, 1, 0);
 
 /* Next hops per mapping (struct xdmvpn_nh), filled by the programs. */
 XDMVPN_MAP("percpu_array", __u32, struct xdmvpn_nh, xdmvpn_nh_cache, XDMVPN_MAX_STATS, 0);

@@ -12,6 +12,7 @@
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
 #include <uapi/linux/tcp.h>
 #include "xdmvpn_structs.h"
 
@@ -52,6 +53,20 @@ static __always_inline int xdmvpn_parse_ipv4(struct xdmvpn_cursor *c,
 	c->pos += hlen;
 	*iph = h;
 	return hlen;
+}
+
+/* IPv6 fixed header.  Returns 0, or -1 when truncated or not version 6.
+ * Extension headers are the caller's (they depend on what it looks for). */
+static __always_inline int xdmvpn_parse_ipv6(struct xdmvpn_cursor *c,
+					     struct ipv6hdr **ip6)
+{
+	struct ipv6hdr *h = c->pos;
+
+	if ((void *)(h + 1) > c->end || h->version != XDMVPN_IPV6_VERSION)
+		return -1;
+	c->pos = h + 1;
+	*ip6 = h;
+	return 0;
 }
 
 /* GRE version 0 with the optional checksum (+reserved), key and sequence

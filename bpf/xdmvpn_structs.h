@@ -20,8 +20,9 @@ enum xdmvpn_path {
 	XDMVPN_PATH_ENCAP,          /* overlay packet sent to a mapped peer */
 	XDMVPN_PATH_ENCAP_NHS,      /* overlay packet without mapping, sent to the NHS */
 	XDMVPN_PATH_MCAST,          /* one multicast copy sent */
-	XDMVPN_PATH_PASS_NOT_IPV4,  /* underlay frame not IPv4 (ARP, IPv6, VLAN) */
-	XDMVPN_PATH_PASS_NOT_GRE,   /* IPv4 but not GRE to our NBMA address */
+	XDMVPN_PATH_PASS_NOT_IPV4,  /* underlay frame neither IPv4 nor IPv6 (ARP, VLAN), or
+				     * IP of a family we have no NBMA address of */
+	XDMVPN_PATH_PASS_NOT_GRE,   /* IPv4/IPv6 but not GRE to our NBMA address */
 	XDMVPN_PATH_PASS_FRAGMENT,  /* outer fragment: left to the kernel */
 	XDMVPN_PATH_PASS_GRE_OTHER, /* GRE version != 0 or routing bits: not ours */
 	XDMVPN_PATH_PASS_WRONG_KEY, /* GRE with another (or no) key */
@@ -37,6 +38,10 @@ enum xdmvpn_path {
 	XDMVPN_PATH_HAIRPIN_XFRM,   /* hairpin toward an IPsec peer: decapsulated for the kernel */
 	XDMVPN_PATH_DECAP_ESP,      /* GRE the kernel decrypted from ESP, delivered on the overlay */
 	XDMVPN_PATH_NHRP_UNKNOWN,   /* of XDMVPN_PATH_NHRP: from an unknown source (global budget) */
+	XDMVPN_PATH_PASS_IPV6_EXT,  /* outer IPv6 whose extension headers we do not walk (longer
+				     * chain, routing header with segments left): the kernel's */
+	XDMVPN_PATH_PTB,            /* ICMPv6 Packet Too Big sent back into the overlay */
+	XDMVPN_PATH_PTB_HELD,       /* Packet Too Big suppressed by its budget (packet dropped) */
 	XDMVPN_PATH_MAX
 };
 
@@ -72,6 +77,10 @@ enum xdmvpn_drop {
 	XDMVPN_DROP_CHANGE_TYPE,       /* bpf_skb_change_type (hand-over to xfrm) failed */
 	XDMVPN_DROP_CLONE,             /* bpf_clone_redirect (multicast copy) failed */
 	XDMVPN_DROP_REDIRECT,          /* bpf_redirect/bpf_redirect_neigh refused (no redirect verdict) */
+	/* IPv6 (appended: the values above are unchanged) */
+	XDMVPN_DROP_OUTER_MALFORMED,   /* outer IPv6 to us: payload length beyond the frame or 0,
+					* extension header cut short */
+	XDMVPN_DROP_MCAST_SCOPE,       /* overlay IPv6 multicast of scope 0 or 1 (never leaves) */
 	XDMVPN_DROP_MAX
 };
 
@@ -88,18 +97,31 @@ struct xdmvpn_count {
 };
 
 /* ---- forwarding state ---------------------------------------------------- */
-/* Where an overlay destination goes: value of xdmvpn_peers, xdmvpn_prefixes
- * and xdmvpn_nhs. */
+/* An IPv6 address: four words as they lie in memory (network order). */
+struct xdmvpn_in6 {
+	__be32 w[4];
+};
+
+/* Where an overlay destination goes: value of xdmvpn_peers, xdmvpn_prefixes,
+ * their IPv6 twins and xdmvpn_nhs.  An IPv6 NBMA address does not fit: it is
+ * xdmvpn_nbma6[stats_idx] (the mapping's own slot), and nbma holds the xor of
+ * its words (non-zero: the controller makes it so) for quick compares. */
 struct xdmvpn_peer {
-	__be32 nbma;      /* underlay address of the peer, network order */
+	__be32 nbma;      /* underlay address of the peer, network order (IPv6: folded) */
 	__u32 stats_idx;  /* slot in xdmvpn_peer_stats, chosen by the controller */
-	__u32 flags;      /* reserved */
+	__u32 flags;      /* XDMVPN_PEER_NBMA6 */
 };
 
 /* Key of xdmvpn_prefixes (LPM trie). */
 struct xdmvpn_lpm_key {
 	__u32 prefixlen;  /* 0..32 */
 	__be32 addr;      /* network order */
+};
+
+/* Key of xdmvpn_prefixes6 (LPM trie). */
+struct xdmvpn_lpm6_key {
+	__u32 prefixlen;  /* 0..128 */
+	struct xdmvpn_in6 addr;
 };
 
 /* Per-mapping statistics (per CPU; the controller sums). */
@@ -112,7 +134,7 @@ struct xdmvpn_peer_stats {
 /* One rate-limit slot: direct-mapped by a hash of the flow. */
 struct xdmvpn_rl_slot {
 	__u64 stamp_ns;   /* coarse time of the last event from this slot */
-	__be32 src;       /* pair that emitted it (for inspection) */
+	__be32 src;       /* pair that emitted it (for inspection; IPv6: folded) */
 	__be32 dst;
 };
 
@@ -121,9 +143,9 @@ struct xdmvpn_rl_slot {
  * mapping's and stamp_ns is younger than XDMVPN_NH_CACHE_NS. */
 struct xdmvpn_nh {
 	__u64 stamp_ns;   /* coarse time of the fill (empty: nbma 0) */
-	__be32 nbma;      /* the NBMA address it was filled for */
+	__be32 nbma;      /* the NBMA address it was filled for (IPv6: folded) */
 	__u32 ifindex;    /* egress interface */
-	__u16 mtu;        /* of the route, outer IPv4 bytes */
+	__u16 mtu;        /* of the route: outer IP packet bytes */
 	__u8 dmac[6];
 	__u8 smac[6];
 	__u16 pad;
@@ -133,9 +155,16 @@ struct xdmvpn_nh {
  * tail calls run on one CPU without interruption). */
 struct xdmvpn_scratch {
 	__u64 bytes;      /* frame length at entry */
-	__u32 strip;      /* outer IPv4 + GRE bytes after Ethernet */
-	__be32 nbma;      /* hairpin: NBMA of the destination's peer */
+	__u32 strip;      /* outer IP (+ extension headers) + GRE bytes after Ethernet */
+	__be32 nbma;      /* hairpin: NBMA of the destination's peer (IPv6: folded) */
 	__u32 stats_idx;  /* hairpin: the mapping's slot */
+	__u32 flags;      /* XDMVPN_F_* */
+	struct xdmvpn_in6 sender; /* outer source: IPv4 in w[0] (others 0), or IPv6 */
+	struct xdmvpn_in6 src;    /* hairpin: the inner pair (IPv4 in w[0]) */
+	struct xdmvpn_in6 dst;
+	__u8 tos;         /* hairpin: inner TOS / traffic class, */
+	__u8 ttl;         /* TTL / hop limit (before the hop), */
+	__u16 frag;       /* IPv4 frag_off (host order; IPv6: DF) */
 	__u32 pad;
 };
 
@@ -150,12 +179,13 @@ struct xdmvpn_bucket {
 /* Event to the controller. */
 struct xdmvpn_event {
 	__u32 type;       /* enum xdmvpn_event_type */
-	__be32 nbma_src;  /* sender NBMA */
-	__be32 inner_src;
-	__be32 inner_dst;
+	__u32 flags;      /* XDMVPN_F_OUTER6: nbma_src is IPv6; XDMVPN_F_INNER6: the pair is */
+	struct xdmvpn_in6 nbma_src;  /* sender NBMA (IPv4: w[0]) */
+	struct xdmvpn_in6 inner_src; /* (IPv4: w[0]) */
+	struct xdmvpn_in6 inner_dst;
 	__u32 len;        /* valid bytes in data */
 	__u32 pad;
-	__u8 data[XDMVPN_EVENT_DATA]; /* start of the inner IPv4 packet */
+	__u8 data[XDMVPN_EVENT_DATA]; /* start of the inner packet */
 };
 
 /* Benchmark build: the template frame every live-frames run starts from,

@@ -31,6 +31,7 @@ def expected(msg, wire: bytes) -> dict:
     out = {
         "type": msg.TYPE, "hop_count": msg.hop_count, "packet_size": len(wire),
         "checksum": int.from_bytes(wire[12:14], "big"), "checksum_ok": True, "afn": msg.afn,
+        "protocol_type": msg.protocol_type,
         "flags": msg.flags if isinstance(msg, RequestReply) else None,
         "request_id": msg.request_id if isinstance(msg, RequestReply) else None,
         "src_nbma": _addr(msg.src_nbma), "src_proto": _addr(msg.src_proto),

@@ -81,8 +81,10 @@ def test_examples_share_the_network():
 def test_docs_show_the_examples():
     text = (EXAMPLES.parent / "config.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
-    assert [loads(b) for b in blocks] == [load(EXAMPLES / "hub.toml"),
-                                          load(EXAMPLES / "spoke1.toml")]
+    configs = [loads(b) for b in blocks]            # every block is a valid configuration
+    assert configs[-2:] == [load(EXAMPLES / "hub.toml"), load(EXAMPLES / "spoke1.toml")]
+    dual = [c for c in configs if c.tunnel.other_address is not None]
+    assert len(dual) == 2 and dual[1].tunnel.other_source_address is not None
 
 
 def test_defaults_of_a_minimal_hub():
@@ -225,7 +227,7 @@ EXACT = [
      'n.toml:4: nhrp.nhs[0].tunnel-ip: required (the NHS tunnel address, or "dynamic" to '
      'learn it)'),
     (BASE + NHS + NHS.replace(".254\"\nnbma", ".253\"\nnbma"),
-     "n.toml:9: nhrp.nhs[1].nbma: duplicate of nhrp.nhs[0] (each NHS once)"),
+     "n.toml:9: nhrp.nhs[1].nbma: duplicate of nhrp.nhs[0] (each NHS once per address family)"),
     (BASE + NHS + NHS.replace("192.0.2.254", "192.0.2.253"),
      "n.toml:8: nhrp.nhs[1].tunnel-ip: duplicate of nhrp.nhs[0] (each NHS once)"),
     (BASE + '[[nhrp.map]]\ntunnel-ip = "10.0.1.9"\nnbma = "192.0.2.9"\n',
@@ -342,7 +344,7 @@ role = "both"
 
 [tunnel]
 name = "dmvpn0"
-address = "10.0.0.1/24"
+address = ["10.0.0.1/24", "2001:db8::1/64"]
 source-interface = "eth0"
 source-address = "192.0.2.1"
 key = 42
@@ -360,6 +362,14 @@ shortcut = true
 registration-no-unique = false
 multicast = ["dynamic", "192.0.2.50"]
 max-send = { packets = 100, interval = 10 }
+
+[nhrp.ipv6]
+network-id = 6
+holdtime = 600
+authentication = "secret6"
+redirect = false
+shortcut = false
+registration-no-unique = true
 
 [[nhrp.nhs]]
 tunnel-ip = "dynamic"
@@ -405,7 +415,8 @@ per-peer-limit = 50
 EVERY_KEY = [
     ("role", 'role = "both"', 'role = "spokes"'),
     ("tunnel.name", 'name = "dmvpn0"', 'name = "dm/vpn"'),
-    ("tunnel.address", 'address = "10.0.0.1/24"', 'address = "10.0.0.300/24"'),
+    ("tunnel.address[1]", 'address = ["10.0.0.1/24", "2001:db8::1/64"]',
+     'address = ["10.0.0.1/24", "2001:db8::1"]'),
     ("tunnel.source-interface", 'source-interface = "eth0"', 'source-interface = ""'),
     ("tunnel.source-address", 'source-address = "192.0.2.1"', 'source-address = "eth0"'),
     ("tunnel.key", "key = 42", "key = -1"),
@@ -426,6 +437,14 @@ EVERY_KEY = [
      "max-send = { packets = 65536, interval = 10 }"),
     ("nhrp.max-send.interval", "max-send = { packets = 100, interval = 10 }",
      'max-send = { packets = 100, interval = "10s" }'),
+    ("nhrp.ipv6.network-id", "network-id = 6", "network-id = -6"),
+    ("nhrp.ipv6.holdtime", "holdtime = 600", "holdtime = 0"),
+    ("nhrp.ipv6.authentication", 'authentication = "secret6"',
+     'authentication = "too long secret"'),
+    ("nhrp.ipv6.redirect", "redirect = false", 'redirect = "no"'),
+    ("nhrp.ipv6.shortcut", "shortcut = false", "shortcut = 0"),
+    ("nhrp.ipv6.registration-no-unique", "registration-no-unique = true",
+     "registration-no-unique = 1"),
     ("nhrp.nhs[0].tunnel-ip", 'tunnel-ip = "dynamic"', 'tunnel-ip = "any"'),
     ("nhrp.nhs[0].nbma", 'nbma = "192.0.2.2"', 'nbma = "192.0.2.2/32"'),
     ("nhrp.nhs[0].priority", "priority = 1", "priority = 256"),
@@ -473,7 +492,8 @@ def _schema_keys() -> set[str]:
                            ("control", C.CONTROL_KEYS), ("metrics", C.METRICS_KEYS)):
         keys |= {f"{section}.{k}" for k in names if k != "identities"}
     keys |= {f"ipsec.identities.{k}" for k in C.IDENTITY_KEYS}
-    keys |= {f"nhrp.{k}" for k in C.NHRP_KEYS if k not in ("nhs", "map", "max-send")}
+    keys |= {f"nhrp.{k}" for k in C.NHRP_KEYS if k not in ("nhs", "map", "max-send", "ipv6")}
+    keys |= {f"nhrp.ipv6.{k}" for k in C.NHRP_FAMILY_KEYS}
     keys |= {f"nhrp.max-send.{k}" for k in C.MAX_SEND_KEYS}
     keys |= {f"nhrp.nhs.{k}" for k in C.NHS_KEYS} | {f"nhrp.map.{k}" for k in C.MAP_KEYS}
     return keys
@@ -628,7 +648,7 @@ def test_key_lines_crlf_and_nested_arrays_of_tables():
 def test_errors_in_inline_arrays_of_tables_name_their_line():
     text = BASE + ("[nhrp]\nnhs = [\n  { tunnel-ip = \"dynamic\", nbma = \"192.0.2.1\" },\n"
                    "  { tunnel-ip = \"dynamic\", nbma = \"192.0.2.1\" },\n]\n")
-    assert error(text) == "n.toml:7: nhrp.nhs[1].nbma: duplicate of nhrp.nhs[0] (each NHS once)"
+    assert error(text) == "n.toml:7: nhrp.nhs[1].nbma: duplicate of nhrp.nhs[0] (each NHS once per address family)"
 
 
 def test_key_names():

@@ -346,3 +346,25 @@ def test_a_refreshing_shortcut_stays_one_entry(phase3):
     assert [r["type"] for r in show.shortcut_json(snap_of(s1))] == ["dynamic"]
     net.deliver()
     assert show.shortcut_json(snap_of(s1))[0]["expires"] == 300
+
+
+def test_show_words_cisco_style():
+    """`xdmvpn show [ip|ipv6] [nhrp] WHAT`: Cisco's show ip nhrp / show ipv6 nhrp."""
+    from xdmvpn.cli.show_cmd import parse_words
+    assert parse_words(["cache"]) == (None, "cache")
+    assert parse_words(["ip", "nhrp", "cache"]) == (4, "cache")
+    assert parse_words(["ipv6", "nhrp", "shortcut"]) == (6, "shortcut")
+    assert parse_words(["ipv6", "nhs"]) == (6, "nhs")
+    assert parse_words(["nhrp", "dmvpn"]) == (None, "dmvpn")
+    for bad in (["ipv7", "cache"], ["ipv6"], ["cache", "nhs"], ["ipv6", "stats"]):
+        with pytest.raises(ValueError):
+            parse_words(bad)
+
+
+def test_show_ipv6_exits_2_with_one_line_on_bad_words():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "xdmvpn", "show", "ipv6", "nhrp", "cachee"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("xdmvpn show: error: show what?")

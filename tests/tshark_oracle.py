@@ -25,6 +25,7 @@ _INT_FIELDS = {
     "nhrp.hdr.chksum": "checksum", "nhrp.hdr.extoff": "extension_offset",
     "nhrp.flags": "flags", "nhrp.reqid": "request_id", "nhrp.err.code": "error_code",
     "nhrp.err.offset": "error_offset", "nhrp.hdr.afn": "afn",
+    "nhrp.hdr.pro.type": "protocol_type",
 }
 _CIE_INT_FIELDS = {
     "nhrp.code": "code", "nhrp.prefix": "prefix_len", "nhrp.mtu": "mtu",
@@ -122,7 +123,8 @@ def ours_comparable(obj: dict) -> dict:
                 "client_nbma": addr_bytes(c["client_nbma"]),
                 "client_proto": addr_bytes(c["client_proto"])}
     out = {k: obj[k] for k in ("type", "hop_count", "packet_size", "checksum", "checksum_ok",
-                               "extension_offset", "flags", "request_id", "afn")}
+                               "extension_offset", "flags", "request_id", "afn",
+                               "protocol_type")}
     for k in ("src_nbma", "src_proto", "dst_proto"):
         out[k] = addr_bytes(obj[k])
     for k in ("error_code", "error_offset"):

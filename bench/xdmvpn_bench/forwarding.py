@@ -1,5 +1,5 @@
 """Forwarding capacity of the hub: XDP hairpin against the kernel's own IPv4
-forwarding, measured the same way in the same run.
+forwarding (IPv6 packets: IPv6 forwarding), measured the same way in the same run.
 
     generator ns                          hub ns
     gen0 (XDP: sink, counts) <== veth ==> ul0 (XDP: hairpin | XDP_PASS -> kernel)
@@ -58,6 +58,15 @@ def set_template(bench_mod, pkt: bytes) -> None:
     t[t.Key(0)] = leaf
 
 
+def snmp6(ns: str) -> dict:
+    """The kernel IPv6 stack's counters, named as IPv4's in netns.snmp_ip (InReceives,
+    ForwDatagrams), from /proc/net/snmp6."""
+    rows = dict(line.split()[:2] for line in
+                netns.sh("cat", "/proc/net/snmp6", ns=ns).splitlines() if line.strip())
+    return {"InReceives": int(rows["Ip6InReceives"]),
+            "ForwDatagrams": int(rows["Ip6OutForwDatagrams"])}
+
+
 def _napi_threads(dev: str) -> list[int]:
     pids = []
     for pid in os.listdir("/proc"):
@@ -77,6 +86,7 @@ class Lab:
         self.mod, self.progs, self.hub_maps = bench_mod, bench_progs, hub_maps
         self.gen0 = netns.ifindex(gen_ns, "gen0")
         self.cpus = sorted(os.sched_getaffinity(0))
+        self.ipv6 = False            # the packets of a run: their stack's counters
 
     # ---- set-up ----------------------------------------------------------------
     def _threaded(self, ns: str, dev: str, cpu: int) -> None:
@@ -139,7 +149,8 @@ class Lab:
         self._pace(pps)
         self.mod[b"xdmvpn_bench_sunk"].clear()
         self.hub_maps.reset_counters()
-        ip0, loss0 = netns.snmp_ip(self.hub_ns), self._losses()
+        snmp = (lambda: snmp6(self.hub_ns)) if self.ipv6 else (lambda: netns.snmp_ip(self.hub_ns))
+        ip0, loss0 = snmp(), self._losses()
         busy0 = _cpu_busy(self._cpu(HUB_CPU))
         saved = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {self._cpu(GEN_CPU)})
@@ -156,7 +167,7 @@ class Lab:
             os.sched_setaffinity(0, saved)
         busy1 = _cpu_busy(self._cpu(HUB_CPU))
         time.sleep(0.1)  # let the rings drain
-        ip1, loss1 = netns.snmp_ip(self.hub_ns), self._losses()
+        ip1, loss1 = snmp(), self._losses()
         c = {k: v["packets"] for k, v in self.hub_maps.counters().items()}
         sent, sunk = self._sent(), self._sunk()
         return {"offered_pps": sent / elapsed, "delivered_pps": sunk / elapsed, "sent": sent,
@@ -184,7 +195,11 @@ class Lab:
         return {"pps": round(top["delivered_pps"]), "saturated": top, "paced_half": paced}
 
     # ---- the comparison ------------------------------------------------------------------
-    def compare(self, hub_progs, hairpin_pkt, kernel_pkt, seconds: float) -> dict:
+    def compare(self, hub_progs, hairpin_pkt, kernel_pkt, seconds: float,
+                ipv6: bool = False) -> dict:
+        """Hairpin of hairpin_pkt against the kernel's forwarding of kernel_pkt (the
+        same size; ipv6: both IPv6, their counters /proc/net/snmp6's)."""
+        self.ipv6 = ipv6
         with in_netns(self.gen_ns):
             attach.attach_xdp("gen0", self.progs["xdmvpn_bench_sink"])
         self._threaded(self.gen_ns, "gen0", self._cpu(GEN_CPU))

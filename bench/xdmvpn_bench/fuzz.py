@@ -46,6 +46,42 @@ OUT_SLACK = 2048
 A = ip_address
 HUB_NBMA, S1_NBMA, S2_NBMA = A("192.0.2.1"), A("192.0.2.11"), A("192.0.2.12")
 STRANGERS = [A(f"203.0.113.{i}") for i in range(1, 40)]
+STRANGERS6 = [A(f"2001:db8:bad::{i:x}") for i in range(1, 40)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The world's addresses in one overlay family over one underlay family."""
+    overlay: int
+    nbma: int
+
+    def nbma_of(self, host: int) -> IPAddress:
+        return A(f"192.0.2.{host}") if self.nbma == 4 else A(f"2001:db8:ff::{host:x}")
+
+    def proto(self, host: int) -> IPAddress:
+        return A(f"10.0.0.{host}") if self.overlay == 4 else A(f"2001:db8:100::{host:x}")
+
+    def lan_host(self, i: int, host: int) -> IPAddress:
+        return A(f"192.168.{i}.{host}") if self.overlay == 4 else A(f"2001:db8:1{i}::{host:x}")
+
+    def lan(self, i: int) -> Any:
+        return ip_network(f"192.168.{i}.0/24" if self.overlay == 4 else f"2001:db8:1{i}::/64")
+
+    @property
+    def summary(self) -> Any:
+        return ip_network("192.168.0.0/16" if self.overlay == 4 else "2001:db8::/32")
+
+    @property
+    def bits(self) -> int:
+        return 32 if self.overlay == 4 else 128
+
+    @property
+    def prefix_len(self) -> int:
+        return 24 if self.overlay == 4 else 64
+
+
+#: every (overlay, underlay) family pair the seeds come in; the worlds of a role suffix
+PLANS = {"": Plan(4, 4), "6": Plan(6, 6), "64": Plan(6, 4), "46": Plan(4, 6)}
 
 
 # -- seeds ------------------------------------------------------------------------------------
@@ -55,38 +91,52 @@ def _ipv4_head(src: str, dst: str) -> bytes:
             + bytes.fromhex("0800f7ff00010001"))
 
 
-def seeds(auth: bytes | None) -> list[Packet]:
-    """One valid packet of every type (and variants), as our peers send them."""
-    p = NodeParams(tunnel_ip=A("10.0.0.11"), prefix_len=24, nbma=S1_NBMA, auth=auth)
+def _head(src: IPAddress, dst: IPAddress) -> bytes:
+    """The start of an echo request from src to dst, IPv4 or IPv6."""
+    if src.version == 4:
+        return _ipv4_head(str(src), str(dst))
+    return (bytes.fromhex("6000000000083a40") + src.packed + dst.packed
+            + bytes.fromhex("8000000000010001"))
+
+
+def seeds(auth: bytes | None, plan: Plan = PLANS[""]) -> list[Packet]:
+    """One valid packet of every type (and variants), as our peers send them, in the
+    families of `plan` (IPv4 over IPv4 by default)."""
+    s1_nbma, s2_nbma, hub_nbma = plan.nbma_of(11), plan.nbma_of(12), plan.nbma_of(1)
+    s1, s2, hub = plan.proto(11), plan.proto(12), plan.proto(1)
+    lan1, lan2 = plan.lan_host(1, 10), plan.lan_host(2, 20)
+    bits = plan.bits
+    p = NodeParams(tunnel_ip=s1, prefix_len=plan.prefix_len, nbma=s1_nbma, auth=auth)
     ext = request_extensions(p, nat=[])
-    nat = request_extensions(p, nat=[Cie(prefix_len=32, mtu=1400, client_nbma=S1_NBMA,
-                                         client_proto=A("10.0.0.11"))])
-    own = Cie(prefix_len=32, mtu=1400, holdtime=300, client_nbma=S2_NBMA,
-              client_proto=A("10.0.0.12"))
-    base: dict[str, Any] = dict(src_nbma=S1_NBMA, src_proto=A("10.0.0.11"),
-                                dst_proto=A("10.0.0.1"), request_id=77)
+    nat = request_extensions(p, nat=[Cie(prefix_len=bits, mtu=1400, client_nbma=s1_nbma,
+                                         client_proto=s1)])
+    own = Cie(prefix_len=bits, mtu=1400, holdtime=300, client_nbma=s2_nbma, client_proto=s2)
+    fam: dict[str, Any] = dict(afn=1 if plan.nbma == 4 else 2,
+                               protocol_type=ProtocolType.IPV4 if plan.overlay == 4
+                               else ProtocolType.IPV6)
+    base: dict[str, Any] = dict(fam, src_nbma=s1_nbma, src_proto=s1, dst_proto=hub,
+                                request_id=77)
     out: list[Packet] = [
-        RegistrationRequest(**base, flags=0x8002, cies=[Cie(prefix_len=32, mtu=1400,
+        RegistrationRequest(**base, flags=0x8002, cies=[Cie(prefix_len=bits, mtu=1400,
                                                              holdtime=300)], extensions=nat),
-        RegistrationRequest(**{**base, "dst_proto": A("10.0.0.11")}, flags=0x8002,
+        RegistrationRequest(**{**base, "dst_proto": s1}, flags=0x8002,
                             cies=[Cie(prefix_len=0xFF, holdtime=300)], extensions=ext),
-        RegistrationReply(**base, flags=0x8002, cies=[Cie(code=0, prefix_len=32,
+        RegistrationReply(**base, flags=0x8002, cies=[Cie(code=0, prefix_len=bits,
                                                            holdtime=300)], extensions=ext),
-        ResolutionRequest(**{**base, "dst_proto": A("192.168.2.20")}, flags=0xc802,
+        ResolutionRequest(**{**base, "dst_proto": lan2}, flags=0xc802,
                           cies=[Cie(prefix_len=0, mtu=1400, holdtime=300)], extensions=ext),
-        ResolutionRequest(**{**base, "dst_proto": A("10.0.0.12")}, flags=0xc802,
+        ResolutionRequest(**{**base, "dst_proto": s2}, flags=0xc802,
                           cies=[], extensions=nat),
-        ResolutionReply(**{**base, "dst_proto": A("192.168.2.20")}, flags=0xf802,
+        ResolutionReply(**{**base, "dst_proto": lan2}, flags=0xf802,
                         cies=[own], extensions=ext),
-        PurgeRequest(**base, cies=[Cie(prefix_len=32, client_proto=A("10.0.0.11"))],
+        PurgeRequest(**base, cies=[Cie(prefix_len=bits, client_proto=s1)],
                      extensions=request_extensions(p, responder=False)),
-        PurgeReply(**base, cies=[Cie(prefix_len=24, client_proto=A("10.0.0.12"))],
+        PurgeReply(**base, cies=[Cie(prefix_len=plan.prefix_len, client_proto=s2)],
                    extensions=ext),
-        TrafficIndication(src_nbma=HUB_NBMA, src_proto=A("10.0.0.1"),
-                          dst_proto=A("192.168.1.10"),
-                          contents=_ipv4_head("192.168.1.10", "192.168.2.20"),
+        TrafficIndication(**fam, src_nbma=hub_nbma, src_proto=hub, dst_proto=lan1,
+                          contents=_head(lan1, lan2),
                           extensions=request_extensions(p, responder=False, nat=[])),
-        ErrorIndication(src_nbma=HUB_NBMA, src_proto=A("10.0.0.1"), dst_proto=A("10.0.0.11"),
+        ErrorIndication(**fam, src_nbma=hub_nbma, src_proto=hub, dst_proto=s1,
                         error_code=6, error_offset=0, contents=b"",
                         extensions=request_extensions(p, responder=False)),
         RegistrationRequest(afn=1, protocol_type=ProtocolType.IPV6, src_nbma=S1_NBMA,
@@ -98,7 +148,7 @@ def seeds(auth: bytes | None) -> list[Packet]:
     err = out[-2]
     assert isinstance(err, ErrorIndication)
     err.contents = encode(out[3])
-    vendor = ResolutionRequest(**{**base, "dst_proto": A("192.168.2.20")}, flags=0xc802,
+    vendor = ResolutionRequest(**{**base, "dst_proto": lan2}, flags=0xc802,
                                cies=[], extensions=[VendorExtension(9, b"abc"),
                                                     Extension(0x1234, False, b"x"), *ext])
     out.append(vendor)
@@ -171,8 +221,10 @@ class Mutator:
                                       Extension(rng.randrange(16), rng.random() < 0.5,
                                                 rng.randbytes(rng.randrange(12))))
             elif what == 12 and isinstance(pkt, (ErrorIndication, TrafficIndication)):
+                dst = rng.choice(self.pool)
+                src = A("192.168.1.10") if dst.version == 4 else A("2001:db8:11::a")
                 pkt.contents = rng.randbytes(rng.randrange(80)) if rng.random() < 0.5 else \
-                    _ipv4_head("192.168.1.10", str(rng.choice(self.pool)))
+                    _head(src, dst)
             elif what == 13:
                 pkt.nbma_type = rng.choice((0, 0x40))
                 pkt.src_nbma_sub = rng.choice((b"", b"\x01"))
@@ -264,30 +316,40 @@ class World:
                 return
 
 
+def plan_of(role: str) -> Plan:
+    """"hub", "spoke": IPv4 over IPv4; "hub6", "spoke6": IPv6 over IPv6."""
+    suffix = role.removeprefix("hub").removeprefix("spoke")
+    if suffix not in PLANS:
+        raise ValueError(f"no fuzz world {role!r}")
+    return PLANS[suffix]
+
+
 def world(role: str, auth: bytes | None, seed: int) -> World:
     clock = FakeClock()
     rng = random.Random(seed)
+    plan = plan_of(role)
 
     def node(nbma: IPAddress, **kw: Any) -> Node:
         fx = Recorder()
-        return Node(NodeParams(nbma=nbma, prefix_len=24, holdtime=300, auth=auth, **kw),
-                    fx, clock, random.Random(rng.random()))
-    hub = node(HUB_NBMA, tunnel_ip=A("10.0.0.1"), redirect=True, multicast_dynamic=True)
-    nhs = (NhsParams(HUB_NBMA, A("10.0.0.1")),)
-    s1 = node(S1_NBMA, tunnel_ip=A("10.0.0.11"), shortcut=True, nhs=nhs)
-    s2 = node(S2_NBMA, tunnel_ip=A("10.0.0.12"), shortcut=True, nhs=nhs)
+        return Node(NodeParams(nbma=nbma, prefix_len=plan.prefix_len, holdtime=300,
+                               auth=auth, **kw), fx, clock, random.Random(rng.random()))
+    hub_nbma, s1_nbma, s2_nbma = plan.nbma_of(1), plan.nbma_of(11), plan.nbma_of(12)
+    hub = node(hub_nbma, tunnel_ip=plan.proto(1), redirect=True, multicast_dynamic=True)
+    nhs = (NhsParams(hub_nbma, plan.proto(1)),)
+    s1 = node(s1_nbma, tunnel_ip=plan.proto(11), shortcut=True, nhs=nhs)
+    s2 = node(s2_nbma, tunnel_ip=plan.proto(12), shortcut=True, nhs=nhs)
     for i, s in ((1, s1), (2, s2)):
-        s.fx.routes[ip_network(f"192.168.{i}.0/24")] = RouteHint(local=True, prefix_len=24)
-        hub.fx.routes[ip_network(f"192.168.{i}.0/24")] = RouteHint(via=A(f"10.0.0.1{i}"))
+        s.fx.routes[plan.lan(i)] = RouteHint(local=True, prefix_len=plan.lan(i).prefixlen)
+        hub.fx.routes[plan.lan(i)] = RouteHint(via=plan.proto(10 + i))
     for s in (s1, s2):
-        s.fx.routes[ip_network("192.168.0.0/16")] = RouteHint(via=A("10.0.0.1"))
-    w = World(clock, {HUB_NBMA: hub, S1_NBMA: s1, S2_NBMA: s2},
-              hub if role == "hub" else s1, auth)
+        s.fx.routes[plan.summary] = RouteHint(via=plan.proto(1))
+    w = World(clock, {hub_nbma: hub, s1_nbma: s1, s2_nbma: s2},
+              hub if role.startswith("hub") else s1, auth)
     for n in w.nodes.values():
         n.tick()
     w.deliver()
-    hub.on_trigger(S1_NBMA, A("192.168.1.10"), A("192.168.2.20"),
-                   _ipv4_head("192.168.1.10", "192.168.2.20"))
+    lan1, lan2 = plan.lan_host(1, 10), plan.lan_host(2, 20)
+    hub.on_trigger(s1_nbma, lan1, lan2, _head(lan1, lan2))
     w.deliver()
     return w
 
@@ -339,12 +401,19 @@ def fuzz_engine(n: int, seed: int, role: str, auth: bytes | None) -> dict[str, A
     rng = random.Random(seed)
     w = world(role, auth, seed)
     node = w.target
+    plan = plan_of(role)
     pool: list[IPAddress] = [A("10.0.0.1"), A("10.0.0.11"), A("10.0.0.12"), A("10.0.0.66"),
                              A("192.168.2.20"), A("192.168.1.10"), A("172.16.0.1"),
                              HUB_NBMA, S1_NBMA, S2_NBMA, STRANGERS[0], A("2001:db8::1")]
+    pool += [plan.proto(1), plan.proto(11), plan.proto(12), plan.proto(66),
+             plan.lan_host(2, 20), plan.nbma_of(1), plan.nbma_of(11), STRANGERS6[0]]
     m = Mutator(rng, pool)
-    seeds_ = seeds(auth) + seeds(b"wrong") + seeds(None)
-    observers = [HUB_NBMA, S1_NBMA, S2_NBMA, *STRANGERS]
+    # the world's own families first, then every other pair (IPv6 packets at an IPv4
+    # node and the other way round are inputs too)
+    seeds_ = [s for pl in (plan, *PLANS.values()) for a in (auth, b"wrong", None)
+              for s in seeds(a, pl)]
+    strangers = STRANGERS if plan.nbma == 4 else STRANGERS6
+    observers = [plan.nbma_of(1), plan.nbma_of(11), plan.nbma_of(12), *strangers]
     stats: dict[str, Any] = {"inputs": 0, "exceptions": 0, "violations": 0,
                              "max_out_bytes": 0, "max_sent_packets": 0, "max_cache": 0,
                              "max_pending": 0, "max_answered": 0, "max_resolving": 0,
@@ -356,10 +425,11 @@ def fuzz_engine(n: int, seed: int, role: str, auth: bytes | None) -> dict[str, A
             for other in w.nodes.values():
                 other.tick()
             w.deliver()
-            if role == "hub":
+            if role.startswith("hub"):
                 for _ in range(20):
-                    node.on_trigger(rng.choice(observers), IPv4Address(rng.getrandbits(32)),
-                                    A("192.168.2.20"), b"")
+                    src = IPv4Address(rng.getrandbits(32)) if plan.overlay == 4 else \
+                        IPv6Address(rng.getrandbits(128))
+                    node.on_trigger(rng.choice(observers), src, plan.lan_host(2, 20), b"")
                 node.fx.take()
             if rng.random() < 0.02:
                 node.clear_cache()
@@ -467,6 +537,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         specs.append(("codec", codec_n // chunks + (i < codec_n % chunks), seed * 1000 + i,
                       "", False))
     worlds = [(r, a) for r in ("hub", "spoke") for a in (True, False)]
+    worlds += [("hub6", True), ("spoke6", True), ("hub64", False), ("spoke46", False)]
     per = max(1, engine_n // len(worlds))
     for j, (role, auth) in enumerate(worlds):
         specs.append(("engine", per, seed * 1000 + 500 + j, role, auth))

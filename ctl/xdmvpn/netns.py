@@ -150,7 +150,8 @@ def veth_between(tmp: str, a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
 
 
 def addr(ns: str | None, dev: str, cidr: str) -> None:
-    ip("addr", "add", cidr, "dev", dev, ns=ns)
+    """An address on dev (IPv6 without duplicate address detection: usable at once)."""
+    ip("addr", "add", cidr, "dev", dev, *(("nodad",) if ":" in cidr else ()), ns=ns)
 
 
 def neigh(ns: str | None, dev: str, address: str, mac: str) -> None:

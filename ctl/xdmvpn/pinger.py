@@ -1,4 +1,5 @@
-"""ICMP echo from inside a network namespace: a raw socket made there, no ping binary.
+"""ICMP (or ICMPv6) echo from inside a network namespace: a raw socket made there, no ping
+binary.
 
 ``Pinger(ns).echo(dst, seq)`` waits for one reply and gives its round-trip time (what
 `xdmvpn lab ping` shows per packet); ``Pinger(ns).burst(dst, count, interval)`` sends a
@@ -6,6 +7,7 @@ train of echoes and counts the replies (what the data-plane tests use to count l
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import socket
@@ -16,25 +18,34 @@ from .inet import checksum
 from .netns import in_netns
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
+ECHO_REQUEST6, ECHO_REPLY6 = 128, 129       # ICMPv6 (the kernel fills its checksum)
 PAYLOAD = b"xdmvpn-ping" + bytes(45)       # 56 bytes, as ping(8) sends
 
 
-class Pinger:
-    """One raw ICMP socket, made in namespace ns (None: the caller's); replies are told
-    apart from other pingers' by the identifier."""
+def _same(a: str, b: str) -> bool:
+    return a == b or ipaddress.ip_address(a) == ipaddress.ip_address(b)
 
-    def __init__(self, ns: str | None = None):
+
+class Pinger:
+    """One raw ICMP socket (ICMPv6 with version=6), made in namespace ns (None: the
+    caller's); replies are told apart from other pingers' by the identifier."""
+
+    def __init__(self, ns: str | None = None, version: int = 4):
+        self.version = version
+        family, proto = ((socket.AF_INET, socket.IPPROTO_ICMP) if version == 4
+                         else (socket.AF_INET6, socket.IPPROTO_ICMPV6))
         if ns is None:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            self.sock = socket.socket(family, socket.SOCK_RAW, proto)
         else:
             with in_netns(ns):
-                self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW,
-                                          socket.IPPROTO_ICMP)
+                self.sock = socket.socket(family, socket.SOCK_RAW, proto)
         self.ident = (os.getpid() ^ id(self)) & 0xFFFF
 
     def send(self, dst: str, seq: int) -> None:
-        body = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, self.ident, seq & 0xFFFF) + PAYLOAD
-        body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+        kind = ECHO_REQUEST if self.version == 4 else ECHO_REQUEST6
+        body = struct.pack("!BBHHH", kind, 0, 0, self.ident, seq & 0xFFFF) + PAYLOAD
+        if self.version == 4:
+            body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
         self.sock.sendto(body, (dst, 0))
 
     def replies(self, dst: str, wait: float) -> list[int]:
@@ -45,14 +56,16 @@ class Pinger:
         got = []
         while True:
             try:
-                pkt, (src, _) = self.sock.recvfrom(2048, socket.MSG_DONTWAIT)
+                pkt, addr = self.sock.recvfrom(2048, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return got
-            ihl = (pkt[0] & 15) * 4
+            # IPv4 raw sockets give the IP header, ICMPv6 ones start at the ICMPv6 header
+            ihl = (pkt[0] & 15) * 4 if self.version == 4 else 0
             if len(pkt) < ihl + 8:
                 continue
             kind, _, _, ident, seq = struct.unpack("!BBHHH", pkt[ihl:ihl + 8])
-            if kind == ECHO_REPLY and ident == self.ident and src == dst:
+            reply = ECHO_REPLY if self.version == 4 else ECHO_REPLY6
+            if kind == reply and ident == self.ident and _same(addr[0], dst):
                 got.append(seq)
 
     def echo(self, dst: str, seq: int, timeout: float = 1.0) -> float | None:

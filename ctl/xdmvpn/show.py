@@ -99,6 +99,9 @@ def snapshot(view: EngineView) -> dict:
         "protocol": str(info.protocol),
         "prefix_len": info.prefix_len,
         "nbma": str(info.nbma),
+        "nbmas": [str(a) for a in info.nbmas or (info.nbma,)],
+        "protocols": [{"protocol": str(a), "prefix_len": n}
+                      for a, n in info.protocols or ((info.protocol, info.prefix_len),)],
         "holdtime": info.holdtime,
         "mtu": info.mtu,
         "serves": info.serves,
@@ -381,18 +384,28 @@ def shortcut_table(snap: dict, family: int | None = None) -> str:
 
 # -- dmvpn ----------------------------------------------------------------------------------
 
-def dmvpn_json(snap: dict) -> list:
+def _own_nbma(snap: dict, peer: str) -> str:
+    """Our NBMA address of the peer's family (a hub may have one of each)."""
+    version = ip_address(peer).version
+    return next((a for a in snap.get("nbmas", ()) if ip_address(a).version == version),
+                snap["nbma"])
+
+
+def dmvpn_json(snap: dict, family: int | None = None) -> list:
     """`show dmvpn json`: one row per NBMA peer in use (FRR's virtual connections): every
-    non-local cache entry's NBMA address and every configured NHS."""
+    non-local cache entry's NBMA address and every configured NHS; with a family, the
+    peers we have entries or NHSs of that overlay family with."""
     peers: dict[str, str] = {}
     for c in snap["nhs"]:
-        peers.setdefault(c["nbma"], "")
+        proto = _nhs_protocol(c)
+        if proto == UNSPEC or _family_ok(proto, family):
+            peers.setdefault(c["nbma"], "")
     for e in snap["cache"]:
-        if _has_peer(e):
+        if _has_peer(e) and _family_ok(e["protocol"], family):
             if not peers.get(e["nbma"]):
                 peers[e["nbma"]] = e["identity"]
     rows = [{
-        "src": snap["nbma"],
+        "src": _own_nbma(snap, dst),
         "dst": dst,
         "notifierActive": True,
         "sas": _ipsec_peer(snap, dst).get("child_sas", 0),
@@ -404,7 +417,7 @@ def dmvpn_json(snap: dict) -> list:
     return rows
 
 
-def dmvpn_table(snap: dict) -> str:
+def dmvpn_table(snap: dict, family: int | None = None) -> str:
     rows = [(j["src"], j["dst"], "n" if j["notifierActive"] else "", j["sas"], j["identity"])
-            for j in dmvpn_json(snap)]
+            for j in dmvpn_json(snap, family)]
     return render_table(DMVPN_HEADER, rows)

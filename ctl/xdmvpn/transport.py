@@ -2,7 +2,9 @@
 
 The kernel here has no ip_gre: XDP passes NHRP (GRE protocol 0x2001 with our key) up the
 stack, where a raw IPPROTO_GRE socket receives it with its IP header; the same socket sends
-NHRP, the GRE header written here (RFC 2784/2890: flags, protocol, optional key).
+NHRP, the GRE header written here (RFC 2784/2890: flags, protocol, optional key). Over an
+IPv6 underlay the socket is AF_INET6: it receives the GRE header first (the kernel keeps
+the IPv6 header and its extension headers) and the source comes with the datagram.
 
 Bursts (a hub's spokes all registering at once, a flood) must not be lost silently: the
 socket's receive buffer is sized for them (RCVBUF, forced past net.core.rmem_max since the
@@ -15,7 +17,9 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
+
+from .inet import IPAddress
 
 from .errors import XdmvpnError
 from .nhrp.constants import GRE_PROTO_NHRP
@@ -55,6 +59,15 @@ def parse_gre_nhrp(packet: bytes, key: int | None) -> tuple[bytes | None, str]:
         return None, "truncated"
     if struct.unpack_from("!H", packet, 6)[0] & 0x3FFF:
         return None, "fragment"
+    total = struct.unpack_from("!H", packet, 2)[0]     # IP total length: drop any padding
+    return parse_gre(packet, ihl, total, key)
+
+
+def parse_gre(packet: bytes, ihl: int, total: int, key: int | None) -> tuple[bytes | None, str]:
+    """The GRE header at `ihl` (0 for what an IPv6 raw socket gives) of a datagram of
+    `total` bytes -> (NHRP payload, "") or (None, reason)."""
+    if len(packet) < ihl + 4:
+        return None, "truncated"
     flags, proto = struct.unpack_from("!HH", packet, ihl)
     if proto != GRE_PROTO_NHRP:
         return None, "not_nhrp"
@@ -75,24 +88,26 @@ def parse_gre_nhrp(packet: bytes, key: int | None) -> tuple[bytes | None, str]:
         return None, "wrong_key"
     if len(packet) < off:
         return None, "truncated"
-    total = struct.unpack_from("!H", packet, 2)[0]     # IP total length: drop any padding
     end = total if off <= total <= len(packet) else len(packet)
     return packet[off:end], ""
 
 
-Received = tuple[bytes, IPv4Address] | tuple[None, str]
+Received = tuple[bytes, IPAddress] | tuple[None, str]
 
 
 class GreSocket:
-    """One raw GRE socket bound to our NBMA address (and the underlay device)."""
+    """One raw GRE socket bound to our NBMA address (and the underlay device), of its
+    family."""
 
-    def __init__(self, local: IPv4Address, key: int | None, device: str | None = None,
+    def __init__(self, local: IPAddress, key: int | None, device: str | None = None,
                  rcvbuf: int = RCVBUF):
         self.key = key
         self.header = gre_header(key)
         self.dropped = 0             # datagrams the kernel dropped on a full buffer
+        self.version = local.version
+        family = socket.AF_INET if local.version == 4 else socket.AF_INET6
         try:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
+            self.sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_GRE)
         except PermissionError:
             raise XdmvpnError("opening a raw GRE socket needs root (CAP_NET_RAW): "
                               "run as root") from None
@@ -117,7 +132,7 @@ class GreSocket:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, nbma: IPv4Address, nhrp: bytes) -> bool:
+    def send(self, nbma: IPAddress, nhrp: bytes) -> bool:
         try:
             self.sock.sendto(self.header + nhrp, (str(nbma), 0))
             return True
@@ -128,16 +143,20 @@ class GreSocket:
         """One datagram: (nhrp, source) for NHRP with our key, (None, reason) for any other
         GRE, None when nothing is waiting."""
         try:
-            packet, ancillary, _, (src, _) = self.sock.recvmsg(65535, _CMSG_SPACE)
+            packet, ancillary, _, addr = self.sock.recvmsg(65535, _CMSG_SPACE)
         except (BlockingIOError, InterruptedError):
             return None
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
                 self.dropped = _DROPS.unpack_from(value)[0]     # the kernel's running count
-        payload, reason = parse_gre_nhrp(packet, self.key)
+        if self.version == 6:
+            payload, reason = parse_gre(packet, 0, len(packet), self.key)
+        else:
+            payload, reason = parse_gre_nhrp(packet, self.key)
         if payload is None:
             return None, reason
-        return payload, IPv4Address(src)
+        src = addr[0]              # (host, port), IPv6 with flow info and scope too
+        return payload, (IPv4Address(src) if self.version == 4 else IPv6Address(src))
 
     def recv_batch(self, limit: int) -> list[Received]:
         """Up to limit datagrams; fewer means the socket is empty now."""

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from .engine.cache import EntryType
 from .engine.drops import DROP_REASONS
 from .engine.node import Node
+from .engine.stack import Stack
 from .engine.params import Limits
 from .inet import IPAddress, IPNetwork
 
@@ -66,6 +67,22 @@ FAULTS: tuple[str, ...] = ("send_failed", "route_failed", "sync_error", "houseke
 STATS_LATENCIES = 256
 
 
+#: Overlay (and underlay) families as labels and JSON name them.
+FAMILY_NAMES = {4: "ipv4", 6: "ipv6"}
+
+
+def _family_of(client: Any) -> int:
+    """The overlay family of an NHS client (the node it belongs to)."""
+    ctx = getattr(client, "ctx", None)
+    return ctx.p.tunnel_ip.version if ctx is not None else 4
+
+
+def _per_family(node: Any, method: str, whole: Callable[[Any], T]) -> dict[int, T]:
+    """node.<method>() (a Node or a Stack); a reader without it is one IPv4 node."""
+    fn = getattr(node, method, None)
+    return fn() if fn is not None else {4: whole(node)}
+
+
 def counter_name(key: Hashable) -> str:
     """A counter key as `show stats` names it: ("rx", PacketType.X) -> "rx.x"."""
     if isinstance(key, tuple):
@@ -103,6 +120,10 @@ class EngineInfo:
     serves: bool
     redirect: bool
     shortcut: bool
+    # every overlay family's (address, prefix length), the primary first, and our NBMA
+    # addresses (one per underlay family, the primary first)
+    protocols: tuple[tuple[IPAddress, int], ...] = ()
+    nbmas: tuple[IPAddress, ...] = ()
 
 
 class CacheRow(NamedTuple):
@@ -131,6 +152,7 @@ class NhsRow:
     expires: float | None
     registered_at: float | None
     last_error: int | None
+    family: int = 4                 # the overlay family this registration is for
 
 
 class ShortcutRow(NamedTuple):
@@ -256,15 +278,18 @@ class EngineView:
 
     __slots__ = ("_node", "_interface")
 
-    def __init__(self, node: Node, interface: str):
+    def __init__(self, node: Node | Stack, interface: str):
         self._node = node
         self._interface = interface
 
     def engine(self) -> EngineInfo:
         node, p = self._node, self._node.p
+        families = node.params_by_family
         return EngineInfo(self._interface, node.clock.now(), p.tunnel_ip, p.prefix_len,
                           p.nbma, p.holdtime, p.mtu, bool(node.serves), p.redirect,
-                          p.shortcut)
+                          p.shortcut,
+                          protocols=tuple((f.tunnel_ip, f.prefix_len) for f in families.values()),
+                          nbmas=(p.nbma,) + ((p.other_nbma,) if p.other_nbma else ()))
 
     def cache(self) -> list[CacheRow]:
         return [CacheRow(e.proto, e.prefix_len, e.type.value, e.nbma, e.claimed_nbma,
@@ -278,8 +303,8 @@ class EngineView:
     def nhs(self) -> list[NhsRow]:
         return [NhsRow(c.index, c.nhs.nbma, c.nhs.proto, c.proto, c.nhs.priority,
                        c.state.value, c.expires, c.registered_at,
-                       None if c.last_error is None else int(c.last_error))
-                for c in sorted(self._node.nhcs, key=lambda c: c.index)]
+                       None if c.last_error is None else int(c.last_error), _family_of(c))
+                for c in sorted(self._node.nhcs, key=lambda c: (_family_of(c), c.index))]
 
     def shortcuts(self) -> list[ShortcutRow]:
         """Installed shortcuts by prefix (IPv4 first)."""
@@ -295,6 +320,23 @@ class EngineView:
         return [ResolvingRow(r.dst, r.nbma, r.sent, r.tries, r.first)
                 for _, r in sorted(self._node.resolving.items(),
                                    key=lambda kv: (kv[0].version, kv[0]))]
+
+    def nhrp_counters_by_family(self) -> dict[str, dict[Hashable, int]]:
+        """The engine's counters per overlay family ("ipv4", "ipv6")."""
+        return {FAMILY_NAMES[v]: dict(c) for v, c in _per_family(
+            self._node, "stats_by_family", lambda n: n.stats).items()}
+
+    def cache_counts_by_family(self) -> dict[str, dict[str, int]]:
+        return {FAMILY_NAMES[v]: dict(c) for v, c in _per_family(
+            self._node, "cache_counts_by_family", lambda n: n.cache.counts()).items()}
+
+    def shortcut_counts_by_family(self) -> dict[str, int]:
+        out = {FAMILY_NAMES[v]: 0 for v in _per_family(self._node, "stats_by_family",
+                                                        lambda n: n.stats)}
+        for prefix in self._node.shortcuts:
+            name = FAMILY_NAMES[prefix.version]
+            out[name] = out.get(name, 0) + 1
+        return out
 
     def nhrp_counters(self) -> dict[Hashable, int]:
         """The engine's counters, keys as it counts them ("name" or (kind, value))."""
@@ -319,7 +361,7 @@ class DaemonView(EngineView):
     __slots__ = ("_info", "_per_peer_limit", "_counters", "_fx", "_maps", "_mirror",
                  "_ipsec")
 
-    def __init__(self, node: Node, info: NodeInfo, *, per_peer_limit: int | None,
+    def __init__(self, node: Node | Stack, info: NodeInfo, *, per_peer_limit: int | None,
                  counters: Mapping[str, int], effects: EffectsReader, maps: MapsReader,
                  mirror: MirrorReader, ipsec: IpsecReader | None):
         super().__init__(node, info.interface)

@@ -4,13 +4,12 @@ namespaces, the BPF data plane in the kernel, NHRP on the wire, tshark as the ju
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
 import pytest
 
-from topo import Topology
+from topo import captured
 from tshark_oracle import tshark_nhrp
 from util import run_cli
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
@@ -18,23 +17,8 @@ from xdmvpn.daemon.routes import RTPROT_XDMVPN
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lab")
-    t = Topology(tmp, spokes=2)
-    cap = tmp / "underlay.pcap"
-    dump = subprocess.Popen(["ip", "netns", "exec", t.ul, "tcpdump", "-i", "br0", "-w",
-                             str(cap), "-U", "-Z", "root", "--immediate-mode", "-s", "0",
-                             "ip proto 47"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        t.start_all()
-        t.wait_for(lambda: t.registered("spoke1") and t.registered("spoke2"), 20,
-                   message="spokes registered")
-        t.capture, t.dump = cap, dump
+    with captured(tmp_path_factory.mktemp("lab"), spokes=2) as t:
         yield t
-    finally:
-        dump.terminate()
-        dump.wait(10)
-        t.close()
 
 
 def cache(t, node):

@@ -6,6 +6,11 @@ overlay 172.16.0.0/24 (hub .h, spoke .10+i), LAN of spoke i 10.0.i.0/24 (spoke .
 namespace at .10). Spokes route 10.0.0.0/16 via the first hub; hubs route each LAN via
 its spoke. Names are unique per topology, so tests never meet a lab someone has up.
 
+IPv6 (overlay="ipv6" or "dual", underlay=6, or spoke_underlays per spoke): underlay
+2001:db8:ff::/64 (node at ::index in hex), overlay 2001:db8:100::/64, LAN of spoke i
+2001:db8:1:i::/64 (spoke ::1, host ::10); spokes route 2001:db8:1::/48 via the hub. A hub
+has an NBMA address of every family its spokes use.
+
 With ipsec=True every node also runs a private charon (xdmvpn.ipsec.charon) in its
 namespace, started before its daemon, and its configuration has an [ipsec] block (PSK,
 that charon's vici socket) plus `ipsec_extra[name]` lines (with a certificate there, no
@@ -13,6 +18,7 @@ PSK); `ipsec_extra[name] = None` leaves that node without IPsec."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from util import need_root, scaled
 from xdmvpn import control, netns
@@ -38,8 +45,12 @@ class Topology:
     def __init__(self, tmp: Path, spokes: int = 2, hubs: int = 1, holdtime: int = 60,
                  spoke_extra: str = "", hub_extra: str = "", unique: bool = True, ipsec: bool = False,
                  ipsec_extra: dict | None = None,
-                 metrics: str = ""):
+                 metrics: str = "", overlay: str = "ipv4", underlay: int = 4,
+                 spoke_underlays: tuple[int, ...] | None = None):
         need_root()
+        self.families = {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[overlay]
+        self.underlay = underlay
+        self.spoke_underlays = spoke_underlays or (underlay,) * spokes
         self.spaces = Namespaces("xdd")
         self.tag = self.spaces.tag
         self.tmp = tmp
@@ -70,14 +81,36 @@ class Topology:
     def index(name: str) -> int:
         return int(name[3:]) if name.startswith("hub") else 10 + int(name[5:])
 
-    def nbma(self, name: str) -> str:
-        return f"192.0.2.{self.index(name)}"
+    def underlays(self, name: str) -> tuple[int, ...]:
+        """The node's underlay families (a hub: every family of its spokes, IPv4 first)."""
+        if name.startswith("hub"):
+            return tuple(sorted(set(self.spoke_underlays))) or (self.underlay,)
+        return (self.spoke_underlays[int(name[5:]) - 1],)
 
-    def tunnel_ip(self, name: str) -> str:
-        return f"172.16.0.{self.index(name)}"
+    def nbma(self, name: str, family: int | None = None) -> str:
+        family = family or self.underlays(name)[0]
+        i = self.index(name)
+        return f"192.0.2.{i}" if family == 4 else f"2001:db8:ff::{i:x}"
 
-    def lan_host(self, name: str) -> str:
-        return f"10.0.{int(name[5:])}.10"
+    def tunnel_ip(self, name: str, family: int | None = None) -> str:
+        family = family or self.families[0]
+        i = self.index(name)
+        return f"172.16.0.{i}" if family == 4 else f"2001:db8:100::{i:x}"
+
+    def lan_host(self, name: str, family: int | None = None) -> str:
+        family = family or self.families[0]
+        i = int(name[5:])
+        return f"10.0.{i}.10" if family == 4 else f"2001:db8:1:{i}::10"
+
+    def lan(self, name: str, family: int | None = None) -> str:
+        family = family or self.families[0]
+        i = int(name[5:])
+        return f"10.0.{i}.0/24" if family == 4 else f"2001:db8:1:{i}::/64"
+
+    @property
+    def default(self) -> bool:
+        """The IPv4-only topology every older test knows (its config unchanged)."""
+        return self.families == (4,) and set(self.spoke_underlays) == {4}
 
     def ns(self, name: str) -> str:
         return self.spaces.name(name)
@@ -91,15 +124,23 @@ class Topology:
     # -- building -------------------------------------------------------------------------------
     def _node(self, name: str) -> None:
         ip = netns.ip
-        ns = self.spaces.add(name, "net.ipv4.ip_forward=1")
+        ns = self.spaces.add(name, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         port = f"p{self.index(name)}"
-        self.spaces.link(ns, "eth0", self.ul, port, f"{self.nbma(name)}/24")
+        first, *more = [f"{self.nbma(name, f)}/{24 if f == 4 else 64}"
+                        for f in self.underlays(name)]
+        self.spaces.link(ns, "eth0", self.ul, port, first)
+        for cidr in more:
+            netns.addr(ns, "eth0", cidr)
         ip("link", "set", port, "master", "br0", ns=self.ul)
         if name.startswith("spoke"):
             i = int(name[5:])
             lan = self.spaces.add(f"{name}lan")
             self.spaces.link(ns, "lan0", lan, "eth0", f"10.0.{i}.1/24", f"10.0.{i}.10/24")
             ip("route", "add", "default", "via", f"10.0.{i}.1", ns=lan)
+            if 6 in self.families:
+                netns.addr(ns, "lan0", f"2001:db8:1:{i}::1/64")
+                netns.addr(lan, "eth0", f"2001:db8:1:{i}::10/64")
+                ip("-6", "route", "add", "default", "via", f"2001:db8:1:{i}::1", ns=lan)
         (self.tmp / f"{name}.toml").write_text(self.config(name))
 
     def _xdp_pass_on_bridge_ports(self) -> None:
@@ -110,7 +151,14 @@ class Topology:
             attach_pass([f"p{self.index(n)}" for n in self.nodes])
 
     def config(self, name: str) -> str:
-        lines = ["[tunnel]", 'name = "dmvpn0"', f'address = "{self.tunnel_ip(name)}/24"',
+        if self.default:
+            address = f'address = "{self.tunnel_ip(name)}/24"'
+        else:
+            addrs = ", ".join(f'"{self.tunnel_ip(name, f)}/{24 if f == 4 else 64}"'
+                              for f in self.families)
+            nbmas = ", ".join(f'"{self.nbma(name, f)}"' for f in self.underlays(name))
+            address = f"address = [{addrs}]\nsource-address = [{nbmas}]"
+        lines = ["[tunnel]", 'name = "dmvpn0"', address,
                  'source-interface = "eth0"', f"key = {KEY}", "mtu = 1400",
                  "adjust-mss = 1360", "", "[nhrp]", f"holdtime = {self.holdtime}",
                  f'authentication = "{AUTH}"']
@@ -121,8 +169,10 @@ class Topology:
             if not self.unique:
                 lines.append("registration-no-unique = true")
             for h in range(1, self.hubs + 1):
-                lines += ["", "[[nhrp.nhs]]", f'tunnel-ip = "172.16.0.{h}"',
-                          f'nbma = "192.0.2.{h}"', f"priority = {h}"]
+                for f in self.families:
+                    lines += ["", "[[nhrp.nhs]]", f'tunnel-ip = "{self.tunnel_ip(f"hub{h}", f)}"',
+                              f'nbma = "{self.nbma(f"hub{h}", self.underlays(name)[0])}"',
+                              f"priority = {h}"]
         lines += ["", "[control]", f'instance = "{self.instance(name)}"']
         if self.has_ipsec(name):
             extra = self.ipsec_extra.get(name, "")
@@ -162,13 +212,16 @@ class Topology:
         for name in self.nodes:
             if name not in self.procs:
                 continue
-            if name.startswith("hub"):
-                for i in range(1, self.spokes + 1):
-                    netns.ip("route", "replace", f"10.0.{i}.0/24", "via", f"172.16.0.{10 + i}",
+            for f in self.families:
+                if name.startswith("hub"):
+                    for i in range(1, self.spokes + 1):
+                        spoke = f"spoke{i}"
+                        netns.ip("route", "replace", self.lan(spoke, f), "via",
+                                 self.tunnel_ip(spoke, f), "dev", "dmvpn0", ns=self.ns(name))
+                else:
+                    summary = "10.0.0.0/16" if f == 4 else "2001:db8:1::/48"
+                    netns.ip("route", "replace", summary, "via", self.tunnel_ip("hub1", f),
                              "dev", "dmvpn0", ns=self.ns(name))
-            else:
-                netns.ip("route", "replace", "10.0.0.0/16", "via", "172.16.0.1", "dev",
-                         "dmvpn0", ns=self.ns(name))
 
     def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
         return daemons.stop(self.procs.pop(name), sig, scaled(timeout))
@@ -244,8 +297,11 @@ class Topology:
             time.sleep(step)
 
     def registered(self, spoke: str, hub: str = "hub1") -> bool:
+        """Registered with the hub in every overlay family."""
         snap = self.snapshot(spoke)
-        return any(c["nbma"] == self.nbma(hub) and c["state"] == "up" for c in snap["nhs"])
+        hub_nbma = self.nbma(hub, self.underlays(spoke)[0])
+        return sum(c["nbma"] == hub_nbma and c["state"] == "up"
+                   for c in snap["nhs"]) == len(self.families)
 
     def ping(self, src: str, dst_ip: str, count: int = 1, interval: float = 0.2,
              wait: int = 2, lan: bool = True) -> subprocess.CompletedProcess:
@@ -270,6 +326,30 @@ class Topology:
         self.spaces.close()
         for name in self.nodes:
             shutil.rmtree(f"/sys/fs/bpf/xdmvpn/{self.instance(name)}", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def captured(tmp: Path, timeout: float = 20.0, **kw) -> Iterator[Topology]:
+    """A topology with every daemon started and every spoke registered (in every overlay
+    family), GRE on the underlay bridge captured to t.capture (IPv4 and IPv6); all of it
+    taken down on exit."""
+    t = Topology(tmp, **kw)
+    cap = tmp / "underlay.pcap"
+    dump = subprocess.Popen(["ip", "netns", "exec", t.ul, "tcpdump", "-i", "br0", "-w",
+                             str(cap), "-U", "-Z", "root", "--immediate-mode", "-s", "0",
+                             "ip proto 47 or ip6 proto 47"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        t.start_all()
+        spokes = [f"spoke{i}" for i in range(1, t.spokes + 1)]
+        t.wait_for(lambda: all(t.registered(s) for s in spokes), timeout,
+                   message="spokes registered")
+        t.capture, t.dump = cap, dump
+        yield t
+    finally:
+        dump.terminate()
+        dump.wait(10)
+        t.close()
 
 
 def dump(obj) -> str:

@@ -28,6 +28,7 @@ PEER3_MAC = "02:00:00:00:03:03"
 OVL_MAC = "02:00:00:00:0a:01"
 DP_MAC = "02:00:00:00:0a:02"
 LOCAL = "192.0.2.1"
+LOCAL6 = "2001:db8::1"
 
 
 def require_root():
@@ -48,7 +49,7 @@ class Harness:
         self.progs = build.load_programs(self.module, ipsec=self.config.ipsec)
         self.maps = DataplaneMaps(self.module)
 
-    def run(self, prog: str, packet: bytes):
+    def run(self, prog: str, packet: bytes, ctx=None):
         self.maps.reset_counters()
         # One CPU for every run: the next-hop cache and the counters are per CPU,
         # so "filled once, then cached" must not depend on where the test runs.
@@ -56,7 +57,7 @@ class Harness:
         os.sched_setaffinity(0, {min(saved)})
         try:
             with in_netns(self.ns):
-                res = run(self.progs[prog].fd, packet)
+                res = run(self.progs[prog].fd, packet, ctx=ctx)
         finally:
             os.sched_setaffinity(0, saved)
         counters = {k: v["packets"] for k, v in self.maps.counters().items() if v["packets"]}
@@ -68,10 +69,26 @@ class Harness:
         self.module.cleanup()
 
 
+def check_row(h: Harness, prog: str, pkt: bytes, verdict: int, expected, counters: dict
+              ) -> None:
+    """One row of a program table: fresh rate limit, next hops and events, then the
+    verdict, the output (None: not compared; "same": untouched) and the counters."""
+    h.maps.events()  # drain
+    h.module[b"xdmvpn_ratelimit"].clear()
+    h.maps.flush_nexthops()
+    res, got = h.run(prog, pkt)
+    assert res.retval == verdict
+    if expected == "same":
+        assert res.data == pkt
+    elif expected is not None:
+        assert res.data.hex() == expected.hex()
+    assert got == counters
+
+
 @pytest.fixture(scope="session")
 def fx_ns():
-    """A namespace with an underlay ul0 (192.0.2.1/24), two static neighbours
-    (.2, .3) and an overlay pair dmvpn0/dmvpn0-dp."""
+    """A namespace with an underlay ul0 (192.0.2.1/24, 2001:db8::1/64), two static
+    neighbours of each family (.2, .3; ::2, ::3) and an overlay pair dmvpn0/dmvpn0-dp."""
     require_root()
     name = f"xdt-fx-{os.getpid()}"
     netns.add(name)
@@ -80,7 +97,10 @@ def fx_ns():
         netns.addr(name, "ul0", f"{LOCAL}/24")
         netns.neigh(name, "ul0", "192.0.2.2", PEER2_MAC)
         netns.neigh(name, "ul0", "192.0.2.3", PEER3_MAC)
-        netns.sysctl(name, "net.ipv4.conf.ul0.forwarding=1")
+        netns.sysctl(name, "net.ipv4.conf.ul0.forwarding=1", "net.ipv6.conf.ul0.forwarding=1")
+        netns.ip("addr", "add", f"{LOCAL6}/64", "dev", "ul0", "nodad", ns=name)
+        netns.neigh(name, "ul0", "2001:db8::2", PEER2_MAC)
+        netns.neigh(name, "ul0", "2001:db8::3", PEER3_MAC)
         netns.veth("dmvpn0", name, "dmvpn0-dp", name, mac_a=OVL_MAC, mac_b=DP_MAC)
         yield name
     finally:

@@ -36,6 +36,8 @@ def struct_asserts(cls: type[ctypes.Structure]) -> list[str]:
         out.append(f'_Static_assert(__builtin_offsetof({c}, {name}) == {f.offset}, '
                    f'"{c}: offset of {name}");')
         out.append(f'_Static_assert(sizeof({member}) == {f.size}, "{c}: size of {name}");')
+        if issubclass(ctype, ctypes.Structure):
+            continue                  # a nested structure: asserted on its own
         if issubclass(ctype, ctypes.Array):
             out.append(f'_Static_assert(sizeof({member}[0]) == {ctypes.sizeof(ctype._type_)}, '
                        f'"{c}: element size of {name}");')
@@ -100,6 +102,11 @@ class _PeerNarrowSlot(ctypes.Structure):
                 ("pad", ctypes.c_uint16), ("flags", ctypes.c_uint32)]
 
 
+class _Lpm6KeyShort(ctypes.Structure):
+    c_name = "xdmvpn_lpm6_key"
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint32 * 2)]
+
+
 class _LpmKeySwapped(ctypes.Structure):
     c_name = "xdmvpn_lpm_key"
     _fields_ = [("addr", ctypes.c_uint32), ("prefixlen", ctypes.c_uint32)]
@@ -125,9 +132,7 @@ class _BucketSigned(ctypes.Structure):
 
 class _ScratchRenamed(ctypes.Structure):
     c_name = "xdmvpn_scratch"
-    _fields_ = [("bytes", ctypes.c_uint64), ("strip_len", ctypes.c_uint32),
-                ("nbma", ctypes.c_uint32), ("stats_idx", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32)]
+    _fields_ = [(("strip_len" if n == "strip" else n), t) for n, t in abi.Scratch._fields_]
 
 
 def _with_struct(bad):
@@ -149,6 +154,7 @@ WRONG_MIRRORS = [
     ("field-size", _with_struct(_PeerNarrowSlot), "struct xdmvpn_peer: size of stats_idx"),
     ("field-order", _with_struct(_LpmKeySwapped), "struct xdmvpn_lpm_key: offset of addr"),
     ("struct-size", _with_struct(_EventShortData), "struct xdmvpn_event: size"),
+    ("ipv6-key-size", _with_struct(_Lpm6KeyShort), "struct xdmvpn_lpm6_key: size"),
     ("element-size", _with_struct(_NextHopWideMac), "struct xdmvpn_nh: element size of dmac"),
     ("signedness", _with_struct(_BucketSigned), "struct xdmvpn_bucket: signedness of tat_ns"),
     ("field-name", _with_struct(_ScratchRenamed), "no member named 'strip_len'"),
@@ -259,6 +265,9 @@ _BAD_SPECS = [
     ("flags", tuple(dataclasses.replace(s, flags=0)
                     if s.name == "xdmvpn_known_peers" else s for s in abi.MAPS),
      "xdmvpn_known_peers"),
+    ("ipv6-key", tuple(dataclasses.replace(s, key=abi.Be32)
+                       if s.name == "xdmvpn_peers6" else s for s in abi.MAPS),
+     "xdmvpn_peers6"),
 ]
 
 

@@ -65,6 +65,8 @@ def test_the_cycle_finder_finds_one():
 
 
 def test_handlers_get_the_context_not_the_node():
-    """Only node.py may import node (it is the facade the daemon drives)."""
+    """Only stack.py may import node (the dual-stack facade the daemon drives, one node
+    per overlay family); no handler does."""
     graph = engine_imports()
-    assert [m for m, deps in graph.items() if "node" in deps] == []
+    assert [m for m, deps in graph.items() if "node" in deps] == ["stack"]
+    assert [m for m, deps in graph.items() if "stack" in deps] == []

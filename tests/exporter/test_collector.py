@@ -158,7 +158,7 @@ def v(values, name, **labels):
 
 ALLOWED = {
     "interface": {"tun7"}, "role": {"spoke"}, "xdmvpn_instance": {"lab-s1"},
-    "xdp_mode": set(L.XDP_MODES), "direction": set(L.DIRECTIONS),
+    "xdp_mode": set(L.XDP_MODES), "direction": set(L.DIRECTIONS), "family": set(L.FAMILIES),
     "type": set(L.PACKET_TYPES) | set(L.CACHE_TYPES) | {L.OTHER},
     "code": set(L.ERROR_CODES) | set(L.CIE_CODES) | {L.OTHER},
     "reason": set(L.NHRP_DROPS) | set(M.DROPS) | set(L.GRE_DISCARDS) | set(L.CONTROL_ERRORS)
@@ -188,9 +188,9 @@ def test_label_values_are_fixed(kw):
 def test_values_from_the_sample():
     fams, values = scrape(fake_daemon(ipsec=True))
     assert v(values, "dmvpn_up") == 1
-    assert v(values, "dmvpn_nhrp_cache_entries", interface="tun7", type="dynamic") == 5
-    assert v(values, "dmvpn_nhrp_cache_entries", interface="tun7", type="negative") == 0
-    packets = dict(interface="tun7")
+    assert v(values, "dmvpn_nhrp_cache_entries", interface="tun7", family="ipv4", type="dynamic") == 5
+    assert v(values, "dmvpn_nhrp_cache_entries", interface="tun7", family="ipv4", type="negative") == 0
+    packets = dict(interface="tun7", family="ipv4")
     assert v(values, "dmvpn_nhrp_packets_total", direction="rx", type="registration_reply",
              **packets) == 7
     assert v(values, "dmvpn_nhrp_packets_total", direction="rx", type="other", **packets) == 4
@@ -205,9 +205,9 @@ def test_values_from_the_sample():
     assert v(values, "dmvpn_nhrp_registrations_total", code="success") == 9
     assert v(values, "dmvpn_nhrp_registrations_total", code="binding_not_unique") == 1
     assert v(values, "dmvpn_nhrp_registrations_total", code="other") == 2
-    assert v(values, "dmvpn_nhs_up", interface="tun7", nhs="192.0.2.1") == 1
-    assert v(values, "dmvpn_nhs_up", interface="tun7", nhs="192.0.2.2") == 0
-    assert v(values, "dmvpn_shortcuts", interface="tun7") == 1
+    assert v(values, "dmvpn_nhs_up", interface="tun7", family="ipv4", nhs="192.0.2.1") == 1
+    assert v(values, "dmvpn_nhs_up", interface="tun7", family="ipv4", nhs="192.0.2.2") == 0
+    assert v(values, "dmvpn_shortcuts", interface="tun7", family="ipv4") == 1
     assert v(values, "dmvpn_traffic_indications_total", direction="rx") == 2
     assert v(values, "dmvpn_traffic_indications_total", direction="tx") == 4
     assert v(values, "dmvpn_shortcut_events_total", event="installed") == 2
@@ -288,7 +288,7 @@ def test_ipsec_provider_failing_gives_zeros():
     d.ipsec.sa_counts = broken
     _, values = scrape(d)
     assert v(values, "dmvpn_ipsec_sas", state="down") == 0 and v(values, "dmvpn_up") == 1
-    assert v(values, "dmvpn_nhs_up", interface="tun7", nhs="192.0.2.1") == 1
+    assert v(values, "dmvpn_nhs_up", interface="tun7", family="ipv4", nhs="192.0.2.1") == 1
 
 
 def test_scrape_without_an_answer_says_down():

@@ -148,7 +148,7 @@ def test_phase3_shortcut_latency_and_indications(lab):
                  message="shortcut on spoke1")
     m, (snap, st) = settled(lab, "spoke1", nhrp, lambda: (lab.snapshot("spoke1"),
                                                           lab.ask("spoke1", "stats")))
-    assert m["dmvpn_shortcuts"] == {frozenset({("interface", "dmvpn0")}):
+    assert m["dmvpn_shortcuts"] == {frozenset({("interface", "dmvpn0"), ("family", "ipv4")}):
                                     float(len(snap["shortcuts"]))}
     assert len(snap["shortcuts"]) >= 1
     assert by(m[ti], "direction")["rx"] == st["nhrp"]["rx.traffic_indication"] >= \

@@ -66,3 +66,27 @@ def test_the_command_takes_the_fuzzers_own_options():
     bad = run_cli("bench", "fuzz", "--codec-input", "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--codec-inputs: invalid int value" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_ipv6_worlds_are_fuzzed():
+    """IPv6 inputs: worlds with an IPv6 overlay over IPv6, IPv6 over IPv4, IPv4 over IPv6
+    (their registrations and shortcut made before the fuzzing), seeds of every pair."""
+    w = fuzz.world("hub6", fuzz.SECRET, 1)
+    hub = w.target
+    assert {str(e.proto) for e in hub.cache if e.type.value == "dynamic"} == {
+        "2001:db8:100::b", "2001:db8:100::c"}
+    s1 = w.nodes[fuzz.A("2001:db8:ff::b")]
+    assert [str(p) for p in s1.shortcuts] == ["2001:db8:12::/64"]
+    for role in ("spoke64", "hub46"):
+        assert fuzz.world(role, None, 1).target.p.tunnel_ip.version == int(role[-2])
+    seeds = fuzz.seeds(fuzz.SECRET, fuzz.PLANS["64"])
+    assert {(s.afn, s.protocol_type) for s in seeds[:-2]} == {(1, 0x86DD)}
+    r = fuzz.run(argparse.Namespace(codec_inputs=2_000, engine_inputs=16_000, seed=3,
+                                    workers=1, json=True, seconds=1.0))
+    assert r["crashes"] == [], r["crashes"][:5]
+    assert r["engine_exceptions"] == 0 and r["engine_violations"] == 0
+    for name in ("engine-hub6-auth", "engine-spoke6-auth", "engine-hub64-open",
+                 "engine-spoke46-open"):
+        assert r["engine_worlds"][name]["inputs"] >= 1_500, name
+    drops = r["engine_worlds"]["engine-hub6-auth"]["drops"]
+    assert drops.get("authentication") and drops.get("bad_protocol_address"), drops

@@ -73,7 +73,7 @@ def test_ike_up_between_the_hub_and_every_spoke_seen_by_metrics_and_charon(lab):
 def test_metrics_is_the_whole_scrape_and_errors_are_one_line(lab):
     out = cli(lab, "lab", "metrics", "spoke1")
     assert out.returncode == 0, out.stderr
-    assert 'dmvpn_nhs_up{interface="dmvpn0",nhs="192.0.2.1"} 1.0' in out.stdout
+    assert 'dmvpn_nhs_up{family="ipv4",interface="dmvpn0",nhs="192.0.2.1"} 1.0' in out.stdout
     assert "dmvpn_build_info" in out.stdout
     bad = cli(lab, "lab", "metrics", "spoke9")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr

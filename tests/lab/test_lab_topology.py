@@ -222,7 +222,8 @@ def test_nat_plan_private_underlays_behind_devices_with_public_outsides():
     assert len(set(macs)) == len(macs)
     assert topo.exec_targets()["nat2"] == "q-nat2" and "q-nat1" in topo.namespaces()
     assert leftover_pattern("q").fullmatch("q-nat2")
-    assert topo.to_dict() == {"name": "q", "spokes": 4, "nat": [[1], [3, 4]]}
+    assert topo.to_dict() == {"name": "q", "spokes": 4, "nat": [[1], [3, 4]], "family": "ipv4",
+                              "nbma": "ipv4"}
     # the configuration claims the private address; the hub learns the post-NAT one
     cfg = loads(node_configs(topo, ipsec=True)["spoke3"], "spoke3.toml")
     assert cfg.tunnel.source_address == IPv4Address("192.168.1.11")
@@ -250,3 +251,39 @@ def test_bad_nat_group_is_one_line_exit_2():
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("xdmvpn: error: --nat 'spoke1,router': name spokes") \
         and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("family,nbma", [("ipv6", "ipv4"), ("ipv4", "ipv6"), ("dual", "ipv4"),
+                                         ("dual", "ipv6")])
+def test_ipv6_plans_and_their_configurations(family, nbma):
+    """--family/--nbma: addresses of each family, one NHS entry per overlay family (one
+    registration each), routes per family; every configuration reads back the same."""
+    topo = plan(2, family=family, nbma=nbma)
+    fams = {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[family]
+    hub, s1 = topo.hub, topo.node("spoke1")
+    assert [a.version for a in s1.overlays] == list(fams)
+    assert s1.underlay.version == (4 if nbma == "ipv4" else 6)
+    if nbma == "ipv6":
+        assert str(s1.underlay) == "2001:db8:ff::b/64" and s1.mac.endswith(":0b")
+    if 6 in fams:
+        assert str(s1.lan_of(6)) == "2001:db8:1:1::/64"
+        assert str(s1.host_of(6).ip) == "2001:db8:1:1::a"
+        assert str(s1.overlay_of(6).ip) == "2001:db8:100::b"
+    texts = node_configs(topo)
+    cfg = loads(texts["spoke1"])
+    assert cfg.tunnel.addresses == s1.overlays
+    assert [(n.tunnel_ip, n.nbma) for n in cfg.nhrp.nhs] == [
+        (a.ip, hub.underlay.ip) for a in hub.overlays]
+    routes = {str(p): str(v) for p, v in topo.routes(s1)}
+    if 6 in fams:
+        assert routes["2001:db8:1::/48"] == "2001:db8:100::1"
+    hub_routes = {str(p) for p, _ in topo.routes(hub)}
+    assert hub_routes == {str(s.lan_of(f)) for s in topo.spokes for f in fams}
+    assert topo.to_dict() == {"name": "lab", "spokes": 2, "family": family, "nbma": nbma}
+
+
+def test_bad_family_words_are_one_line_errors():
+    with pytest.raises(XdmvpnError, match="--family must be ipv4, ipv6 or dual"):
+        plan(2, family="ipv5")
+    with pytest.raises(XdmvpnError, match="--nbma must be ipv4 or ipv6"):
+        plan(2, nbma="dual")

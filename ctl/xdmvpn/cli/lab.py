@@ -12,9 +12,10 @@ import sys
 
 from ..errors import XdmvpnError
 from ..lab import manage, network, probe
-from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, GRE_KEY, LANS, MAX_SPOKES, NAT_INSIDE,
-                            OVERLAY, TUNNEL, UNDERLAY, UNDERLAY_IF, Topology, label,
-                            node_configs, parse_nat, plan)
+from ..lab.topology import (BRIDGE, DEFAULT_SPOKES, FAMILIES, GRE_KEY, LANS, LANS6, MAX_SPOKES,
+                            NAT_INSIDE, NBMA_FAMILIES, OVERLAY, OVERLAY6, TUNNEL, UNDERLAY,
+                            UNDERLAY6, UNDERLAY_IF, Topology, label, node_configs, parse_nat,
+                            plan)
 from ..netns import exec_argv
 from ..show import render_table
 from .show_cmd import INSTANCE_ENV
@@ -28,6 +29,10 @@ examples:
       a hub and 2 spokes, each with a LAN, registered; prints the topology
   xdmvpn lab up --spokes 4
       a hub and 4 spokes
+  xdmvpn lab up --family ipv6 --nbma ipv4
+      IPv6 LANs and tunnel over the IPv4 underlay (also: --family dual, --nbma ipv6)
+  xdmvpn lab ping spoke1 spoke2 --family ipv6
+      the IPv6 LAN hosts (the default is the lab's first family)
   xdmvpn lab ping spoke1 spoke2
       ping spoke2's LAN host from spoke1's: the first packets go via the hub,
       then the phase-3 shortcut carries them direct
@@ -88,6 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
              run_up)
     up.add_argument("--spokes", type=int, default=DEFAULT_SPOKES, metavar="N",
                     help=f"number of spokes, 1..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
+    _families(up)
     up.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                     help="how long the daemons may take to register (default 60)")
     up.add_argument("--ipsec", action="store_true",
@@ -114,6 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="packets to send (default 5)")
     ping.add_argument("--interval", "-i", type=float, default=0.5, metavar="SECONDS",
                       help="pause between packets (default 0.5)")
+    ping.add_argument("--family", choices=("ipv4", "ipv6"),
+                      help="the LAN hosts' addresses of this family (default: the lab's "
+                           "first overlay family)")
     ping.add_argument("--json", action="store_true",
                       help="one JSON object per packet, then the summary")
     ex = add("exec", "run a command in a node's namespace; in a node, `xdmvpn show` asks "
@@ -143,6 +152,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "default netns")
     config.add_argument("--spokes", type=int, default=DEFAULT_SPOKES, metavar="N",
                         help=f"number of spokes, 1..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
+    _families(config)
     config.add_argument("--ipsec", action="store_true",
                         help="add an [ipsec] block with the lab's pre-shared key")
     config.add_argument("--nat", action="append", metavar="SPOKES",
@@ -155,6 +165,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                "shortcut that phase 3 built", run_demo)
     demo.add_argument("--spokes", type=int, default=DEFAULT_SPOKES, metavar="N",
                       help=f"number of spokes, 2..{MAX_SPOKES} (default {DEFAULT_SPOKES})")
+    _families(demo)
+
+
+def _families(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--family", choices=sorted(FAMILIES), default="ipv4",
+                   help="overlay (tunnel and LANs): ipv4, ipv6 or dual (both on one "
+                        "tunnel; default ipv4)")
+    p.add_argument("--nbma", choices=sorted(NBMA_FAMILIES), default="ipv4",
+                   help="underlay: ipv4 or ipv6 (default ipv4)")
 
 
 def invoked_as() -> str:
@@ -177,13 +196,18 @@ def invoked_as() -> str:
 
 def topology_text(topo: Topology, took: float | None, prog: str = "xdmvpn") -> str:
     """What `lab up` prints; its commands start with prog (see invoked_as)."""
-    rows = [(n.name, topo.ns(n), n.underlay.ip, n.overlay.ip, n.lan, n.host.ip)
+    rows = [(n.name, topo.ns(n), n.underlay.ip, " ".join(str(a.ip) for a in n.overlays),
+             " ".join(str(x) for x in n.lans), " ".join(str(h.ip) for h in n.hosts()))
             for n in topo.nodes]
     header = ("Node", "Namespace", "Underlay", "Tunnel", "LAN", "LAN host")
     if topo.nats:
         header += ("Behind NAT",)
         rows = [r + ((f"{d.name} {d.outside.ip}" if (d := topo.nat_of(n)) else None),)
                 for r, n in zip(rows, topo.nodes)]
+    v6 = 6 in topo.families
+    overlays = " and ".join(str(o) for f, o in ((4, OVERLAY), (6, OVERLAY6))
+                            if f in topo.families)
+    lans = " and ".join(str(x) for f, x in ((4, LANS), (6, LANS6)) if f in topo.families)
     spokes = len(topo.spokes)
     head = (f"{label(topo.name).capitalize()} is up: a hub and {spokes} spoke{'s' * (spokes != 1)}"
             + (f", every spoke registered in {took:.1f} s" if took is not None else
@@ -192,14 +216,17 @@ def topology_text(topo: Topology, took: float | None, prog: str = "xdmvpn") -> s
         head, "",
         render_table(header, rows, "  "),
         "",
-        f"underlay {UNDERLAY}: bridge {BRIDGE} in namespace {topo.bridge_ns}",
+        f"underlay {UNDERLAY if topo.nbma == 'ipv4' else UNDERLAY6}: bridge {BRIDGE} in "
+        f"namespace {topo.bridge_ns}",
         *([f"NAT devices (nftables masquerade, inside {NAT_INSIDE}): " + ", ".join(
             f"{d.name} {d.outside.ip} in {topo.nat_ns(d)}" for d in topo.nats)]
           if topo.nats else []),
-        f"overlay {OVERLAY} on {TUNNEL}, GRE key {GRE_KEY}",
-        f"routes: hub -> each LAN via its spoke; spokes -> {LANS} via the hub",
+        f"overlay {overlays} on {TUNNEL}, GRE key {GRE_KEY}",
+        f"routes: hub -> each LAN via its spoke; spokes -> {lans} via the hub",
         f"configs and logs: {topo.state_dir}/NODE.toml, NODE.log",
-        f"try: {prog} lab ping spoke1 {'spoke2' if spokes > 1 else 'hub'}; {prog} lab status",
+        f"try: {prog} lab ping spoke1 {'spoke2' if spokes > 1 else 'hub'}"
+        + (" --family ipv6" if v6 and topo.family == "dual" else "")
+        + f"; {prog} lab status",
     ])
 
 
@@ -207,9 +234,12 @@ def run_up(args: argparse.Namespace) -> int:
     if args.vm:
         from ..lab import vm
         parse_nat(args.nat)                         # bad groups: an error here, not there
+        if (args.family, args.nbma) != ("ipv4", "ipv4"):
+            raise XdmvpnError("--vm runs the IPv4 lab only (leave out --family/--nbma)")
         return vm.lab_up(args.spokes, args.timeout, args.ipsec, args.nat)
     topo, took = manage.up(args.spokes, timeout=args.timeout, daemons=not args.no_daemons,
-                           ipsec=args.ipsec, nat=parse_nat(args.nat))
+                           ipsec=args.ipsec, nat=parse_nat(args.nat), family=args.family,
+                           nbma=args.nbma)
     print(topology_text(topo, None if args.no_daemons else took, invoked_as()))
     return 0
 
@@ -235,11 +265,12 @@ def run_ping(args: argparse.Namespace) -> int:
         raise XdmvpnError("--count must be at least 1 and --interval not negative")
     topo = manage.load()
     a, b = topo.node(args.a), topo.node(args.b)
+    family = probe.family_of(topo, args.family)
     if not args.json:
-        print(f"{a.name} -> {b.name}: {a.host.ip} -> {b.host.ip}, {args.count} packet"
-              f"{'s' * (args.count != 1)}, one at a time")
+        print(f"{a.name} -> {b.name}: {a.host_of(family).ip} -> {b.host_of(family).ip}, "
+              f"{args.count} packet{'s' * (args.count != 1)}, one at a time")
     results = []
-    for r in probe.ping(topo, a, b, args.count, args.interval):
+    for r in probe.ping(topo, a, b, args.count, args.interval, family=family):
         results.append(r)
         print(json.dumps(r) if args.json else probe.ping_line(r), flush=True)
     s = probe.summary(a, b, results)
@@ -315,7 +346,7 @@ def run_down(args: argparse.Namespace) -> int:
 
 def run_config(args: argparse.Namespace) -> int:
     """The generator's text, unchanged: the lab and the Vagrant VMs use this very function."""
-    topo = plan(args.spokes, manage.lab_name(), parse_nat(args.nat))
+    topo = plan(args.spokes, manage.lab_name(), parse_nat(args.nat), args.family, args.nbma)
     node = topo.node(args.node)
     if args.routes:
         for prefix, gateway in topo.routes(node):
@@ -333,20 +364,24 @@ def run_demo(args: argparse.Namespace) -> int:
     done = manage.down()
     if done["daemons"] or done["namespaces"]:
         print("removed the previous lab")
-    topo, took = manage.up(args.spokes)
+    topo, took = manage.up(args.spokes, family=args.family, nbma=args.nbma)
     prog = invoked_as()
     print(topology_text(topo, took, prog), end="\n\n")
     a, b = topo.node("spoke1"), topo.node("spoke2")
-    print(f"$ {prog} lab ping spoke1 spoke2 --count 8 --interval 0.3")
-    results = []
-    for r in probe.ping(topo, a, b, 8, 0.3):
-        results.append(r)
-        print(probe.ping_line(r), flush=True)
-    s = probe.summary(a, b, results)
-    print(probe.summary_line(s), end="\n\n")
+    ok = True
+    for family in topo.families:
+        word = "" if len(topo.families) == 1 else f" --family ipv{family}"
+        print(f"$ {prog} lab ping spoke1 spoke2 --count 8 --interval 0.3{word}")
+        results = []
+        for r in probe.ping(topo, a, b, 8, 0.3, family=family):
+            results.append(r)
+            print(probe.ping_line(r), flush=True)
+        s = probe.summary(a, b, results)
+        ok = ok and s["received"] == s["sent"]
+        print(probe.summary_line(s), end="\n\n")
     snap = control.request(topo.socket(a), {"cmd": "snapshot"})["snapshot"]
     print(f"$ {prog} lab exec spoke1 -- xdmvpn show shortcut")
     print(show.shortcut_table(snap), end="\n\n")
     print(f"The lab stays up ({prog} lab down removes it); try: {prog} lab status; "
           f"{prog} lab exec spoke2 -- xdmvpn show cache")
-    return 0 if s["received"] == s["sent"] else 1
+    return 0 if ok else 1

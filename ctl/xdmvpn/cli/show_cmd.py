@@ -16,7 +16,10 @@ DEFAULT_INSTANCE = "dmvpn0"
 
 EXAMPLES = """\
 examples:
-  xdmvpn show cache                    show ip nhrp cache (VyOS/Cisco columns)
+  xdmvpn show cache                    every family's cache (VyOS/Cisco columns)
+  xdmvpn show ip nhrp cache            IPv4 rows only (Cisco's show ip nhrp)
+  xdmvpn show ipv6 nhrp cache --json   IPv6 rows only (Cisco's show ipv6 nhrp)
+  xdmvpn show ipv6 shortcut            "nhrp" may be left out
   xdmvpn show nhs --json               show ip nhrp nhs, FRR's JSON keys
   xdmvpn show shortcut                 show ip nhrp shortcut
   xdmvpn show dmvpn                    show dmvpn: one line per peer
@@ -26,7 +29,10 @@ examples:
   XDMVPN_INSTANCE=lab-hub xdmvpn show cache   the same as --instance lab-hub
   xdmvpn lab exec spoke1 -- xdmvpn show shortcut   the lab node's own daemon
 
-JSON output of cache, nhs, shortcut and dmvpn is a list (empty when there is nothing)."""
+JSON output of cache, nhs, shortcut and dmvpn is a list (empty when there is nothing).
+A family word (ip or ipv4, ipv6) keeps the rows of that overlay family."""
+
+FAMILIES = {"ip": 4, "ipv4": 4, "ipv6": 6}
 
 CLEAR_EXAMPLES = """\
 examples:
@@ -63,10 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="show NHRP cache, NHS, shortcuts, DMVPN peers, stats",
                        description="Show the state of a running node.", epilog=EXAMPLES,
                        formatter_class=fmt)
-    p.add_argument("what", choices=(*VIEWS, "stats"))
+    p.add_argument("words", nargs="+", metavar="WHAT",
+                   help=f"[ip|ipv6] [nhrp] and one of {', '.join((*VIEWS, 'stats'))}")
     p.add_argument("--json", action="store_true", help="JSON (FRR's keys)")
     _target(p)
-    p.set_defaults(func=run_show)
+    p.set_defaults(func=run_show, parser=p)
     c = sub.add_parser("clear", help="clear NHRP cache entries or shortcuts",
                        description="Clear dynamic state of a running node.",
                        epilog=CLEAR_EXAMPLES, formatter_class=fmt)
@@ -75,7 +82,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_clear)
 
 
+def parse_words(words: list[str]) -> tuple[int | None, str]:
+    """["ipv6", "nhrp", "cache"] -> (6, "cache"); ValueError with the reason otherwise."""
+    rest = list(words)
+    family = FAMILIES.get(rest[0]) if rest else None
+    if family is not None:
+        rest.pop(0)
+    if rest[:1] == ["nhrp"]:
+        rest.pop(0)
+    if len(rest) != 1 or rest[0] not in (*VIEWS, "stats"):
+        raise ValueError(f"show what? {' '.join(words)!r}: say [ip|ipv6] [nhrp] and one of "
+                         f"{', '.join((*VIEWS, 'stats'))}")
+    if family is not None and rest[0] == "stats":
+        raise ValueError("stats has no family: say `show stats`")
+    return family, rest[0]
+
+
 def run_show(args: argparse.Namespace) -> int:
+    try:
+        family, args.what = parse_words(args.words)
+    except ValueError as exc:
+        args.parser.error(str(exc))
     path = socket_path(args)
     if args.what == "stats":
         out = control.request(path, {"cmd": "stats"})
@@ -84,7 +111,8 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     snap = control.request(path, {"cmd": "snapshot"})["snapshot"]
     as_json, as_table = VIEWS[args.what]
-    print(json.dumps(as_json(snap), indent=2) if args.json else as_table(snap), end="\n")
+    print(json.dumps(as_json(snap, family), indent=2) if args.json else as_table(snap, family),
+          end="\n")
     return 0
 
 

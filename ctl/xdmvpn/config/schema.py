@@ -5,7 +5,7 @@ FRR, and how a key path is named in messages. No reading, no checking here."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..errors import XdmvpnError
@@ -18,7 +18,11 @@ TOP_KEYS = ("role", "tunnel", "nhrp", "ipsec", "control", "metrics")
 TUNNEL_KEYS = ("name", "address", "source-interface", "source-address", "key", "mtu",
                "adjust-mss", "ttl", "df")
 NHRP_KEYS = ("network-id", "holdtime", "authentication", "redirect", "shortcut",
-             "registration-no-unique", "multicast", "max-send", "nhs", "map")
+             "registration-no-unique", "multicast", "max-send", "nhs", "map", "ipv6")
+# [nhrp.ipv6]: what Cisco's and FRR's `ipv6 nhrp ...` set apart for the IPv6 overlay of a
+# dual-stack tunnel (absent keys: as [nhrp] says)
+NHRP_FAMILY_KEYS = ("network-id", "holdtime", "authentication", "redirect", "shortcut",
+                    "registration-no-unique")
 NHS_KEYS = ("tunnel-ip", "nbma", "priority")
 MAP_KEYS = ("tunnel-ip", "nbma")
 MAX_SEND_KEYS = ("packets", "interval")
@@ -67,6 +71,25 @@ class TunnelConfig:
     adjust_mss: int | None = None
     ttl: int = DEFAULT_TTL             # 0: inherit from the inner packet
     df: bool | Literal["inherit"] = True
+    # dual stack: the tunnel address of the other family (address = [v4, v6] in TOML)
+    other_address: IPInterface | None = None
+    # an underlay of each family (a hub serving IPv4 and IPv6 NBMA spokes at once)
+    other_source_address: IPAddress | None = None
+
+    @property
+    def addresses(self) -> tuple[IPInterface, ...]:
+        """The tunnel addresses, one per overlay family, the primary (first written) first."""
+        return (self.address,) + ((self.other_address,) if self.other_address else ())
+
+    @property
+    def source_addresses(self) -> tuple[IPAddress, ...]:
+        if self.source_address is None:
+            return ()
+        return (self.source_address,) + (
+            (self.other_source_address,) if self.other_source_address else ())
+
+    def address_of(self, version: int) -> IPInterface | None:
+        return next((a for a in self.addresses if a.version == version), None)
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,17 @@ MulticastTarget = Literal["dynamic", "nhs"] | IPAddress
 
 
 @dataclass(frozen=True)
+class NhrpFamily:
+    """[nhrp.ipv6]: the IPv6 overlay's own values (Cisco/FRR `ipv6 nhrp ...`)."""
+    network_id: int | None = None
+    holdtime: int | None = None
+    authentication: str | None = None
+    redirect: bool | None = None
+    shortcut: bool | None = None
+    registration_no_unique: bool | None = None
+
+
+@dataclass(frozen=True)
 class NhrpConfig:
     network_id: int = 1
     holdtime: int = DEFAULT_HOLDTIME
@@ -103,6 +137,18 @@ class NhrpConfig:
     max_send: MaxSend = MaxSend()
     nhs: tuple[NhsConfig, ...] = ()
     maps: tuple[MapConfig, ...] = ()
+    ipv6: NhrpFamily = NhrpFamily()
+
+    def for_family(self, version: int) -> NhrpConfig:
+        """The knobs of one overlay family: [nhrp] with [nhrp.ipv6] over it for IPv6, the
+        NHSs and maps of that family (a dynamic NHS serves every family: one
+        registration per family, as Cisco and FRR send)."""
+        over = self.ipv6 if version == 6 else NhrpFamily()
+        pick = {k: v for k, v in vars(over).items() if v is not None}
+        return replace(self, **pick, ipv6=NhrpFamily(),
+                       nhs=tuple(s for s in self.nhs
+                                 if s.tunnel_ip is None or s.tunnel_ip.version == version),
+                       maps=tuple(m for m in self.maps if m.tunnel_ip.version == version))
 
     @property
     def multicast_dynamic(self) -> bool:
@@ -187,9 +233,10 @@ class NodeConfig:
         t, n = self.tunnel, self.nhrp
         return {
             "role": self.role,
-            "tunnel": {"name": t.name, "address": str(t.address),
+            "tunnel": {"name": t.name, "address": _one_or_list(t.addresses),
                        "source-interface": t.source_interface,
-                       "source-address": _str_or_none(t.source_address), "key": t.key,
+                       "source-address": _one_or_list(t.source_addresses),
+                       "key": t.key,
                        "mtu": t.mtu, "adjust-mss": t.adjust_mss, "ttl": t.ttl, "df": t.df},
             "nhrp": {"network-id": n.network_id, "holdtime": n.holdtime,
                      "authentication": n.authentication, "redirect": n.redirect,
@@ -201,7 +248,9 @@ class NodeConfig:
                      "nhs": [{"tunnel-ip": "dynamic" if s.tunnel_ip is None else str(s.tunnel_ip),
                               "nbma": str(s.nbma), "priority": s.priority} for s in n.nhs],
                      "map": [{"tunnel-ip": str(m.tunnel_ip), "nbma": str(m.nbma)}
-                             for m in n.maps]},
+                             for m in n.maps],
+                     "ipv6": {k.replace("_", "-"): v for k, v in vars(n.ipv6).items()
+                              if v is not None} or None},
             "ipsec": None if self.ipsec is None else {
                 "profile": self.ipsec.profile, "required": self.ipsec.required,
                 "psk": self.ipsec.psk, "certificate": self.ipsec.certificate,
@@ -219,8 +268,11 @@ class NodeConfig:
         }
 
 
-def _str_or_none(value) -> str | None:
-    return None if value is None else str(value)
+def _one_or_list(values: tuple) -> str | list[str] | None:
+    """One address as a string, two (dual stack) as an array, as written in TOML."""
+    if not values:
+        return None
+    return str(values[0]) if len(values) == 1 else [str(v) for v in values]
 
 
 def _net_text(net) -> str:

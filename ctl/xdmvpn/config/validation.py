@@ -17,7 +17,8 @@ from .schema import (
     DEFAULT_NAME, DEFAULT_PER_PEER_LIMIT, DEFAULT_TTL, DEFAULT_VICI_SOCKET, IDENTITY_KEYS,
     IPSEC_KEYS, MAP_KEYS, MAX_SEND_KEYS, METRICS_KEYS, NHRP_KEYS, NHS_KEYS, SOCKET_DIR,
     TOP_KEYS, TUNNEL_KEYS, ConfigError, ControlConfig, IdentityConfig, IpsecConfig, KeyPath,
-    MapConfig, MaxSend, MetricsConfig, NhrpConfig, NhsConfig, NodeConfig, Role,
+    NHRP_FAMILY_KEYS, MapConfig, MaxSend, MetricsConfig, NhrpConfig, NhrpFamily, NhsConfig,
+    NodeConfig, Role,
     TunnelConfig, key_name, quote,
 )
 
@@ -130,6 +131,28 @@ def _tunnel_address(value):
                    f"got {_show(value)}")
 
 
+def _per_family(check, what: str):
+    """A value, or an array of two, one per address family (dual stack): the tuple of them,
+    the first written first."""
+    def read(value):
+        if not isinstance(value, list):
+            return (check(value),)
+        if not 1 <= len(value) <= 2:
+            raise _Invalid(f"must be {what}, or an array of two of them (one IPv4, one "
+                           f"IPv6), got an array of {len(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(check(item))
+            except _Invalid as exc:
+                raise _Invalid(str(exc), at=(i,)) from None
+        if len(out) == 2 and out[0].version == out[1].version:
+            raise _Invalid(f"must be one IPv4 and one IPv6 address, got two IPv{out[0].version} "
+                           "ones", at=(1,))
+        return tuple(out)
+    return read
+
+
 def _df(value):
     if type(value) is bool or value == "inherit":
         return value
@@ -239,14 +262,19 @@ def _unknown(key: str, allowed: tuple[str, ...]) -> str:
 def _read_tunnel(r: _Reader, data) -> TunnelConfig:
     p = ("tunnel",)
     t = r.table(p, data, TUNNEL_KEYS, "[tunnel]")
+    addresses = r.get(t, p, "address", _per_family(
+        _tunnel_address, 'an address with prefix length, e.g. "10.0.0.1/24"'),
+        needs=' (own tunnel address and overlay prefix, e.g. "10.0.0.1/24")')
+    sources = r.get(t, p, "source-address", _per_family(
+        _address, "an IPv4 or IPv6 address"), ())
     return TunnelConfig(
         name=r.get(t, p, "name", _ifname(12, " (the daemon also creates NAME-dp)"),
                    DEFAULT_NAME),
-        address=r.get(t, p, "address", _tunnel_address,
-                      needs=' (own tunnel address and overlay prefix, e.g. "10.0.0.1/24")'),
+        address=addresses[0], other_address=addresses[1] if len(addresses) > 1 else None,
         source_interface=r.get(t, p, "source-interface", _ifname(),
                                needs=' (the underlay interface, e.g. "eth0")'),
-        source_address=r.get(t, p, "source-address", _address, None),
+        source_address=sources[0] if sources else None,
+        other_source_address=sources[1] if len(sources) > 1 else None,
         key=r.get(t, p, "key", _int(0, 2**32 - 1), None),
         mtu=r.get(t, p, "mtu", _int(576, 9000), DEFAULT_MTU),
         adjust_mss=r.get(t, p, "adjust-mss", _int(536, 9000), None),
@@ -286,8 +314,27 @@ def _read_nhrp(r: _Reader, data, tunnel: TunnelConfig) -> NhrpConfig:
         multicast=_read_multicast(r, p + ("multicast",), t.get("multicast", []), nets,
                                   bool(nhs)),
         max_send=_read_max_send(r, p + ("max-send",), t.get("max-send", {})),
-        nhs=nhs, maps=maps,
+        nhs=nhs, maps=maps, ipv6=_read_family(r, t, tunnel),
     )
+
+
+def _read_family(r: _Reader, nhrp: dict, tunnel: TunnelConfig) -> NhrpFamily:
+    """[nhrp.ipv6]: the IPv6 overlay's own values (absent: those of [nhrp])."""
+    p = ("nhrp", "ipv6")
+    if "ipv6" not in nhrp:
+        return NhrpFamily()
+    t = r.table(p, nhrp["ipv6"], NHRP_FAMILY_KEYS, "[nhrp.ipv6]")
+    if tunnel.address_of(6) is None:
+        r.fail(p, "needs an IPv6 tunnel address (tunnel.address, e.g. "
+                  '["10.0.0.1/24", "2001:db8::1/64"])')
+    return NhrpFamily(
+        network_id=r.get(t, p, "network-id", _int(1, 2**32 - 1), None),
+        holdtime=r.get(t, p, "holdtime", _int(1, 65535, " seconds"), None),
+        authentication=r.get(t, p, "authentication", _secret(
+            1, 8, "a string of 1..8 bytes without whitespace (Cisco cleartext)"), None),
+        redirect=r.get(t, p, "redirect", _bool, None),
+        shortcut=r.get(t, p, "shortcut", _bool, None),
+        registration_no_unique=r.get(t, p, "registration-no-unique", _bool, None))
 
 
 def _read_max_send(r: _Reader, p: KeyPath, data) -> MaxSend:
@@ -338,9 +385,10 @@ def _read_nhs(r: _Reader, nhrp: dict, nets: _Addresses,
         for j, other in enumerate(servers):
             if tunnel_ip is not None and other.tunnel_ip == tunnel_ip:
                 r.fail(p + ("tunnel-ip",), f"duplicate of nhrp.nhs[{j}] (each NHS once)")
-            if other.nbma == nbma:
+            if other.nbma == nbma and (tunnel_ip is None or other.tunnel_ip is None
+                                       or other.tunnel_ip.version == tunnel_ip.version):
                 r.fail(p + ("nbma",) if "nbma" in t else p,
-                       f"duplicate of nhrp.nhs[{j}] (each NHS once)")
+                       f"duplicate of nhrp.nhs[{j}] (each NHS once per address family)")
         servers.append(NhsConfig(tunnel_ip, nbma, r.get(t, p, "priority", _int(0, 255), 0)))
     return tuple(servers)
 
@@ -373,13 +421,15 @@ class _Addresses:
     def __init__(self, r: _Reader, tunnel: TunnelConfig):
         self.r, self.tunnel = r, tunnel
         self.nbma_family: tuple[int, str] | None = None
-        if tunnel.source_address is not None:
-            self.nbma_family = (tunnel.source_address.version, "tunnel.source-address")
+        if len(tunnel.source_addresses) == 1:
+            self.nbma_family = (tunnel.source_addresses[0].version, "tunnel.source-address")
 
     def tunnel_ip(self, entry: KeyPath, addr: IPAddress, inside: bool) -> IPAddress:
-        own, path = self.tunnel.address, entry + ("tunnel-ip",)
-        if addr.version != own.version:
-            self.r.fail(path, f"must be an IPv{own.version} address like tunnel.address, "
+        path = entry + ("tunnel-ip",)
+        own = self.tunnel.address_of(addr.version)
+        if own is None:
+            mine = self.tunnel.address
+            self.r.fail(path, f"must be an IPv{mine.version} address like tunnel.address, "
                               f"got {_show(str(addr))}")
         if addr == own.ip:
             self.r.fail(path, f"is this node's own tunnel address (tunnel.address {own})")
@@ -389,13 +439,15 @@ class _Addresses:
         return addr
 
     def nbma(self, path: KeyPath, addr: IPAddress) -> IPAddress:
-        if self.nbma_family is None:
+        if len(self.tunnel.source_addresses) == 2:
+            pass                     # an underlay of each family: peers of both
+        elif self.nbma_family is None:
             self.nbma_family = (addr.version, key_name(path))
         elif addr.version != self.nbma_family[0]:
             self.r.fail(path, f"must be an IPv{self.nbma_family[0]} address like "
                               f"{self.nbma_family[1]} (one underlay family per tunnel), "
                               f"got {_show(str(addr))}")
-        if addr == self.tunnel.source_address:
+        if addr in self.tunnel.source_addresses:
             self.r.fail(path, "is this node's own NBMA address (tunnel.source-address)")
         return addr
 

@@ -35,8 +35,9 @@ class LiveEffects(Effects):
     rebuilds them (NBMA address change, data-plane reload)."""
 
     def __init__(self, gre, maps, routes, nhs_order: tuple = (), *, ipsec=None,
-                 on_mapping_change=None):
-        self.gre = gre                   # transport.GreSocket
+                 on_mapping_change=None, gres=None):
+        self.gre = gre                   # transport.GreSocket (the primary underlay's)
+        self.gres = dict(gres or {})     # version -> GreSocket, one per underlay family
         self.maps = maps                 # dataplane.maps.DataplaneMaps
         self.routes = routes             # daemon.routes.KernelRoutes (add/delete/lookup)
         self.nhs_order = tuple(nhs_order)   # configured NHS NBMAs, preferred first
@@ -55,12 +56,13 @@ class LiveEffects(Effects):
         self._new_mappings: list = []    # (proto, nbma) held for one batch write
 
     def send(self, nbma, packet: bytes) -> None:
-        if self._holding and isinstance(nbma, IPv4Address):
+        gre = self.gres.get(nbma.version, self.gre)
+        if self._holding and isinstance(nbma, IPv4Address) and gre is self.gre:
             batch = self.send_batch
             batch.add(self.gre.fileno(), nbma, packet)
             if len(batch) >= self.flush_every or len(batch) == batch.capacity:
                 self.flush()         # the mappings first, then these replies
-        elif not self.gre.send(nbma, packet):
+        elif not gre.send(nbma, packet):
             self.stats["send_failed"] += 1
 
     @contextlib.contextmanager
@@ -93,8 +95,14 @@ class LiveEffects(Effects):
             self.stats["send_failed"] += batch.failed - failed
 
     # -- data plane ---------------------------------------------------------------------------
+    def fits(self, *addrs) -> bool:
+        """Can the data plane hold these addresses? All of them IPv4, or a data plane with
+        IPv6 maps (DataplaneMaps.set_overlay_address6 marks one)."""
+        return all(isinstance(a, IPv4Address) for a in addrs) or \
+            hasattr(self.maps, "set_overlay_address6")
+
     def mapping_set(self, proto, nbma) -> None:
-        if not (isinstance(proto, IPv4Address) and isinstance(nbma, IPv4Address)):
+        if not self.fits(proto, nbma):
             self.stats["mapping_not_ipv4"] += 1
             return
         old = self.mapped.get(proto)
@@ -127,7 +135,7 @@ class LiveEffects(Effects):
     def mapping_del(self, proto) -> None:
         self._write_mappings()               # in the order the engine asked
         old = self.mapped.pop(proto, None)
-        if proto.version == 4:
+        if self.fits(proto):
             self.maps.remove_mapping(proto)
         if self.ipsec is not None and old is not None:
             self.ipsec.unref(old)
@@ -138,7 +146,7 @@ class LiveEffects(Effects):
             self.on_mapping_change(proto)
 
     def shortcut_set(self, prefix, via, nbma) -> None:
-        if prefix.version != 4:
+        if not self.fits(prefix.network_address, nbma):
             self.stats["shortcut_not_ipv4"] += 1
             return
         if self.ipsec is not None and not self.ipsec.direct_ready(nbma, via):
@@ -161,7 +169,7 @@ class LiveEffects(Effects):
         log.info("shortcut %s via %s at %s", prefix, via, nbma)
 
     def shortcut_del(self, prefix) -> None:
-        if prefix.version != 4:
+        if not self.fits(prefix.network_address):
             return
         self.deferred.pop(prefix, None)
         if self.ipsec is None or prefix in self.installed:
@@ -201,16 +209,16 @@ class LiveEffects(Effects):
             self.stats["multicast_truncated"] += 1
             self._mcast_seen = nbmas
             return
-        v4 = [a for a in nbmas if isinstance(a, IPv4Address)]
+        v4 = [a for a in nbmas if self.fits(a)]
         if len(v4) > MCAST_MAX:
             self.stats["multicast_truncated"] += 1
             if not self._mcast_warned:
                 log.warning("%d multicast peers, the data plane holds %d: replicating to "
                             "the first ones only", len(v4), MCAST_MAX)
                 self._mcast_warned = True
-            v4 = heapq.nsmallest(MCAST_MAX, v4, key=int)
+            v4 = heapq.nsmallest(MCAST_MAX, v4, key=lambda a: (a.version, int(a)))
         else:
-            v4.sort()
+            v4.sort(key=lambda a: (a.version, int(a)))
             self._mcast_warned = False
         self._mcast_seen = nbmas
         if v4 != self._mcast_written:
@@ -225,15 +233,15 @@ class LiveEffects(Effects):
             return False
         if not nbmas.issuperset(written):
             return False
-        top = int(written[-1])
-        return all(not isinstance(a, IPv4Address) or int(a) > top for a in nbmas - seen)
+        top = (written[-1].version, int(written[-1]))
+        return all(not self.fits(a) or (a.version, int(a)) > top for a in nbmas - seen)
 
     def default_nhs_set(self, nbma) -> None:
         """The NHS that is up first, then the other configured ones (an NHS is a static
         mapping: traffic keeps going to it before and between registrations, as on Cisco)."""
         order = ([nbma] if nbma is not None else []) + [
             n for n in self.nhs_order if n != nbma]
-        self.maps.set_nhs([n for n in order if n.version == 4][:4])
+        self.maps.set_nhs([n for n in order if self.fits(n)][:4])
 
     # -- questions ------------------------------------------------------------------------------
     def last_used(self, proto):
@@ -259,6 +267,4 @@ class LiveEffects(Effects):
         return self.ipsec is None or self.ipsec.may_register(nbma, proto)
 
     def route_lookup(self, dst) -> RouteHint:
-        if not isinstance(dst, IPv4Address):
-            return RouteHint()
         return self.routes.lookup(dst)

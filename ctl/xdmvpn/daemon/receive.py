@@ -39,6 +39,8 @@ class GreReceiver:
     def receive(self) -> list[Received]:
         """What is waiting, up to capacity datagrams: (nhrp, source) for NHRP with our
         key, (None, reason) for any other GRE (as GreSocket.recv)."""
+        if self.gre.version != 4:    # an IPv6 underlay: one recvmsg each (16-byte sources)
+            return self.gre.recv_batch(self.capacity)
         key = self.gre.key
         ntohl = socket.ntohl
         out: list[Received] = []
@@ -67,7 +69,7 @@ class GreReceiver:
 
     def take_dropped(self) -> int:
         """Datagrams the kernel dropped on the full buffer since the last call."""
-        now = self._batch.dropped
+        now = self._batch.dropped if self.gre.version == 4 else self.gre.dropped
         new = now - self._dropped_seen
         self._dropped_seen = now
         return new if new > 0 else 0

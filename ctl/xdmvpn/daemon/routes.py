@@ -28,13 +28,15 @@ import socket
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Callable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..engine.effects import RouteHint
+from ..inet import IPAddress
 from ..errors import XdmvpnError
 from ..transport import size_receive_buffer
 from . import rtnl
@@ -175,7 +177,7 @@ class RouteLookup:
         if match is None:
             return RouteHint()
         if match.type == rtnl.RTN_LOCAL:
-            return RouteHint(local=True, prefix_len=32)
+            return RouteHint(local=True, prefix_len=dst.max_prefixlen)
         if match.type != rtnl.RTN_UNICAST:        # blackhole, unreachable, broadcast...
             return RouteHint()
         oif, gateway = match.oif, match.gateway
@@ -325,7 +327,7 @@ class RouteTable:
         self._routes: dict[IPv4Network, dict[int, RouteMsg]] = {}    # dst -> metric -> route
         self.via: dict[IPv4Network, IPv4Address] = {}
         self.ours: set[IPv4Network] = set()
-        self._elsewhere: list[tuple[int, int]] = []                   # sorted (network, length)
+        self._elsewhere: list[tuple[int, int, int]] = []   # sorted (version, network, length)
 
     def load(self, routes) -> None:
         self._routes, self.via, self.ours, self._elsewhere = {}, {}, set(), []
@@ -355,7 +357,7 @@ class RouteTable:
             self.via.pop(dst, None)
         else:
             self.via[dst] = after[0]
-        key = (int(dst.network_address), dst.prefixlen)
+        key = (dst.version, int(dst.network_address), dst.prefixlen)
         if before[1] and not after[1]:
             self._elsewhere.pop(bisect.bisect_left(self._elsewhere, key))
         elif after[1] and not before[1]:
@@ -382,9 +384,12 @@ class RouteTable:
         """A prefix routed elsewhere that lies strictly inside net, if any (sorted by
         address then length, the first one after (net, its length) is inside net or
         nothing is)."""
-        i = bisect.bisect_right(self._elsewhere, (int(net.network_address), net.prefixlen))
-        if i < len(self._elsewhere) and self._elsewhere[i][0] <= int(net.broadcast_address):
-            return IPv4Network(self._elsewhere[i])
+        i = bisect.bisect_right(self._elsewhere,
+                                (net.version, int(net.network_address), net.prefixlen))
+        if i < len(self._elsewhere) and self._elsewhere[i][0] == net.version \
+                and self._elsewhere[i][1] <= int(net.broadcast_address):
+            return ip_network(self._elsewhere[i][1:]) if net.version == 4 \
+                else IPv6Network(self._elsewhere[i][1:])
         return None
 
 
@@ -571,7 +576,9 @@ def _route_request(prefix: IPv4Network, via: IPv4Address | None,
 
 
 def _dump_table(channel: Channel, table: int) -> list[RouteMsg]:
-    return [m for m in channel.dump(lambda seq: rtnl.route_dump(seq, table))
+    """The table's IPv4 and IPv6 routes (one dump per family)."""
+    return [m for version in (4, 6)
+            for m in channel.dump(lambda seq, v=version: rtnl.route_dump(seq, table, v))
             if isinstance(m, RouteMsg) and m.table == table]
 
 
@@ -580,7 +587,8 @@ def monitor_socket() -> socket.socket:
     notifications, with room for bursts (thousands of route changes)."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     size_receive_buffer(sock, MONITOR_RCVBUF)
-    sock.bind((0, rtnl.RTMGRP_LINK | rtnl.RTMGRP_IPV4_IFADDR | rtnl.RTMGRP_IPV4_ROUTE))
+    sock.bind((0, rtnl.RTMGRP_LINK | rtnl.RTMGRP_IPV4_IFADDR | rtnl.RTMGRP_IPV4_ROUTE
+               | rtnl.RTMGRP_IPV6_IFADDR | rtnl.RTMGRP_IPV6_ROUTE))
     sock.setblocking(False)
     return sock
 
@@ -589,28 +597,51 @@ def monitor_socket() -> socket.socket:
 
 def first_ipv4(ifname: str) -> IPv4Address | None:
     """The first IPv4 address of an interface (the NBMA address when none is configured)."""
+    addr = first_address(ifname, 4)
+    return addr if isinstance(addr, IPv4Address) else None
+
+
+def first_address(ifname: str, version: int) -> IPAddress | None:
+    """The first address of this family of an interface (IPv6: global scope, not
+    tentative), the NBMA address when none is configured."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             raise XdmvpnError(f"underlay interface {ifname} does not exist")
-        for msg in ipr.get_addr(family=socket.AF_INET, index=found[0]):
+        for msg in ipr.get_addr(family=family, index=found[0]):
             addr = msg.get_attr("IFA_ADDRESS")
-            if addr:
-                return IPv4Address(addr)
+            if not addr:
+                continue
+            if version == 6 and (msg["scope"] != 0 or msg["flags"] & IFA_F_TENTATIVE):
+                continue
+            return ip_address(addr)
     return None
 
 
+IFA_F_NODAD, IFA_F_TENTATIVE = 0x02, 0x40       # linux/if_addr.h
+
+
 def ensure_address(ifname: str, address) -> None:
-    """Put the tunnel address (an ip_interface) on the overlay interface, once."""
+    """Put the tunnel address (an ip_interface) on the overlay interface, once (IPv6 with
+    no duplicate address detection: the overlay is ours, and a tentative address could
+    not send yet)."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    if address.version == 6:            # the overlay pair is made with IPv6 off
+        try:
+            Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("0")
+        except OSError as exc:
+            raise XdmvpnError(f"cannot enable IPv6 on {ifname}: {exc.strerror}") from None
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
         have = {(m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-                for m in ipr.get_addr(family=socket.AF_INET, index=idx)}
+                for m in ipr.get_addr(family=family, index=idx)}
         want = (str(address.ip), address.network.prefixlen)
         if want in have:
             return
+        extra = {"flags": IFA_F_NODAD} if address.version == 6 else {}
         try:
-            ipr.addr("add", index=idx, address=want[0], prefixlen=want[1])
+            ipr.addr("add", index=idx, address=want[0], prefixlen=want[1], **extra)
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise XdmvpnError(f"cannot add {address} to {ifname}: {exc}") from None

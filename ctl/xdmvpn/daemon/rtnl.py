@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from ..inet import IPAddress, IPNetwork
 from typing import Iterator
 
 
@@ -29,13 +31,15 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 4, 5, 6
 RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 9, 15, 30
 RTM_F_FIB_MATCH = 0x2000          # answer with the FIB entry that matched (its prefix)
 RTN_UNICAST, RTN_LOCAL = 1, 2
 RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE = 0, 255
 RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
-AF_INET = 2
+AF_INET, AF_INET6 = 2, 10
+_FAMILY = {4: AF_INET, 6: AF_INET6}
 
 # links (linux/if_link.h)
 IFLA_MASTER, IFLA_LINKINFO = 10, 18
@@ -55,16 +59,16 @@ _ERRNO = struct.Struct("=i")
 
 @dataclass(frozen=True, slots=True)
 class RouteMsg:
-    """One IPv4 route as the kernel reports it (a notification, a dump entry or the answer
+    """One IPv4 or IPv6 route as the kernel reports it (a notification, a dump entry or the answer
     to a lookup). `oif`/`gateway` are None for multipath or nexthop-object routes
     (`multipath` is then true)."""
     event: int                  # RTM_NEWROUTE or RTM_DELROUTE
     table: int
-    dst: IPv4Network
+    dst: IPNetwork
     proto: int
     type: int
     oif: int | None
-    gateway: IPv4Address | None
+    gateway: IPAddress | None
     multipath: bool = False
     metric: int = 0
 
@@ -114,10 +118,10 @@ def _message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
     return _NLMSGHDR.pack(16 + len(body), kind, flags, seq, 0) + body
 
 
-def route_add(seq: int, net: IPv4Network, gateway: IPv4Address, oif: int, proto: int,
+def route_add(seq: int, net: IPNetwork, gateway: IPAddress, oif: int, proto: int,
               table: int) -> bytes:
-    """RTM_NEWROUTE, create or replace, acknowledged."""
-    body = _RTMSG.pack(AF_INET, net.prefixlen, 0, 0, table if table < 256 else 252, proto,
+    """RTM_NEWROUTE, create or replace, acknowledged (of net's family)."""
+    body = _RTMSG.pack(_FAMILY[net.version], net.prefixlen, 0, 0, table if table < 256 else 252, proto,
                        RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
     body += (_attr(RTA_DST, net.network_address.packed) + _attr(RTA_GATEWAY, gateway.packed)
              + _attr(RTA_OIF, _U32.pack(oif)) + _attr(RTA_TABLE, _U32.pack(table)))
@@ -125,19 +129,20 @@ def route_add(seq: int, net: IPv4Network, gateway: IPv4Address, oif: int, proto:
                     seq, body)
 
 
-def route_del(seq: int, net: IPv4Network, oif: int, proto: int, table: int) -> bytes:
+def route_del(seq: int, net: IPNetwork, oif: int, proto: int, table: int) -> bytes:
     """RTM_DELROUTE of our route to net on oif (any scope, any type), acknowledged."""
-    body = _RTMSG.pack(AF_INET, net.prefixlen, 0, 0, table if table < 256 else 252, proto,
+    body = _RTMSG.pack(_FAMILY[net.version], net.prefixlen, 0, 0, table if table < 256 else 252, proto,
                        RT_SCOPE_NOWHERE, 0, 0)
     body += (_attr(RTA_DST, net.network_address.packed) + _attr(RTA_OIF, _U32.pack(oif))
              + _attr(RTA_TABLE, _U32.pack(table)))
     return _message(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
-def route_get(seq: int, dst: IPv4Address, oif: int = 0, fib_match: bool = True) -> bytes:
+def route_get(seq: int, dst: IPAddress, oif: int = 0, fib_match: bool = True) -> bytes:
     """RTM_GETROUTE for one destination: the kernel's own decision (ip rules, VRF when oif
     is a VRF device), with fib_match the FIB entry that matched (`ip route get fibmatch`)."""
-    body = _RTMSG.pack(AF_INET, 32, 0, 0, 0, 0, 0, 0, RTM_F_FIB_MATCH if fib_match else 0)
+    body = _RTMSG.pack(_FAMILY[dst.version], dst.max_prefixlen, 0, 0, 0, 0, 0, 0,
+                       RTM_F_FIB_MATCH if fib_match else 0)
     body += _attr(RTA_DST, dst.packed)
     if oif:
         body += _attr(RTA_OIF, _U32.pack(oif))
@@ -149,9 +154,10 @@ def link_get(seq: int, index: int) -> bytes:
     return _message(RTM_GETLINK, NLM_F_REQUEST, seq, _IFINFOMSG.pack(0, 0, index, 0, 0))
 
 
-def route_dump(seq: int, table: int = 0) -> bytes:
-    """RTM_GETROUTE dump of IPv4 routes (with strict checking on the socket, of one table)."""
-    body = _RTMSG.pack(AF_INET, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
+def route_dump(seq: int, table: int = 0, version: int = 4) -> bytes:
+    """RTM_GETROUTE dump of the IPv4 (or IPv6) routes (with strict checking on the socket,
+    of one table)."""
+    body = _RTMSG.pack(_FAMILY[version], 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
     if table:
         body += _attr(RTA_TABLE, _U32.pack(table))
     return _message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
@@ -174,21 +180,26 @@ def _route(event: int, data: bytes, start: int, end: int) -> RouteMsg | None:
     if end - start < _RTMSG.size:
         return None
     family, dst_len, _, _, table, proto, _, rtype, _ = _RTMSG.unpack_from(data, start)
-    if family != AF_INET or dst_len > 32:
+    size = 4 if family == AF_INET else 16 if family == AF_INET6 else 0
+    if not size or dst_len > size * 8:
         return None
     a = _attrs(data, start + _RTMSG.size, end)
     if RTA_TABLE in a and len(a[RTA_TABLE]) == 4:
         table = _U32.unpack(a[RTA_TABLE])[0]
-    dst = a.get(RTA_DST, b"\0\0\0\0")
-    if len(dst) != 4:
+    dst = a.get(RTA_DST, bytes(size))
+    if len(dst) != size:
         return None
     gw = a.get(RTA_GATEWAY)
     oif = a.get(RTA_OIF)
     metric = a.get(RTA_PRIORITY)
-    return RouteMsg(event, table,
-                    IPv4Network((int.from_bytes(dst, "big"), dst_len), strict=False),
+    net: IPNetwork = IPv4Network((int.from_bytes(dst, "big"), dst_len), strict=False) \
+        if size == 4 else IPv6Network((int.from_bytes(dst, "big"), dst_len), strict=False)
+    gateway: IPAddress | None = None
+    if gw and len(gw) == size:
+        gateway = IPv4Address(gw) if size == 4 else IPv6Address(gw)
+    return RouteMsg(event, table, net,
                     proto, rtype, _U32.unpack(oif)[0] if oif and len(oif) == 4 else None,
-                    IPv4Address(gw) if gw and len(gw) == 4 else None,
+                    gateway,
                     RTA_MULTIPATH in a or RTA_NH_ID in a,
                     _U32.unpack(metric)[0] if metric and len(metric) == 4 else 0)
 

@@ -14,7 +14,6 @@ import random
 import signal
 from collections import Counter
 from dataclasses import replace
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -23,8 +22,9 @@ from .. import control, show
 from ..dataplane.maps import MAX_PEERS, DataplaneMaps
 from ..dataplane.tunnel import TunnelDataplane
 from ..engine.registration_client import NhcState
-from ..engine.node import Node
-from ..engine.params import NodeParams, from_config
+from ..engine.params import NodeParams, stack_from_config
+from ..engine.stack import Stack
+from ..inet import IPAddress
 from ..errors import XdmvpnError
 from ..exporter import server as metrics_server
 from ..exporter.server import MetricsServer
@@ -37,7 +37,7 @@ from .effects import LiveEffects
 from .events import ring_epoll_fd
 from .mirror import DataplaneMirror
 from .receive import GreReceiver
-from .routes import KernelRoutes, NetlinkThread, ensure_address, first_ipv4
+from .routes import KernelRoutes, NetlinkThread, ensure_address, first_address
 
 log = logging.getLogger("xdmvpn")
 
@@ -119,65 +119,82 @@ class Daemon:
         self._nhs_states: tuple = ()
         self._sync_pending = True            # the first mirror sync ends the construction
         self._nbma_checking = False
-        self._gre_more = False               # a full GRE batch asked for the next one
+        self._gre_more: set[int] = set()     # GRE sockets (by family) whose full batch asked
+        #                                      for the next one
 
-        self.nbma: IPv4Address = self._own_nbma()
-        if self.nbma.version != 4:
-            raise XdmvpnError("the data plane carries an IPv4 underlay only "
-                              f"(tunnel.source-address {self.nbma})")
+        # our NBMA addresses, the primary first: one per underlay family (a hub may have
+        # both); NHRP over each has its own GRE socket
+        self.nbmas: tuple[IPAddress, ...] = self._own_nbmas()
+        self.nbma: IPAddress = self.nbmas[0]
+        if cfg.ipsec is not None and any(a.version == 6 for a in self.nbmas):
+            raise XdmvpnError("[ipsec] runs over an IPv4 underlay only (NBMA "
+                              f"{' '.join(str(a) for a in self.nbmas)}): leave out [ipsec] "
+                              "or use an IPv4 source-address")
         self.ipsec: IpsecPeers | None = None if cfg.ipsec is None else IpsecPeers.for_daemon(
             cfg, self.nbma, None, self._on_ipsec_change)
         self.dp: TunnelDataplane
         self.maps: DataplaneMaps
         self.dp, self.maps = self._start_dataplane()
+        self.gres: dict[int, GreSocket] = {}
+        self.rxs: dict[int, GreReceiver] = {}
         try:
-            self.netlink.call(ensure_address, cfg.tunnel.name, cfg.tunnel.address)
+            for address in cfg.tunnel.addresses:
+                self.netlink.call(ensure_address, cfg.tunnel.name, address)
             self.routes = KernelRoutes(cfg.tunnel.name, self.stats,
                                        on_change=self._schedule_sync,
                                        on_address=self._address_changed)
-            self.gre = GreSocket(self.nbma, cfg.tunnel.key,
-                                 device=cfg.tunnel.source_interface, rcvbuf=GRE_RCVBUF)
-            self.rx = GreReceiver(self.gre, GRE_BATCH)
+            for nbma in self.nbmas:
+                self.gres[nbma.version] = GreSocket(nbma, cfg.tunnel.key,
+                                                    device=cfg.tunnel.source_interface,
+                                                    rcvbuf=GRE_RCVBUF)
+                self.rxs[nbma.version] = GreReceiver(self.gres[nbma.version], GRE_BATCH)
+            self.gre = self.gres[self.nbma.version]
         except BaseException:
+            for sock in self.gres.values():
+                sock.close()
             self.netlink.call(self.dp.stop if self.keep_dataplane else self.dp.destroy)
             raise
         params = self._params(cfg)
         if self.ipsec is not None:
             self.ipsec.set_maps(self.maps)
-            self.ipsec.set_nhs(n.nbma for n in params.nhs)
+            self.ipsec.set_nhs(n.nbma for p in params for n in p.nhs)
         self.fx = LiveEffects(self.gre, self.maps, self.routes, self._nhs_order(params),
-                              ipsec=self.ipsec, on_mapping_change=self._mapping_changed)
+                              ipsec=self.ipsec, on_mapping_change=self._mapping_changed,
+                              gres=self.gres)
         self.fx.send_batch = SendBatch(gre_header(cfg.tunnel.key), GRE_BATCH)
         self.fx.flush_every = FLUSH_EVERY
         already = {m.prefix.network_address: m.nbma for m in self.maps.mappings()}
-        self.node = Node(params, self.fx, rng=random.Random())
+        self.node = Stack(params, self.fx, rng=random.Random())
         self.mirror = DataplaneMirror(self.node, self.fx, self.routes)
-        kept = self.mirror.adopt(self.node.clock.now(), params.holdtime)
+        kept = self.mirror.adopt(self.node.clock.now(), params[0].holdtime)
         if already:
             log.info("adopted the pinned data plane: %d mappings, %d prefixes kept until "
                      "claimed again", *kept)
         self.mirror.sync()
         self._sync_pending = False
         log.info("%s %s: tunnel %s on %s, NBMA %s, XDP %s", cfg.role, cfg.control.instance,
-                 cfg.tunnel.address, cfg.tunnel.source_interface, self.nbma,
-                 self.dp.xdp_used_mode)
+                 " ".join(str(a) for a in cfg.tunnel.addresses), cfg.tunnel.source_interface,
+                 " ".join(str(a) for a in self.nbmas), self.dp.xdp_used_mode)
 
-    def _own_nbma(self) -> IPv4Address:
+    def _own_nbmas(self) -> tuple[IPAddress, ...]:
+        """The configured source addresses, else the underlay's first IPv4 address, else
+        its first global IPv6 address."""
         t = self.cfg.tunnel
-        if t.source_address is not None:
-            return t.source_address
-        addr = self.netlink.call(first_ipv4, t.source_interface)
-        if addr is None:
-            raise XdmvpnError(f"{t.source_interface} has no IPv4 address yet and "
-                              "tunnel.source-address is not set")
-        return addr
+        if t.source_addresses:
+            return t.source_addresses
+        for version in (4, 6):
+            addr = self.netlink.call(first_address, t.source_interface, version)
+            if addr is not None:
+                return (addr,)
+        raise XdmvpnError(f"{t.source_interface} has no IPv4 or global IPv6 address yet and "
+                          "tunnel.source-address is not set")
 
     def _start_dataplane(self) -> tuple[TunnelDataplane, DataplaneMaps]:
         """Compile, load and attach (or adopt what is pinned) for our NBMA address."""
         t, n = self.cfg.tunnel, self.cfg.nhrp
         ipsec = self.cfg.ipsec
         dp = self.netlink.call(TunnelDataplane(
-            name=t.name, underlay=t.source_interface, local_nbma=str(self.nbma),
+            name=t.name, underlay=t.source_interface, **self._dataplane_families(),
             gre_key=t.key, redirect=n.redirect, ttl=t.ttl, df=_df(t.df),
             adjust_mss=t.adjust_mss or 0, nhrp_max_send=n.max_send.packets,
             nhrp_max_send_every=n.max_send.interval, mtu=t.mtu,
@@ -186,16 +203,30 @@ class Daemon:
             ipsec=ipsec is not None and ipsec.required,
             esp_rx=ipsec is not None and esp_missing() is None).start)
         assert dp.maps is not None          # start() opened them
+        own6 = t.address_of(6)
+        if own6 is not None:
+            dp.maps.set_overlay_address6(own6.ip)    # the source of Packet Too Big
         return dp, dp.maps
 
-    def _params(self, cfg) -> NodeParams:
-        """The engine's parameters; a hub refuses registrations (insufficient resources)
-        before the data plane's mapping table is full, never after."""
-        params = from_config(cfg, self.nbma)
-        return replace(params, max_entries=min(params.max_entries, MAX_PEERS - 256))
+    def _dataplane_families(self) -> dict:
+        """Our NBMA address(es) and overlay families as the data plane is built with them:
+        the IPv4 one (else the IPv6 one) as local_nbma, an IPv6 one besides as
+        local_nbma6, IPv6 on the tunnel interface for an IPv6 overlay."""
+        v4 = next((a for a in self.nbmas if a.version == 4), None)
+        v6 = next((a for a in self.nbmas if a.version == 6), None)
+        return {"local_nbma": str(v4 or v6), "local_nbma6": str(v6) if v4 and v6 else None,
+                "overlay_ipv6": self.cfg.tunnel.address_of(6) is not None}
 
-    def _nhs_order(self, params: NodeParams) -> tuple:
-        return tuple(n.nbma for n in sorted(params.nhs, key=lambda n: n.priority))
+    def _params(self, cfg) -> list[NodeParams]:
+        """The engine's parameters, one set per overlay family; a hub refuses
+        registrations (insufficient resources) before the data plane's mapping table is
+        full, never after."""
+        return [replace(p, max_entries=min(p.max_entries, MAX_PEERS - 256))
+                for p in stack_from_config(cfg, self.nbmas)]
+
+    def _nhs_order(self, params: list[NodeParams]) -> tuple:
+        servers = sorted((n for p in params for n in p.nhs), key=lambda n: n.priority)
+        return tuple(dict.fromkeys(n.nbma for n in servers))
 
     # -- the state view ------------------------------------------------------------------------
     def view(self) -> DaemonView:
@@ -230,7 +261,8 @@ class Daemon:
             server.close()
             self._teardown(purge=False)
             raise
-        loop.add_reader(self.gre.fileno(), self._on_gre)
+        for gre in self.gres.values():
+            loop.add_reader(gre.fileno(), self._on_gre, gre)
         self._open_events(loop)
         self.routes.follow(loop)
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
@@ -244,7 +276,8 @@ class Daemon:
         await self._stopping.wait()
         housekeeping.cancel()
         server.close()
-        loop.remove_reader(self.gre.fileno())
+        for gre in self.gres.values():
+            loop.remove_reader(gre.fileno())
         if self._ring_fd is not None:
             loop.remove_reader(self._ring_fd)
         if self._timer is not None:
@@ -293,20 +326,22 @@ class Daemon:
             asyncio.get_running_loop().call_later(EVENT_POLL, self._poll_events)
 
     @guarded
-    def _on_gre(self) -> None:
-        """One batch from the GRE socket (one recvmmsg), its replies sent together at the
-        end (one sendmmsg). A full batch means more is waiting: the next batch runs at the
-        loop's next turn (after timers and the control socket had theirs), the reader
-        paused meanwhile so that it does not run twice."""
-        batch = self.rx.receive()
+    def _on_gre(self, gre: GreSocket | None = None) -> None:
+        """One batch from a GRE socket (one per underlay family, the primary by default: one
+        recvmmsg), its replies sent together at the end (one sendmmsg). A full batch means
+        more is waiting: the next batch runs at the loop's next turn (after timers and the
+        control socket had theirs), the reader paused meanwhile so that it does not run
+        twice."""
+        gre = gre or self.gre
+        rx = self.rxs[gre.version]
+        batch = rx.receive()
         stats = self.stats
         stats["gre_rx"] += len(batch)
         ipsec, receive = self.ipsec, self.node.receive
         # behind (the socket's buffer half full): what strangers sent is shed, so that the
         # buffer never fills and drops what known peers send (a flood of random sources
         # the data plane's global budget admitted, more than the engine can take)
-        known = self.node.ctx.known if len(batch) == self.rx.capacity \
-            and self.rx.behind() else None
+        known = self.node.known if len(batch) == rx.capacity and rx.behind() else None
         with self.fx.hold():
             for data, src in batch:
                 if data is None:
@@ -325,22 +360,22 @@ class Daemon:
                     log.error("internal error on NHRP from %s: %s: %s (counted as "
                               "bug.receive)", src, type(exc).__name__, exc)
                     log.debug("traceback", exc_info=True)
-        dropped = self.rx.take_dropped()
+        dropped = rx.take_dropped()
         if dropped:
             stats["gre_rx_kernel_drops"] += dropped
-        if len(batch) == self.rx.capacity and not self._gre_more:
-            self._gre_more = True
+        if len(batch) == rx.capacity and gre.version not in self._gre_more:
+            self._gre_more.add(gre.version)
             loop = asyncio.get_running_loop()
-            loop.remove_reader(self.gre.fileno())
-            loop.call_soon(self._gre_next_batch)
+            loop.remove_reader(gre.fileno())
+            loop.call_soon(self._gre_next_batch, gre)
         self._after_event()
 
-    def _gre_next_batch(self) -> None:
-        self._gre_more = False
-        if self._stopping.is_set():
+    def _gre_next_batch(self, gre: GreSocket) -> None:
+        self._gre_more.discard(gre.version)
+        if self._stopping.is_set() or self.gres.get(gre.version) is not gre:
             return
-        asyncio.get_running_loop().add_reader(self.gre.fileno(), self._on_gre)
-        self._on_gre()
+        asyncio.get_running_loop().add_reader(gre.fileno(), self._on_gre, gre)
+        self._on_gre(gre)
 
     @guarded
     def _on_events(self) -> None:
@@ -366,8 +401,8 @@ class Daemon:
             self._timer = loop.call_at(max(deadline, loop.time()) + 0.001, self._after_event)
         states = tuple(c.state for c in self.node.nhcs)
         if states != self._nhs_states:
-            for c in self.node.nhcs:
-                before = self._nhs_states[c.index] if c.index < len(self._nhs_states) else None
+            for i, c in enumerate(self.node.nhcs):
+                before = self._nhs_states[i] if i < len(self._nhs_states) else None
                 if c.state is not before and c.state is not NhcState.REGISTERING:
                     log.info("NHS %s (%s) %s", c.nhs.nbma, c.proto or "dynamic",
                              c.state.value)
@@ -404,7 +439,7 @@ class Daemon:
             return
         self._nbma_checking = True
         future = asyncio.wrap_future(self.netlink.submit(
-            first_ipv4, self.cfg.tunnel.source_interface))
+            first_address, self.cfg.tunnel.source_interface, self.nbma.version))
         future.add_done_callback(self._nbma_found)
 
     @guarded
@@ -426,15 +461,18 @@ class Daemon:
         log.info("NBMA address changed %s -> %s: purging and registering again",
                  self.nbma, new)
         self.nbma = new
+        self.nbmas = (new,) + self.nbmas[1:]
         self._rebuild_dataplane()
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.gre.fileno())
         self.gre.close()
         self.gre = GreSocket(new, self.cfg.tunnel.key, device=self.cfg.tunnel.source_interface,
                              rcvbuf=GRE_RCVBUF)
-        self.rx = GreReceiver(self.gre, GRE_BATCH)
+        self.gres[new.version] = self.gre
+        self.rxs[new.version] = GreReceiver(self.gre, GRE_BATCH)
         self.fx.gre = self.gre
-        loop.add_reader(self.gre.fileno(), self._on_gre)
+        self.fx.gres = self.gres
+        loop.add_reader(self.gre.fileno(), self._on_gre, self.gre)
         if self.ipsec is not None:
             self.ipsec.manager.set_own_nbma(new)
         self.node.nbma_changed(new)
@@ -484,7 +522,7 @@ class Daemon:
         params = self._params(new)
         self.fx.nhs_order = self._nhs_order(params)
         if self.ipsec is not None:
-            self.ipsec.reconfigure(new.ipsec, (n.nbma for n in params.nhs))
+            self.ipsec.reconfigure(new.ipsec, (n.nbma for p in params for n in p.nhs))
         self.node.reconfigure(params)
         if rebuild:
             self._rebuild_dataplane()
@@ -501,7 +539,8 @@ class Daemon:
         if purge:
             n = self.node.shutdown()
             log.info("clean shutdown: %d purge requests sent", n)
-        self.gre.close()
+        for gre in self.gres.values():
+            gre.close()
         if purge:
             self.routes.flush_ours()
             self.netlink.call(self.dp.destroy)

@@ -8,7 +8,10 @@ and the kernel; change the C and this file together.
 
 Addresses (``Be32`` fields, ``be32()``/``ipv4()``) are IPv4 addresses in
 network byte order, stored as the native integer whose memory holds those
-four bytes.  Per-CPU maps hold one value per possible CPU (``percpu()``).
+four bytes; IPv6 ones are ``In6`` (``in6()``/``ipv6()``), and an IPv6 NBMA
+address of a ``Peer`` is ``xdmvpn_nbma6[stats_idx]`` with ``PEER_NBMA6`` in its
+flags and ``fold6()`` of it in ``nbma``.  Per-CPU maps hold one value per
+possible CPU (``percpu()``).
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ EVENT_DATA = 128                   # XDMVPN_EVENT_DATA
 EVENTS_RING_BYTES = 256 * 1024     # XDMVPN_EVENTS_RING_BYTES
 NHRP_SOURCES = 4096                # XDMVPN_NHRP_SOURCES
 NHRP_UNKNOWN_SOURCES = 4096        # XDMVPN_NHRP_UNKNOWN_SOURCES
-XDP_SLOTS = 4                      # XDMVPN_XDP_SLOTS
-TC_SLOTS = 3                       # XDMVPN_TC_SLOTS
+XDP_SLOTS = 10                      # XDMVPN_XDP_SLOTS
+TC_SLOTS = 8                       # XDMVPN_TC_SLOTS
+IPV6_EXT_MAX = 2                   # XDMVPN_IPV6_EXT_MAX: extension headers walked
+IPV6_EXT_BYTES = 128               # XDMVPN_IPV6_EXT_BYTES: ... and their bytes at most
+IPV6_MIN_MTU = 1280                # XDMVPN_IPV6_MIN_MTU
 BENCH_TEMPLATE = 256               # XDMVPN_BENCH_TEMPLATE
 BENCH_VERDICTS = 8                 # XDMVPN_BENCH_VERDICTS
 
 # ---- protocol numbers ------------------------------------------------------------------------
 GRE_PROTO_IPV4 = 0x0800            # XDMVPN_GRE_PROTO_IPV4
 GRE_PROTO_NHRP = 0x2001            # XDMVPN_GRE_PROTO_NHRP
+GRE_PROTO_IPV6 = 0x86DD            # XDMVPN_GRE_PROTO_IPV6
+PEER_NBMA6 = 1                     # XDMVPN_PEER_NBMA6: xdmvpn_peer.flags
 
 
 class DfMode(enum.IntEnum):
@@ -49,6 +57,17 @@ class DfMode(enum.IntEnum):
     CLEAR = 0
     SET = 1
     INHERIT = 2
+
+
+class Family(enum.IntFlag):
+    """XDMVPN_F_*: families of one packet (xdmvpn_scratch.flags, xdmvpn_event.flags)."""
+
+    OUTER6 = 1
+    INNER6 = 2
+    PEER6 = 4
+    FILLED = 8
+    TRIGGERED = 16
+    NEIGH = 32
 
 
 class IpsecFlag(enum.IntFlag):
@@ -85,6 +104,9 @@ class Path(enum.IntEnum):
     HAIRPIN_XFRM = 20
     DECAP_ESP = 21
     NHRP_UNKNOWN = 22
+    PASS_IPV6_EXT = 23
+    PTB = 24
+    PTB_HELD = 25
 
 
 class Drop(enum.IntEnum):
@@ -115,12 +137,18 @@ class Drop(enum.IntEnum):
     CHANGE_TYPE = 22
     CLONE = 23
     REDIRECT = 24
+    OUTER_MALFORMED = 25
+    MCAST_SCOPE = 26
 
 
 class EventType(enum.IntEnum):
     """enum xdmvpn_event_type: struct xdmvpn_event.type."""
 
     TRIGGER = 1
+
+
+# skb->cb words of the tc programs (XDMVPN_CB_*).
+CB_NBMA, CB_PATH, CB_STATS, CB_MSS, CB_FLAGS = range(5)
 
 
 class XdpSlot(enum.IntEnum):
@@ -130,6 +158,12 @@ class XdpSlot(enum.IntEnum):
     HAIRPIN = 1
     NHRP = 2
     ENTRY = 3
+    UNDERLAY6 = 4
+    INNER4 = 5
+    INNER6 = 6
+    HAIRPIN6 = 7
+    NHFILL = 8
+    TRIGGER = 9
 
 
 class TcSlot(enum.IntEnum):
@@ -138,10 +172,22 @@ class TcSlot(enum.IntEnum):
     MCAST = 0
     BUILD = 1
     MSS = 2
+    ENCAP6 = 3
+    BUILD6 = 4
+    MCAST6 = 5
+    PTB = 6
+    NHFILL = 7
 
 
 # ---- structures (xdmvpn_structs.h) -------------------------------------------------------------
 Be32 = ctypes.c_uint32   # __be32: network-order bytes (see be32/ipv4)
+
+
+class In6(ctypes.Structure):
+    """struct xdmvpn_in6: an IPv6 address, four words as they lie in memory."""
+
+    c_name: ClassVar[str] = "xdmvpn_in6"
+    _fields_ = [("w", Be32 * 4)]
 
 
 class Count(ctypes.Structure):
@@ -163,6 +209,13 @@ class LpmKey(ctypes.Structure):
 
     c_name: ClassVar[str] = "xdmvpn_lpm_key"
     _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", Be32)]
+
+
+class Lpm6Key(ctypes.Structure):
+    """struct xdmvpn_lpm6_key: key of xdmvpn_prefixes6."""
+
+    c_name: ClassVar[str] = "xdmvpn_lpm6_key"
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", In6)]
 
 
 class PeerStats(ctypes.Structure):
@@ -194,7 +247,9 @@ class Scratch(ctypes.Structure):
 
     c_name: ClassVar[str] = "xdmvpn_scratch"
     _fields_ = [("bytes", ctypes.c_uint64), ("strip", ctypes.c_uint32), ("nbma", Be32),
-                ("stats_idx", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+                ("stats_idx", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("sender", In6),
+                ("src", In6), ("dst", In6), ("tos", ctypes.c_uint8), ("ttl", ctypes.c_uint8),
+                ("frag", ctypes.c_uint16), ("pad", ctypes.c_uint32)]
 
 
 class Bucket(ctypes.Structure):
@@ -208,9 +263,9 @@ class Event(ctypes.Structure):
     """struct xdmvpn_event: a record of the xdmvpn_events ring buffer."""
 
     c_name: ClassVar[str] = "xdmvpn_event"
-    _fields_ = [("type", ctypes.c_uint32), ("nbma_src", Be32), ("inner_src", Be32),
-                ("inner_dst", Be32), ("len", ctypes.c_uint32), ("pad", ctypes.c_uint32),
-                ("data", ctypes.c_uint8 * EVENT_DATA)]
+    _fields_ = [("type", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("nbma_src", In6),
+                ("inner_src", In6), ("inner_dst", In6), ("len", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32), ("data", ctypes.c_uint8 * EVENT_DATA)]
 
 
 class BenchTemplate(ctypes.Structure):
@@ -229,7 +284,7 @@ class BenchPace(ctypes.Structure):
 
 
 STRUCTS: tuple[type[ctypes.Structure], ...] = (
-    Count, Peer, LpmKey, PeerStats, RlSlot, NextHop, Scratch, Bucket, Event,
+    In6, Count, Peer, LpmKey, Lpm6Key, PeerStats, RlSlot, NextHop, Scratch, Bucket, Event,
     BenchTemplate, BenchPace)
 
 
@@ -287,10 +342,17 @@ MAPS: tuple[MapSpec, ...] = (
     MapSpec("xdmvpn_peers", MapType.HASH, Be32, Peer, MAX_PEERS),
     MapSpec("xdmvpn_prefixes", MapType.LPM_TRIE, LpmKey, Peer, MAX_PREFIXES,
             BPF_F_NO_PREALLOC),
+    MapSpec("xdmvpn_peers6", MapType.HASH, In6, Peer, MAX_PEERS),
+    MapSpec("xdmvpn_prefixes6", MapType.LPM_TRIE, Lpm6Key, Peer, MAX_PREFIXES,
+            BPF_F_NO_PREALLOC),
+    MapSpec("xdmvpn_nbma6", MapType.ARRAY, _U32, In6, MAX_STATS),
     MapSpec("xdmvpn_nhs", MapType.ARRAY, _U32, Peer, MAX_NHS),
     MapSpec("xdmvpn_mcast", MapType.ARRAY, _U32, Be32, MCAST_MAX),
+    MapSpec("xdmvpn_mcast6", MapType.ARRAY, _U32, In6, MCAST_MAX),
+    MapSpec("xdmvpn_local6", MapType.ARRAY, _U32, In6, 1),
     MapSpec("xdmvpn_ipsec_peers", MapType.HASH, Be32, _U32, MAX_PEERS, BPF_F_NO_PREALLOC),
     MapSpec("xdmvpn_known_peers", MapType.HASH, Be32, _U32, MAX_KNOWN, BPF_F_NO_PREALLOC),
+    MapSpec("xdmvpn_known_peers6", MapType.HASH, In6, _U32, MAX_KNOWN, BPF_F_NO_PREALLOC),
     MapSpec("xdmvpn_peer_stats", MapType.PERCPU_ARRAY, _U32, PeerStats, MAX_STATS),
     MapSpec("xdmvpn_paths", MapType.PERCPU_ARRAY, _U32, Count, len(Path)),
     MapSpec("xdmvpn_drops", MapType.PERCPU_ARRAY, _U32, Count, len(Drop)),
@@ -298,7 +360,11 @@ MAPS: tuple[MapSpec, ...] = (
     MapSpec("xdmvpn_nhrp_buckets", MapType.LRU_HASH, Be32, Bucket, NHRP_SOURCES),
     MapSpec("xdmvpn_nhrp_unknown_buckets", MapType.LRU_HASH, Be32, Bucket,
             NHRP_UNKNOWN_SOURCES),
+    MapSpec("xdmvpn_nhrp_buckets6", MapType.LRU_HASH, In6, Bucket, NHRP_SOURCES),
+    MapSpec("xdmvpn_nhrp_unknown_buckets6", MapType.LRU_HASH, In6, Bucket,
+            NHRP_UNKNOWN_SOURCES),
     MapSpec("xdmvpn_nhrp_budget", MapType.ARRAY, _U32, Bucket, 1),
+    MapSpec("xdmvpn_ptb_budget", MapType.ARRAY, _U32, Bucket, 1),
     MapSpec("xdmvpn_nh_cache", MapType.PERCPU_ARRAY, _U32, NextHop, MAX_STATS),
     MapSpec("xdmvpn_scratch", MapType.PERCPU_ARRAY, _U32, Scratch, 1),
     MapSpec("xdmvpn_progs", MapType.PROG_ARRAY, _U32, _U32, TC_SLOTS),
@@ -322,12 +388,17 @@ MAP: dict[str, MapSpec] = {m.name: m for m in MAPS + TEST_MAPS + BENCH_MAPS}
 # Function names and their tail-call slots (None: an entry program, attached).
 XDP_PROGRAMS: dict[str, XdpSlot | None] = {
     "xdmvpn_xdp_decap": XdpSlot.DECAP, "xdmvpn_xdp_hairpin": XdpSlot.HAIRPIN,
-    "xdmvpn_xdp_nhrp": XdpSlot.NHRP, "xdmvpn_xdp_underlay": XdpSlot.ENTRY,
+    "xdmvpn_xdp_nhrp": XdpSlot.NHRP, "xdmvpn_xdp_inner4": XdpSlot.INNER4,
+    "xdmvpn_xdp_inner6": XdpSlot.INNER6, "xdmvpn_xdp_hairpin6": XdpSlot.HAIRPIN6,
+    "xdmvpn_xdp_nhfill": XdpSlot.NHFILL, "xdmvpn_xdp_trigger": XdpSlot.TRIGGER,
+    "xdmvpn_xdp_underlay6": XdpSlot.UNDERLAY6, "xdmvpn_xdp_underlay": XdpSlot.ENTRY,
     "xdmvpn_xdp_pass": None,
 }
 TC_PROGRAMS: dict[str, TcSlot | None] = {
-    "xdmvpn_tc_mcast": TcSlot.MCAST, "xdmvpn_tc_build": TcSlot.BUILD,
-    "xdmvpn_tc_mss": TcSlot.MSS, "xdmvpn_tc_encap": None,
+    "xdmvpn_tc_mcast": TcSlot.MCAST, "xdmvpn_tc_mcast6": TcSlot.MCAST6,
+    "xdmvpn_tc_ptb": TcSlot.PTB, "xdmvpn_tc_nhfill": TcSlot.NHFILL, "xdmvpn_tc_build": TcSlot.BUILD,
+    "xdmvpn_tc_build6": TcSlot.BUILD6, "xdmvpn_tc_mss": TcSlot.MSS,
+    "xdmvpn_tc_encap6": TcSlot.ENCAP6, "xdmvpn_tc_encap": None,
 }
 # tc programs compiled only with XDMVPN_IPSEC.
 IPSEC_PROGRAMS = ("xdmvpn_tc_guard", "xdmvpn_tc_esp_rx")
@@ -343,6 +414,11 @@ CONSTANTS: dict[str, int] = {
     "XDMVPN_XDP_SLOTS": XDP_SLOTS, "XDMVPN_TC_SLOTS": TC_SLOTS,
     "XDMVPN_BENCH_TEMPLATE": BENCH_TEMPLATE, "XDMVPN_BENCH_VERDICTS": BENCH_VERDICTS,
     "XDMVPN_GRE_PROTO_IPV4": GRE_PROTO_IPV4, "XDMVPN_GRE_PROTO_NHRP": GRE_PROTO_NHRP,
+    "XDMVPN_GRE_PROTO_IPV6": GRE_PROTO_IPV6, "XDMVPN_PEER_NBMA6": PEER_NBMA6,
+    "XDMVPN_IPV6_EXT_MAX": IPV6_EXT_MAX, "XDMVPN_IPV6_EXT_BYTES": IPV6_EXT_BYTES,
+    "XDMVPN_IPV6_MIN_MTU": IPV6_MIN_MTU,
+    "XDMVPN_CB_NBMA": CB_NBMA, "XDMVPN_CB_PATH": CB_PATH, "XDMVPN_CB_STATS": CB_STATS,
+    "XDMVPN_CB_MSS": CB_MSS, "XDMVPN_CB_FLAGS": CB_FLAGS,
     "BPF_F_NO_PREALLOC": BPF_F_NO_PREALLOC,
 }
 
@@ -365,6 +441,7 @@ ENUMS: tuple[EnumSpec, ...] = (
     EnumSpec(TcSlot, "XDMVPN_PROG_"),
     EnumSpec(DfMode, "XDMVPN_DF_"),
     EnumSpec(IpsecFlag, "XDMVPN_IPSEC_"),
+    EnumSpec(Family, "XDMVPN_F_"),
     EnumSpec(MapType, "BPF_MAP_TYPE_"),
 )
 
@@ -384,3 +461,22 @@ def be32(addr: ipaddress.IPv4Address | str | int) -> int:
 def ipv4(value: int) -> ipaddress.IPv4Address:
     """The address a Be32 field holds."""
     return ipaddress.IPv4Address(_NATIVE_U32.pack(value & 0xFFFFFFFF))
+
+
+def in6(addr: ipaddress.IPv6Address | str) -> In6:
+    """An IPv6 address as an In6 (its bytes as they are on the wire)."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        addr = ipaddress.IPv6Address(addr)
+    return In6.from_buffer_copy(addr.packed)
+
+
+def ipv6(value: In6) -> ipaddress.IPv6Address:
+    """The address an In6 holds."""
+    return ipaddress.IPv6Address(bytes(value))
+
+
+def fold6(addr: ipaddress.IPv6Address | str) -> int:
+    """The Be32 stand-in of an IPv6 NBMA address in Peer.nbma (xdmvpn_fold6: the xor of
+    its four words); 1 when that is 0, so that an entry never looks empty."""
+    w = in6(addr).w
+    return (w[0] ^ w[1] ^ w[2] ^ w[3]) or 1

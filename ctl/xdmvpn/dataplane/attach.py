@@ -27,6 +27,7 @@ BPFFS = Path("/sys/fs/bpf")
 # dmvpn0-dp's MTU above dmvpn0's: it also carries encapsulated packets (an IPsec
 # peer's, handed to the stack there), with room for the outer IPv4 + GRE.
 DP_MTU_HEADROOM = 100
+IPV6_MIN_MTU = abi.IPV6_MIN_MTU
 
 
 def _ipr():
@@ -157,9 +158,11 @@ def detach_tc(ifname: str) -> None:
             pass
 
 
-def create_overlay(name: str, mtu: int = 1400) -> str:
+def create_overlay(name: str, mtu: int = 1400, ipv6: bool = False) -> str:
     """The overlay veth pair name <-> name-dp, NOARP, up, offloads off on name.
-    Returns the data-plane end's name.  Existing pairs are kept (adoption)."""
+    IPv6 stays on for name with ipv6 (an IPv6 overlay: its addresses, its link-local
+    address, the ICMPv6 the encap sends back), never on name-dp.  Returns the
+    data-plane end's name.  Existing pairs are kept (adoption)."""
     peer = f"{name}-dp"
     if len(peer) > 15:
         raise XdmvpnError(f"tunnel interface name {name!r} too long (max 12 characters)")
@@ -170,7 +173,10 @@ def create_overlay(name: str, mtu: int = 1400) -> str:
         up = IFF_NOARP | IFF_UP
         ipr.link("set", index=a, mtu=mtu, flags=up, change=up)
         ipr.link("set", index=b, mtu=mtu + DP_MTU_HEADROOM, flags=up, change=up)
-    _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1", missing_ok=True)
+    if ipv6 and mtu < IPV6_MIN_MTU:
+        raise XdmvpnError(f"tunnel MTU {mtu} is below IPv6's minimum of {IPV6_MIN_MTU}: "
+                          f"an IPv6 overlay needs mtu >= {IPV6_MIN_MTU}")
+    _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0" if ipv6 else "1", missing_ok=True)
     _sysctl(f"net/ipv6/conf/{peer}/disable_ipv6", "1", missing_ok=True)
     # The encap program sees what the stack hands to the veth: with checksum
     # and segmentation offloads on, that would be unfinished packets.
@@ -202,6 +208,12 @@ def _sysctl(path: str, value: str, missing_ok: bool = False) -> None:
 def enable_forwarding(ifname: str) -> None:
     """bpf_fib_lookup answers only for interfaces with IPv4 forwarding on."""
     _sysctl(f"net/ipv4/conf/{ifname}/forwarding", "1")
+
+
+def enable_forwarding6(ifname: str) -> None:
+    """... and, for an IPv6 lookup, IPv6 forwarding on (the interface then acts as a
+    router's: no SLAAC from router advertisements unless accept_ra is 2)."""
+    _sysctl(f"net/ipv6/conf/{ifname}/forwarding", "1")
 
 
 def ensure_bpffs() -> None:

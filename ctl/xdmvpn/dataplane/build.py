@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import XdmvpnError
-from .abi import IPSEC_PROGRAMS, TC_PROGRAMS, XDP_PROGRAMS, DfMode
+from .abi import IPSEC_PROGRAMS, TC_PROGRAMS, XDP_PROGRAMS, DfMode, in6
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"(xdmvpn_[A-Za-z0-9_]+\.[ch])"\s*$', re.M)
 
@@ -101,7 +101,8 @@ class DataplaneConfig:
     """Per-tunnel settings that become -D flags (see bpf/xdmvpn_consts.h).
     Defaults follow the node configuration (ctl/xdmvpn/config.py)."""
 
-    local_nbma: str = "0.0.0.0"
+    local_nbma: str = "0.0.0.0"       # own NBMA address, IPv4 or IPv6
+    local_nbma6: str | None = None    # own IPv6 NBMA address besides an IPv4 local_nbma
     underlay_ifindex: int = 0
     overlay_ifindex: int = 0          # dmvpn0-dp
     tunnel_ifindex: int = 0           # dmvpn0 (0: no kernel-route fallback in encap)
@@ -136,12 +137,10 @@ class DataplaneConfig:
         mss = _int_in("adjust-mss", int(self.adjust_mss or 0), 0, 65535)
         for name in ("trigger_interval_ms", "nexthop_cache_ms"):
             _int_in(name.replace("_", "-"), getattr(self, name), 1, 3600_000)
-        try:
-            local = int(ipaddress.IPv4Address(self.local_nbma))
-        except ValueError as exc:
-            raise XdmvpnError(f"local NBMA address: {exc}") from None
+        local, local6 = local_nbma_pair(self.local_nbma, self.local_nbma6)
         flags = {
-            "XDMVPN_LOCAL_NBMA": f"{local}U",
+            "XDMVPN_LOCAL_NBMA": f"{int(local)}U",
+            "XDMVPN_HAS_NBMA6": "1" if local6 else "0",
             "XDMVPN_UNDERLAY_IFINDEX": str(self.underlay_ifindex),
             "XDMVPN_OVERLAY_IFINDEX": str(self.overlay_ifindex),
             "XDMVPN_TUNNEL_IFINDEX": str(self.tunnel_ifindex),
@@ -162,6 +161,9 @@ class DataplaneConfig:
             "XDMVPN_NHRP_UNKNOWN_BURST": f"{unknown_burst}ULL",
             "XDMVPN_TEST_CLOCK": "1" if self.test_clock else "0",
         }
+        if local6:
+            for i, w in enumerate(in6(local6).w):
+                flags[f"XDMVPN_LOCAL_NBMA6_W{i}"] = f"{w:#x}U"
         out = [f"-D{k}={v}" for k, v in flags.items()]
         if self.pin_dir:
             out.append(f'-DXDMVPN_PIN_DIR="{self.pin_dir}"')
@@ -169,6 +171,23 @@ class DataplaneConfig:
             out += ["-DXDMVPN_BENCH=1", f"-DXDMVPN_BENCH_LEN={int(self.bench_len)}"]
         out.append("-Wno-unused-function")
         return out
+
+
+def local_nbma_pair(local_nbma, local_nbma6=None) -> tuple[
+        ipaddress.IPv4Address, ipaddress.IPv6Address | None]:
+    """(IPv4 NBMA address or 0.0.0.0, IPv6 NBMA address or None) of a node whose
+    local_nbma is of either family, local_nbma6 (optional) an IPv6 one besides."""
+    try:
+        first = ipaddress.ip_address(str(local_nbma))
+        second = ipaddress.ip_address(str(local_nbma6)) if local_nbma6 else None
+    except ValueError as exc:
+        raise XdmvpnError(f"local NBMA address: {exc}") from None
+    if second is not None and (second.version != 6 or first.version != 4):
+        raise XdmvpnError(f"local NBMA addresses: one IPv4 and one IPv6 (local-nbma "
+                          f"{first}, local-nbma6 {second})")
+    if first.version == 6:
+        return ipaddress.IPv4Address(0), first
+    return first, second
 
 
 def check_environment() -> None:

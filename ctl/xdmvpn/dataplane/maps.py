@@ -1,8 +1,12 @@
 """Typed access to the data-plane maps (bpf/xdmvpn_maps.h, layouts in abi.py).
 
 The controller is the only writer.  Addresses go in and come out as
-``ipaddress`` objects; counters as dicts keyed by the enum names of the C
-header (lower case, prefix dropped: abi.Path, abi.Drop).  Values are written
+``ipaddress`` objects (or strings) of either family: an IPv4 overlay address
+or prefix goes to xdmvpn_peers/xdmvpn_prefixes, an IPv6 one to their IPv6
+twins, and either may point at an IPv4 or an IPv6 NBMA address (an IPv6 one is
+kept in xdmvpn_nbma6 at the entry's slot).  Counters come out as dicts keyed
+by the enum names of the C header (lower case, prefix dropped: abi.Path,
+abi.Drop).  Values are written
 as abi.py's ctypes structures; the maps are reached through a bcc module for
 now (its tables accept any ctypes object of the right layout).
 """
@@ -23,25 +27,45 @@ PATHS = tuple(p.name.lower() for p in abi.Path)
 DROPS = tuple(d.name.lower() for d in abi.Drop)
 
 IPv4 = ipaddress.IPv4Address
-Net = ipaddress.IPv4Network
+IPv6 = ipaddress.IPv6Address
+Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 _be, _addr = abi.be32, abi.ipv4
+
+
+def _ip(value, what: str = "address") -> Addr:
+    """An address of either family, or a one-line XdmvpnError."""
+    if isinstance(value, (IPv4, IPv6)):
+        return value
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise XdmvpnError(f"not an IPv4 or IPv6 {what}: {value!r}") from None
+
+
+def _net(value) -> Net:
+    try:
+        return ipaddress.ip_network(str(value) if not isinstance(value, (
+            ipaddress.IPv4Network, ipaddress.IPv6Network)) else value, strict=False)
+    except ValueError:
+        raise XdmvpnError(f"not an IPv4 or IPv6 prefix: {value!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)
 class Event:
     kind: str                 # abi.EventType name, lower case ("trigger")
-    nbma_src: IPv4 | None     # sender NBMA of a hairpinned packet
-    src: IPv4                 # inner source
-    dst: IPv4                 # inner destination
-    packet: bytes             # start of the inner IPv4 packet
+    nbma_src: Addr | None     # sender NBMA of a hairpinned packet (IPv4 or IPv6)
+    src: Addr                 # inner source (IPv4 or IPv6, as dst)
+    dst: Addr                 # inner destination
+    packet: bytes             # start of the inner packet
 
 
 @dataclasses.dataclass(frozen=True)
 class Mapping:
     """A host entry or shortcut prefix with its use statistics."""
 
-    prefix: Net
-    nbma: IPv4
+    prefix: Net               # IPv4 or IPv6 (a host entry: /32 or /128)
+    nbma: Addr                # IPv4 or IPv6
     packets: int
     bytes: int
     last_used_ns: int         # bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), 0 = never
@@ -58,26 +82,48 @@ class DataplaneMaps:
         self._m = module
         self.peers = module[b"xdmvpn_peers"]
         self.prefixes_map = module[b"xdmvpn_prefixes"]
+        self.peers6 = module[b"xdmvpn_peers6"]
+        self.prefixes6_map = module[b"xdmvpn_prefixes6"]
+        self.nbma6_map = module[b"xdmvpn_nbma6"]
         self.nhs_map = module[b"xdmvpn_nhs"]
         self.mcast_map = module[b"xdmvpn_mcast"]
+        self.mcast6_map = module[b"xdmvpn_mcast6"]
+        self.local6_map = module[b"xdmvpn_local6"]
         self.stats = module[b"xdmvpn_peer_stats"]
         self.paths = module[b"xdmvpn_paths"]
         self.drops_map = module[b"xdmvpn_drops"]
         self.nh_cache = module[b"xdmvpn_nh_cache"]
         self.ipsec_map = module[b"xdmvpn_ipsec_peers"]
         self.known_map = module[b"xdmvpn_known_peers"]
+        self.known6_map = module[b"xdmvpn_known_peers6"]
         self._events: list[Event] = []
         self._ring_open = False
         self._free: list[int] | None = None
-        self._known: collections.Counter[int] | None = None
+        self._known: collections.Counter[Addr] | None = None
         self._no_batch = False               # the kernel refused a batch write once
+
+    # ---- the tables of a family -----------------------------------------------
+    def _host_table(self, overlay: Addr):
+        """(table, key) of a host entry for an overlay address of either family."""
+        if overlay.version == 6:
+            return self.peers6, abi.in6(overlay)
+        return self.peers, _u32(_be(overlay))
+
+    def _entries(self):
+        """Every entry that holds a slot: host entries, prefixes, NHS slots."""
+        for table in (self.peers, self.prefixes_map, self.peers6, self.prefixes6_map):
+            yield from table.values()
+        yield from (v for v in self.nhs_map.values() if v.nbma or v.flags)
+
+    def _nbma(self, peer) -> Addr:
+        """The NBMA address an entry points at."""
+        if peer.flags & abi.PEER_NBMA6:
+            return abi.ipv6(self.nbma6_map[self.nbma6_map.Key(peer.stats_idx)])
+        return _addr(peer.nbma)
 
     # ---- statistics slots -------------------------------------------------
     def _used_slots(self) -> set[int]:
-        used = {v.stats_idx for v in self.peers.values()}
-        used |= {v.stats_idx for v in self.prefixes_map.values()}
-        used |= {v.stats_idx for v in self.nhs_map.values() if v.nbma}
-        return used
+        return {v.stats_idx for v in self._entries()}
 
     def _new_slot(self) -> int:
         """A free statistics slot, cleared."""
@@ -110,78 +156,105 @@ class DataplaneMaps:
                 max(s.last_used_ns for s in per_cpu))
 
     def _entry(self, nbma, old) -> abi.Peer:
-        """The value for an entry toward nbma: the old entry's slot, else a new one."""
-        return abi.Peer(nbma=_be(nbma), flags=0,
-                        stats_idx=old.stats_idx if old is not None else self._new_slot())
+        """The value for an entry toward nbma (either family): the old entry's slot,
+        else a new one.  An IPv6 address is written to xdmvpn_nbma6 at the slot first,
+        so that no program sees the flag before the address; a slot whose NBMA address
+        changes forgets its cached next hop."""
+        nbma = _ip(nbma, "NBMA address")
+        idx = old.stats_idx if old is not None else self._new_slot()
+        if old is not None and self._nbma(old) != nbma:
+            self._zero_percpu(self.nh_cache, idx)
+        if nbma.version == 6:
+            self.nbma6_map[self.nbma6_map.Key(idx)] = abi.in6(nbma)
+            return abi.Peer(nbma=abi.fold6(nbma), flags=abi.PEER_NBMA6, stats_idx=idx)
+        return abi.Peer(nbma=_be(nbma), flags=0, stats_idx=idx)
 
     def _put(self, table, key, nbma) -> None:
         """table[key] -> nbma, keeping the entry's slot when it had one."""
         self._known_refs()                  # counted before the maps change
         old = table.get(key)
+        old_nbma = self._nbma(old) if old is not None else None
         new = self._entry(nbma, old)
         table[key] = new
-        self._replaced(old, new)
+        self._replaced(old, new, old_nbma)
 
     def _remove(self, table, key) -> bool:
         self._known_refs()
         old = table.get(key)
-        if old is None or not self._del(table, key):
+        if old is None:
             return False
-        self._replaced(old, None)
+        old_nbma = self._nbma(old)
+        if not self._del(table, key):
+            return False
+        self._replaced(old, None, old_nbma)
         return True
 
-    def _replaced(self, old, new: abi.Peer | None, known: dict | None = None) -> None:
-        """Bookkeeping after an entry changed from old to new (either may be None):
-        the known NBMA addresses (written at once, or with known: collected there for
-        one batch, 0 meaning gone) and the statistics slot."""
-        if new is not None and (old is None or old.nbma != new.nbma):
-            self._ref(new.nbma, +1, known)
-        if old is not None and (new is None or old.nbma != new.nbma):
-            self._ref(old.nbma, -1, known)
+    def _replaced(self, old, new: abi.Peer | None, old_nbma: Addr | None = None,
+                  known: dict | None = None) -> None:
+        """Bookkeeping after an entry changed from old (pointing at old_nbma) to new
+        (either may be None): the known NBMA addresses (written at once, or with known:
+        collected there for one batch) and the statistics slot."""
+        new_nbma = self._nbma(new) if new is not None else None
+        if new_nbma is not None and new_nbma != old_nbma:
+            self._ref(new_nbma, +1, known)
+        if old_nbma is not None and new_nbma != old_nbma:
+            self._ref(old_nbma, -1, known)
         if new is None and old is not None and self._free is not None and old.stats_idx:
             self._free.append(old.stats_idx)
 
     # ---- known NBMA addresses (NHRP admission) ------------------------------
-    def _known_refs(self) -> collections.Counter[int]:
+    def _known_key(self, nbma: Addr):
+        """(map, key) of an NBMA address in xdmvpn_known_peers(6)."""
+        if nbma.version == 6:
+            return self.known6_map, abi.in6(nbma)
+        return self.known_map, _u32(_be(nbma))
+
+    def _known_refs(self) -> collections.Counter[Addr]:
         """How many entries point at each NBMA address, counted once from the maps
-        and written over xdmvpn_known_peers (adopted pins, or a controller that
-        died between two writes), then kept here and in the map together."""
+        and written over xdmvpn_known_peers(6) (adopted pins, or a controller that
+        died between two writes), then kept here and in the maps together."""
         if self._known is None:
-            refs: collections.Counter[int] = collections.Counter()
-            refs.update(v.nbma for v in self.peers.values())
-            refs.update(v.nbma for v in self.prefixes_map.values())
-            refs.update(v.nbma for v in self.nhs_map.values() if v.nbma)
-            for k in [k.value for k in self.known_map.keys()]:
-                if k not in refs:
-                    self._del(self.known_map, _u32(k))
+            refs: collections.Counter[Addr] = collections.Counter(
+                self._nbma(v) for v in self._entries())
+            stale = [_addr(k.value) for k in self.known_map.keys()]
+            stale += [abi.ipv6(k) for k in self.known6_map.keys()]
+            for a in stale:
+                if a not in refs:
+                    self._del(*self._known_key(a))
             for nbma, n in refs.items():
-                self.known_map[_u32(nbma)] = _u32(n)
+                table, key = self._known_key(nbma)
+                table[key] = _u32(n)
             self._known = refs
         return self._known
 
-    def _ref(self, nbma: int, delta: int, known: dict | None = None) -> None:
+    def _ref(self, nbma: Addr, delta: int, known: dict | None = None) -> None:
         refs = self._known_refs()
         n = refs[nbma] + delta
+        table, key = self._known_key(nbma)
+        if n > 0:
+            refs[nbma] = n
         if n > 0:
             refs[nbma] = n
             if known is not None:
                 known[nbma] = n
                 return
-            self.known_map[_u32(nbma)] = _u32(n)
+            table[key] = _u32(n)
         else:
             refs.pop(nbma, None)
             if known is not None:
                 known.pop(nbma, None)
-            self._del(self.known_map, _u32(nbma))
+            self._del(table, key)
 
     def sync_known(self) -> None:
         """Make xdmvpn_known_peers match the entries now (start-up after adoption)."""
         self._known = None
         self._known_refs()
 
-    def known_peers(self) -> dict[IPv4, int]:
+    def known_peers(self) -> dict[Addr, int]:
         """NBMA addresses whose NHRP the data plane admits as known -> entries at them."""
-        return {_addr(k.value): v.value for k, v in self.known_map.items()}
+        out: dict[Addr, int] = {_addr(k.value): v.value for k, v in self.known_map.items()}
+        out.update({abi.ipv6(k): v.value for k, v in self.known6_map.items()})
+        return out
 
     @staticmethod
     def _del(table, key) -> bool:
@@ -193,37 +266,42 @@ class DataplaneMaps:
 
     # ---- NBMA mappings (host entries) -------------------------------------
     def add_mapping(self, overlay, nbma) -> None:
-        """Overlay (protocol) address -> NBMA address; replaces an existing one."""
-        self._put(self.peers, _u32(_be(overlay)), nbma)
+        """Overlay (protocol) address -> NBMA address, each IPv4 or IPv6; replaces an
+        existing one."""
+        self._put(*self._host_table(_ip(overlay, "overlay address")), nbma)
 
     def add_mappings(self, pairs) -> None:
         """add_mapping for each (overlay, nbma) pair, the writes of each map together (one
         BPF_MAP_UPDATE_BATCH per map, not a system call per entry and map): what a hub
-        does after a burst of registrations. Falls back to add_mapping one by one where
-        the kernel has no batch writes."""
-        latest = {_be(o): _be(n) for o, n in pairs}        # the last word per address
-        if len(latest) < 2 or self._no_batch:
-            for o, n in pairs:
-                self.add_mapping(o, n)
-            return
+        does after a burst of registrations. New IPv4-over-IPv4 entries go in the batch;
+        the rest (replacements, IPv6 of either side) and kernels without batch writes go
+        one by one through add_mapping."""
+        latest: dict[Addr, Addr] = {}
+        for o, n in pairs:                                   # the last word per address
+            latest[_ip(o, "overlay address")] = _ip(n, "NBMA address")
         self._known_refs()
         peers = self.peers
-        entries, fresh, known = [], [], {}
-        for key, nbma in latest.items():
-            old = peers.get(_u32(key))
-            if old is None:
-                idx = self._take_slot()
-                fresh.append(idx)
+        batch, single = [], []
+        for o, n in latest.items():
+            if (o.version == n.version == 4 and not self._no_batch
+                    and peers.get(_u32(_be(o))) is None):
+                batch.append((o, n))
             else:
-                idx = old.stats_idx
-            new = abi.Peer(nbma=nbma, flags=0, stats_idx=idx)
-            entries.append((key, new))
-            self._replaced(old, new, known)
+                single.append((o, n))
+        if len(batch) < 2:
+            single, batch = batch + single, []
+        entries, fresh, known = [], [], {}
+        for o, n in batch:
+            idx = self._take_slot()
+            fresh.append(idx)
+            new = abi.Peer(nbma=_be(n), flags=0, stats_idx=idx)
+            entries.append((_be(o), new))
+            self._replaced(None, new, None, known)
         try:
             for table in (self.stats, self.nh_cache):
                 self._batch(table, fresh, None)
             self._batch(peers, [k for k, _ in entries], [v for _, v in entries])
-            self._batch(self.known_map, list(known), [known[k] for k in known])
+            self._batch(self.known_map, [_be(k) for k in known], [known[k] for k in known])
         except OSError:
             # no batch writes here: the same writes one by one (idempotent)
             self._no_batch = True
@@ -232,7 +310,9 @@ class DataplaneMaps:
             for key, new in entries:
                 peers[_u32(key)] = new
             for k, n in known.items():
-                self.known_map[_u32(k)] = _u32(n)
+                self.known_map[_u32(_be(k))] = _u32(n)
+        for o, n in single:
+            self.add_mapping(o, n)
 
     @staticmethod
     def _batch(table, keys: list[int], values: list | None) -> None:
@@ -250,83 +330,140 @@ class DataplaneMaps:
         libbpf.update_batch(table.map_fd, karr, varr, n)
 
     def remove_mapping(self, overlay) -> bool:
-        return self._remove(self.peers, _u32(_be(overlay)))
+        return self._remove(*self._host_table(_ip(overlay, "overlay address")))
+
+    def _row(self, net: Net, v) -> Mapping:
+        p, b, t = self._slot_stats(v.stats_idx)
+        return Mapping(net, self._nbma(v), p, b, t)
+
+    @staticmethod
+    def _sorted(rows: list[Mapping]) -> list[Mapping]:
+        return sorted(rows, key=lambda m: (m.prefix.version, m.prefix))
 
     def mappings(self) -> list[Mapping]:
-        out = []
-        for k, v in self.peers.items():
-            p, b, t = self._slot_stats(v.stats_idx)
-            out.append(Mapping(Net(f"{_addr(k.value)}/32"), _addr(v.nbma), p, b, t))
-        return sorted(out, key=lambda m: m.prefix)
+        """Host entries of both families (IPv4 first), as /32 and /128 prefixes."""
+        rows = [self._row(ipaddress.ip_network(f"{_addr(k.value)}/32"), v)
+                for k, v in self.peers.items()]
+        rows += [self._row(ipaddress.ip_network(f"{abi.ipv6(k)}/128"), v)
+                 for k, v in self.peers6.items()]
+        return self._sorted(rows)
 
     # ---- shortcut prefixes --------------------------------------------------
-    @staticmethod
-    def _pkey(prefix) -> abi.LpmKey:
-        net = Net(prefix, strict=False)
-        return abi.LpmKey(prefixlen=net.prefixlen, addr=_be(net.network_address))
+    def _prefix_table(self, prefix):
+        """(table, key) of a shortcut prefix of either family."""
+        net = _net(prefix)
+        if net.version == 6:
+            return self.prefixes6_map, abi.Lpm6Key(prefixlen=net.prefixlen,
+                                                    addr=abi.in6(net.network_address))
+        return self.prefixes_map, abi.LpmKey(prefixlen=net.prefixlen,
+                                             addr=_be(net.network_address))
 
     def add_prefix(self, prefix, nbma) -> None:
-        self._put(self.prefixes_map, self._pkey(prefix), nbma)
+        """Shortcut prefix (IPv4 or IPv6) -> NBMA address (IPv4 or IPv6)."""
+        self._put(*self._prefix_table(prefix), nbma)
 
     def remove_prefix(self, prefix) -> bool:
-        return self._remove(self.prefixes_map, self._pkey(prefix))
+        return self._remove(*self._prefix_table(prefix))
 
     def prefixes(self) -> list[Mapping]:
-        out = []
-        for k, v in self.prefixes_map.items():
-            p, b, t = self._slot_stats(v.stats_idx)
-            out.append(Mapping(Net(f"{_addr(k.addr)}/{k.prefixlen}"), _addr(v.nbma), p, b, t))
-        return sorted(out, key=lambda m: m.prefix)
+        """Shortcut prefixes of both families (IPv4 first)."""
+        rows = [self._row(ipaddress.ip_network(f"{_addr(k.addr)}/{k.prefixlen}"), v)
+                for k, v in self.prefixes_map.items()]
+        rows += [self._row(ipaddress.ip_network(f"{abi.ipv6(k.addr)}/{k.prefixlen}"), v)
+                 for k, v in self.prefixes6_map.items()]
+        return self._sorted(rows)
 
     # ---- next-hop servers ----------------------------------------------------
     def set_nhs(self, nbmas) -> None:
-        nbmas = [IPv4(a) for a in nbmas]
+        """The NHS NBMA addresses (IPv4 or IPv6), in order: unmapped overlay traffic
+        of either family goes to the first."""
+        nbmas = [_ip(a, "NHS NBMA address") for a in nbmas]
         if len(nbmas) > MAX_NHS:
             raise XdmvpnError(f"at most {MAX_NHS} NHS in the data plane")
         self._known_refs()
         for i in range(MAX_NHS):
             key = self.nhs_map.Key(i)
             old = self.nhs_map[key]
-            old = old if old.nbma else None
+            old = old if (old.nbma or old.flags) else None
+            old_nbma = self._nbma(old) if old is not None else None
             new = self._entry(nbmas[i], old) if i < len(nbmas) else None
             self.nhs_map[key] = new if new is not None else abi.Peer()
-            self._replaced(old, new)
+            self._replaced(old, new, old_nbma)
 
-    def nhs(self) -> list[IPv4]:
-        return [_addr(v.nbma) for v in self.nhs_map.values() if v.nbma]
+    def nhs(self) -> list[Addr]:
+        return [self._nbma(v) for v in self.nhs_map.values() if v.nbma or v.flags]
 
     # ---- multicast set ---------------------------------------------------------
     def set_multicast(self, nbmas) -> None:
-        """Replace the multicast set (written back to front so that a copy in
-        flight never sees a hole)."""
-        nbmas = list(dict.fromkeys(IPv4(a) for a in nbmas))
-        if len(nbmas) > MCAST_MAX:
-            raise XdmvpnError(f"at most {MCAST_MAX} NBMA addresses in the multicast set")
+        """Replace the multicast set: NBMA addresses of either family, each family in
+        its own map of MCAST_MAX (written back to front so that a copy in flight never
+        sees a hole).  Every overlay multicast (IPv4 224.0.0.0/4 and broadcast, IPv6
+        ff00::/8 of link-local scope and wider) goes to all of them."""
+        nbmas = list(dict.fromkeys(_ip(a, "multicast NBMA address") for a in nbmas))
+        v4 = [a for a in nbmas if a.version == 4]
+        v6 = [a for a in nbmas if a.version == 6]
+        if max(len(v4), len(v6)) > MCAST_MAX:
+            raise XdmvpnError(f"at most {MCAST_MAX} NBMA addresses of each family in the "
+                              f"multicast set")
         for i in reversed(range(MCAST_MAX)):
-            val = _be(nbmas[i]) if i < len(nbmas) else 0
+            val = _be(v4[i]) if i < len(v4) else 0
             self.mcast_map[self.mcast_map.Key(i)] = abi.Be32(val)
+        for i in reversed(range(MCAST_MAX)):
+            self.mcast6_map[self.mcast6_map.Key(i)] = (abi.in6(v6[i]) if i < len(v6)
+                                                       else abi.In6())
 
-    def multicast(self) -> list[IPv4]:
-        out = []
+    def multicast(self) -> list[Addr]:
+        """The multicast set: its IPv4 addresses, then its IPv6 ones."""
+        out: list[Addr] = []
         for i in range(MCAST_MAX):
             v = self.mcast_map[self.mcast_map.Key(i)].value
             if not v:
                 break
             out.append(_addr(v))
+        for i in range(MCAST_MAX):
+            a = abi.ipv6(self.mcast6_map[self.mcast6_map.Key(i)])
+            if not int(a):
+                break
+            out.append(a)
         return out
 
     def add_multicast(self, nbma) -> None:
-        self.set_multicast(self.multicast() + [IPv4(nbma)])
+        self.set_multicast(self.multicast() + [_ip(nbma, "multicast NBMA address")])
 
     def remove_multicast(self, nbma) -> None:
-        self.set_multicast([a for a in self.multicast() if a != IPv4(nbma)])
+        gone = _ip(nbma, "multicast NBMA address")
+        self.set_multicast([a for a in self.multicast() if a != gone])
+
+    # ---- the node's own overlay IPv6 address ------------------------------------
+    def set_overlay_address6(self, addr) -> None:
+        """The tunnel's own IPv6 address (None: none): the source of the ICMPv6 Packet
+        Too Big messages the encap sends back into the overlay.  Without one an
+        IPv6 packet too big for the path is dropped without a message."""
+        value = abi.In6()
+        if addr is not None:
+            a = _ip(addr, "overlay address")
+            if a.version != 6:
+                raise XdmvpnError(f"overlay IPv6 address expected, not {a}")
+            value = abi.in6(a)
+        self.local6_map[self.local6_map.Key(0)] = value
+
+    def overlay_address6(self) -> IPv6 | None:
+        a = abi.ipv6(self.local6_map[self.local6_map.Key(0)])
+        return a if int(a) else None
 
     # ---- IPsec peers ------------------------------------------------------------
     def set_ipsec_required(self, nbma, required: bool, sa_up: bool = False) -> None:
         """GRE with this NBMA address only through xfrm (programs compiled with
         ipsec): plaintext from it is dropped in XDP, plaintext to it at the
         underlay's egress; encap hands its packets to the stack while sa_up (a
-        CHILD_SA is installed), else drops them.  required=False forgets it."""
+        CHILD_SA is installed), else drops them.  required=False forgets it.
+        IPv4 NBMA addresses only: the data plane has no IPsec path for IPv6 ones."""
+        nbma = _ip(nbma, "NBMA address")
+        if nbma.version == 6:
+            if not required:
+                return
+            raise XdmvpnError(f"IPsec toward an IPv6 NBMA address ({nbma}) is not supported "
+                              f"by the data plane")
         key = _u32(_be(nbma))
         if required:
             flags = abi.IpsecFlag.REQUIRED | (abi.IpsecFlag.SA_UP if sa_up else 0)
@@ -347,13 +484,14 @@ class DataplaneMaps:
         for i in sorted(self._used_slots()):
             self._zero_percpu(self.nh_cache, i)
 
-    def nexthops(self) -> dict[IPv4, list[str]]:
+    def nexthops(self) -> dict[Addr, list[str]]:
         """Cached next-hop MACs per NBMA address (one per CPU that filled it)."""
-        out: dict[IPv4, list[str]] = {}
-        for i in sorted(self._used_slots()):
+        out: dict[Addr, list[str]] = {}
+        slots = {v.stats_idx: v for v in self._entries()}
+        for i in sorted(slots):
             for e in self.nh_cache[self.nh_cache.Key(i)]:
-                if e.nbma:
-                    out.setdefault(_addr(e.nbma), []).append(
+                if e.nbma and e.nbma == slots[i].nbma:
+                    out.setdefault(self._nbma(slots[i]), []).append(
                         ":".join(f"{b:02x}" for b in bytes(e.dmac)))
         return out
 
@@ -387,9 +525,14 @@ class DataplaneMaps:
             kind = abi.EventType(rec.type).name.lower()
         except ValueError:
             kind = str(rec.type)
+        def addr(value: abi.In6, six: bool) -> Addr:
+            return abi.ipv6(value) if six else _addr(value.w[0])
+
+        inner6 = bool(rec.flags & abi.Family.INNER6)
         self._events.append(Event(
-            kind, _addr(rec.nbma_src) if rec.type == abi.EventType.TRIGGER else None,
-            _addr(rec.inner_src), _addr(rec.inner_dst),
+            kind, addr(rec.nbma_src, bool(rec.flags & abi.Family.OUTER6))
+            if rec.type == abi.EventType.TRIGGER else None,
+            addr(rec.inner_src, inner6), addr(rec.inner_dst, inner6),
             bytes(rec.data[: min(rec.len, abi.EVENT_DATA)])))
 
     def events(self, timeout_ms: int = 0) -> list[Event]:

@@ -20,7 +20,7 @@ from .libbpf import prog_info
 class TunnelDataplane:
     name: str                      # overlay interface, e.g. dmvpn0; pins under its name
     underlay: str                  # NBMA interface, e.g. eth0
-    local_nbma: str
+    local_nbma: str                # own NBMA address, IPv4 or IPv6
     gre_key: int | None = None
     redirect: bool = False
     trigger_interval_ms: int = 1000
@@ -37,6 +37,8 @@ class TunnelDataplane:
     ipsec: bool = False            # an [ipsec] profile: IPsec peers' GRE only through xfrm
     esp_rx: bool = False           # the kernel has ESP: receive decrypted GRE on <name>-rx
     pin_name: str | None = None    # pins under /sys/fs/bpf/xdmvpn/<pin_name or name>
+    local_nbma6: str | None = None  # an IPv6 NBMA address besides an IPv4 local_nbma
+    overlay_ipv6: bool = False     # IPv6 on the tunnel interface (an IPv6 overlay)
 
     def __post_init__(self):
         self.module = None
@@ -57,7 +59,8 @@ class TunnelDataplane:
         return f"{self.name}-rx"
 
     def _settings(self) -> dict:
-        return dict(local_nbma=self.local_nbma, gre_key=self.gre_key, redirect=self.redirect,
+        return dict(local_nbma=self.local_nbma, local_nbma6=self.local_nbma6,
+                    gre_key=self.gre_key, redirect=self.redirect,
                     trigger_interval_ms=self.trigger_interval_ms, ttl=self.ttl, df=self.df,
                     adjust_mss=self.adjust_mss, nhrp_max_send=self.nhrp_max_send,
                     nhrp_max_send_every=self.nhrp_max_send_every,
@@ -87,9 +90,13 @@ class TunnelDataplane:
         attach.ifindex(self.underlay)  # one-line error when missing
         attach.pin_dir(self.pin_key).mkdir(parents=True, exist_ok=True)
         attach.check_pins(self.pin_key)          # before anything changes
-        attach.create_overlay(self.name, self.mtu)
+        attach.create_overlay(self.name, self.mtu, ipv6=self.overlay_ipv6)
         attach.enable_forwarding(self.underlay)
         attach.enable_forwarding(self.name)      # the encap's kernel-route lookup
+        if build.local_nbma_pair(self.local_nbma, self.local_nbma6)[1] is not None:
+            attach.enable_forwarding6(self.underlay)   # fib lookups toward IPv6 NBMA
+        if self.overlay_ipv6:
+            attach.enable_forwarding6(self.name)       # ... and of IPv6 kernel routes
         if self.ipsec:
             attach.prepare_ipsec(self.dp_name)
             if self.esp_rx:                    # before anything is attached: may fail

@@ -24,19 +24,34 @@ class Families(TypedDict):
     protocol_type: int
 
 
-def families(p: NodeParams) -> Families:
-    """The header fields naming our address families: the NBMA's (afn) and the tunnel's
-    (protocol type), so that an IPv6 overlay or underlay says so on the wire."""
-    return Families(afn=Afn.IPV4 if p.nbma.version == 4 else Afn.IPV6,
+def families(p: NodeParams, peer: IPAddress | None = None) -> Families:
+    """The header fields naming our address families: the NBMA's (afn, that of the peer
+    the packet goes to: a hub on both underlays speaks to each peer in its own) and the
+    tunnel's (protocol type), so that an IPv6 overlay or underlay says so on the wire."""
+    nbma = p.nbma if peer is None else p.nbma_for(peer.version)
+    return Families(afn=Afn.IPV4 if nbma.version == 4 else Afn.IPV6,
                     protocol_type=ProtocolType.IPV4 if p.tunnel_ip.version == 4
                     else ProtocolType.IPV6)
 
 
+def src_nbma(p: NodeParams, peer: IPAddress) -> IPAddress:
+    """Our NBMA address as a packet to the peer at `peer` gives it."""
+    return p.nbma_for(peer.version)
+
+
+def afn_version(afn: int) -> int:
+    """The IP version of an NBMA address family number (validation admits only these)."""
+    return 6 if afn == Afn.IPV6 else 4
+
+
 def own_cie(p: NodeParams, prefix_len: int = 32, holdtime: int | None = None,
-            code: int = 0) -> Cie:
+            code: int = 0, nbma_version: int | None = None) -> Cie:
+    """Our own CIE; its NBMA address of the family `nbma_version` (that of the packet it
+    goes in), by default our primary one."""
+    nbma = p.nbma if nbma_version is None else p.nbma_for(nbma_version)
     return Cie(code=code, prefix_len=prefix_len, mtu=p.mtu,
                holdtime=p.holdtime if holdtime is None else holdtime,
-               client_nbma=p.nbma, client_proto=p.tunnel_ip)
+               client_nbma=nbma, client_proto=p.tunnel_ip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +69,8 @@ def reply_pieces(p: NodeParams) -> ReplyPieces:
     bits = p.tunnel_ip.max_prefixlen
     nat = encode_cie(Cie(prefix_len=bits, mtu=p.mtu, client_nbma=IPv4Address(0),
                          client_proto=IPv4Address(0)))
-    return ReplyPieces(p.tunnel_ip.packed, encode_cie(own_cie(p, prefix_len=bits)),
+    return ReplyPieces(p.tunnel_ip.packed,
+                       encode_cie(own_cie(p, prefix_len=bits, nbma_version=4)),
                        b"".join(encode_extension(e) for e in auth_ext(p)), nat[:-8])
 
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ..inet import IPAddress
 from ..nhrp import ErrorIndication, Packet, PacketType, RequestReply, encode, end_extension
-from .build import auth_ext, families
+from .build import auth_ext, families, src_nbma
 from .cache import Cache, CacheEntry, Change, EntryType
 from .clock import Clock
 from .effects import Effects
@@ -117,7 +117,8 @@ class Context:
         p = self.p
         self.stats[("error_tx", int(code))] += 1
         src = pkt.src_proto if isinstance(pkt.src_proto, (IPv4Address, IPv6Address)) else None
-        err = ErrorIndication(**families(p), src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=src,
+        err = ErrorIndication(**families(p, to), src_nbma=src_nbma(p, to), src_proto=p.tunnel_ip,
+                              dst_proto=src,
                               hop_count=p.hop_count, error_code=code, error_offset=offset,
                               contents=data[:ERROR_CONTENTS_MAX],
                               extensions=auth_ext(p) + ([end_extension()] if p.auth else []))

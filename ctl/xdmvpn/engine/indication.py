@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from ..inet import IPAddress
 from ..nhrp import TrafficIndication
-from .build import families, request_extensions
+from .build import families, request_extensions, src_nbma
 from .cache import EntryType
 from .context import Context, Upstream
 from .resolution import Resolver
@@ -51,14 +51,21 @@ class Indications:
         if last is not None and now - last < INDICATION_GUARD:
             ctx.stats["indication_suppressed"] += 1
             return False
+        target = self.resolver.next_hop_entry(inner_dst)
+        if target is not None and target.nbma is not None \
+                and target.nbma.version != sender_nbma.version:
+            # spokes on underlays of two families cannot reach each other directly: the
+            # hub path is the only one (a resolution would find an unusable NBMA address)
+            ctx.stats["indication_cross_family"] += 1
+            return False
         if last is None and len(self.sent) >= p.limits.indications:
             ctx.stats[("cap", "indications")] += 1
             return False
         self.sent.pop(pair, None)
         self.sent[pair] = now
         pkt = TrafficIndication(
-            **families(p),
-            src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=inner_src, hop_count=p.hop_count,
+            **families(p, sender_nbma),
+            src_nbma=src_nbma(p, sender_nbma), src_proto=p.tunnel_ip, dst_proto=inner_src, hop_count=p.hop_count,
             traffic_code=0, contents=bytes(head[:TI_CONTENTS]),
             extensions=request_extensions(p, responder=False, nat=[]))
         ctx.stats[("indication", "tx")] += 1

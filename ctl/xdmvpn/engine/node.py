@@ -90,6 +90,17 @@ class Node:
         return self.ctx.fx
 
     @property
+    def params_by_family(self) -> dict[int, NodeParams]:
+        """Our parameters by overlay family (one here; a Stack has one per family)."""
+        return {self.ctx.p.tunnel_ip.version: self.ctx.p}
+
+    def stats_by_family(self) -> dict[int, Counter[Any]]:
+        return {self.ctx.p.tunnel_ip.version: self.ctx.stats}
+
+    def cache_counts_by_family(self) -> dict[int, dict[str, int]]:
+        return {self.ctx.p.tunnel_ip.version: self.ctx.cache.counts()}
+
+    @property
     def clock(self) -> Clock:
         return self.ctx.clock
 

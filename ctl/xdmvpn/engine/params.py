@@ -34,6 +34,9 @@ class NodeParams:
     tunnel_ip: IPAddress
     prefix_len: int                     # of the overlay network
     nbma: IPAddress
+    # our NBMA address of the other family, when the node has an underlay of each (a hub
+    # serving IPv4 and IPv6 NBMA spokes at once): packets to a peer of that family use it
+    other_nbma: IPAddress | None = None
     mtu: int = 1400
     holdtime: int = 7200
     auth: bytes | None = None           # Cisco cleartext secret, at most 8 bytes
@@ -59,19 +62,45 @@ class NodeParams:
     def is_nhc(self) -> bool:
         return bool(self.nhs)
 
+    def nbma_for(self, version: int) -> IPAddress:
+        """Our NBMA address of this family (IPv4 4, IPv6 6); the primary one when we have
+        none of it (the packet then says so, and the peer cannot answer a stranger family)."""
+        if self.nbma.version != version and self.other_nbma is not None \
+                and self.other_nbma.version == version:
+            return self.other_nbma
+        return self.nbma
 
-def from_config(cfg: Any, nbma: IPAddress) -> NodeParams:
-    """The engine's parameters from a loaded node configuration (xdmvpn.config.NodeConfig);
-    `nbma` is the node's own NBMA address (configured, or read off the underlay)."""
-    n, t = cfg.nhrp, cfg.tunnel
+    def nbma_families(self) -> frozenset[int]:
+        return frozenset({self.nbma.version} | (
+            {self.other_nbma.version} if self.other_nbma is not None else set()))
+
+
+def from_config(cfg: Any, nbma: IPAddress, family: int | None = None,
+                other_nbma: IPAddress | None = None) -> NodeParams:
+    """The engine's parameters from a loaded node configuration (xdmvpn.config.NodeConfig)
+    for the overlay `family` (default: that of the first tunnel address); `nbma` is the
+    node's own NBMA address (configured, or read off the underlay), `other_nbma` its
+    address on an underlay of the other family, if any."""
+    t = cfg.tunnel
+    address = t.address if family is None else t.address_of(family)
+    if address is None:
+        raise ValueError(f"no IPv{family} tunnel address")
+    n = cfg.nhrp.for_family(address.version)
     targets = {str(m) for m in n.multicast}
     static = tuple(m for m in n.multicast if str(m) not in ("dynamic", "nhs"))
     return NodeParams(
-        tunnel_ip=t.address.ip, prefix_len=t.address.network.prefixlen, nbma=nbma,
-        mtu=t.mtu, holdtime=n.holdtime,
+        tunnel_ip=address.ip, prefix_len=address.network.prefixlen, nbma=nbma,
+        other_nbma=other_nbma, mtu=t.mtu, holdtime=n.holdtime,
         auth=n.authentication.encode() if n.authentication is not None else None,
         nhs=tuple(NhsParams(s.nbma, s.tunnel_ip, s.priority) for s in n.nhs),
         maps=tuple((m.tunnel_ip, m.nbma) for m in n.maps),
         redirect=n.redirect, shortcut=n.shortcut, unique=not n.registration_no_unique,
         multicast_dynamic="dynamic" in targets, multicast_nhs="nhs" in targets,
         multicast_static=static, serve=cfg.role != "spoke")
+
+
+def stack_from_config(cfg: Any, nbmas: tuple[IPAddress, ...]) -> list[NodeParams]:
+    """One NodeParams per overlay family of the tunnel (engine.stack.Stack), the primary
+    first; `nbmas` our NBMA addresses, the primary first (one per underlay family)."""
+    other = nbmas[1] if len(nbmas) > 1 else None
+    return [from_config(cfg, nbmas[0], a.version, other) for a in cfg.tunnel.addresses]

@@ -9,7 +9,7 @@ from ipaddress import ip_network
 from ..inet import IPAddress
 from ..nhrp import Cie, Flag, PacketType, PurgeReply, PurgeRequest, RequestReply
 from .answered import AnsweredTable
-from .build import families, ip, request_extensions, with_own_auth
+from .build import families, ip, request_extensions, src_nbma, with_own_auth
 from .cache import EntryType
 from .context import Context
 from .pending import Pending
@@ -98,7 +98,8 @@ class Purger:
         rid = ctx.new_request_id()
         if not ctx.pending.add(PendingPurge(ctx, to), rid, ctx.now() + PURGE_TIMEOUT):
             return None
-        pkt = PurgeRequest(**families(p), src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst_proto,
+        pkt = PurgeRequest(**families(p, to), src_nbma=src_nbma(p, to), src_proto=p.tunnel_ip,
+                           dst_proto=dst_proto,
                            hop_count=p.hop_count, flags=0, request_id=rid, cies=cies,
                            extensions=request_extensions(p, responder=False, nat=None))
         ctx.stats["purge_sent"] += 1

@@ -11,7 +11,7 @@ import enum
 
 from ..inet import IPAddress
 from ..nhrp import Cie, ExtType, Flag, PacketType, RegistrationRequest, RequestReply
-from .build import cie_list, families, ip, request_extensions
+from .build import cie_list, families, ip, request_extensions, src_nbma
 from .cache import CacheEntry, EntryType
 from .context import Context
 from .params import NhsParams
@@ -101,8 +101,8 @@ class NhsClient:
         nat = [Cie(prefix_len=p.tunnel_ip.max_prefixlen, mtu=p.mtu, client_nbma=self.nhs.nbma,
                    client_proto=self.proto)] if self.proto is not None else []
         pkt = RegistrationRequest(
-            **families(p),
-            src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst, hop_count=p.hop_count,
+            **families(p, self.nhs.nbma),
+            src_nbma=src_nbma(p, self.nhs.nbma), src_proto=p.tunnel_ip, dst_proto=dst, hop_count=p.hop_count,
             flags=flags, request_id=rid,
             cies=[Cie(prefix_len=p.tunnel_ip.max_prefixlen, mtu=p.mtu, holdtime=p.holdtime)],
             extensions=request_extensions(p, nat=nat))

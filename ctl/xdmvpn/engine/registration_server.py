@@ -25,7 +25,7 @@ from ..nhrp.fastpath import (
     Registration, layout_key, parse_registration, registration_reply, reply_like,
     with_request_id,
 )
-from .build import ReplyPieces, ip, own_cie, replace_cie_list, reply_pieces, with_own_auth
+from .build import ReplyPieces, afn_version, ip, own_cie, replace_cie_list, reply_pieces, with_own_auth
 from .cache import CacheEntry, EntryType
 from .context import Context
 from .params import NodeParams
@@ -179,7 +179,7 @@ class RegistrationServer:
             return
         self._current()
         unique = bool(pkt.flags & Flag.U_REG)
-        cies = pkt.cies or [Cie(prefix_len=32, holdtime=p.holdtime)]
+        cies = pkt.cies or [Cie(prefix_len=p.tunnel_ip.max_prefixlen, holdtime=p.holdtime)]
         out = []
         proto = code = None
         for cie in cies:
@@ -193,7 +193,8 @@ class RegistrationServer:
                            client_nbma_sub=cie.client_nbma_sub, reserved=cie.reserved,
                            nbma_type=cie.nbma_type, sub_type=cie.sub_type))
         exts = replace_cie_list(pkt.extensions, ExtType.RESPONDER_ADDRESS,
-                                [own_cie(p, prefix_len=p.tunnel_ip.max_prefixlen)])
+                                [own_cie(p, prefix_len=p.tunnel_ip.max_prefixlen,
+                                        nbma_version=afn_version(pkt.afn))])
         if observed != pkt.src_nbma and pkt.extension(ExtType.NAT_ADDRESS) is not None:
             # the client is behind NAT: tell it the address we see it at
             exts = replace_cie_list(exts, ExtType.NAT_ADDRESS, [Cie(

@@ -14,8 +14,8 @@ from ..nhrp import (
 )
 from .answered import AnsweredTable
 from .build import (
-    Extensions, cie_list, families, ip, nat_nbma, own_cie, replace_cie_list,
-    request_extensions, vouch, with_own_auth,
+    Extensions, afn_version, cie_list, families, ip, nat_nbma, own_cie, replace_cie_list,
+    request_extensions, src_nbma, vouch, with_own_auth,
 )
 from .cache import CacheEntry, EntryType
 from .context import Context, Upstream
@@ -119,8 +119,8 @@ class Resolver:
             return None
         self.resolving[dst] = r
         pkt = ResolutionRequest(
-            **families(p),
-            src_nbma=p.nbma, src_proto=p.tunnel_ip, dst_proto=dst, hop_count=p.hop_count,
+            **families(p, nbma),
+            src_nbma=src_nbma(p, nbma), src_proto=p.tunnel_ip, dst_proto=dst, hop_count=p.hop_count,
             flags=_REQUEST_FLAGS, request_id=rid,
             cies=[Cie(prefix_len=0, mtu=p.mtu, holdtime=p.holdtime)],
             extensions=request_extensions(p, nat=[]))
@@ -169,6 +169,14 @@ class Resolver:
                          dst.max_prefixlen if dst == p.tunnel_ip else hint.prefix_len)
             return
         target = self._next_hop_entry(dst, hint)
+        if target is not None and target.nbma is not None \
+                and target.nbma.version != afn_version(pkt.afn):
+            # a station on the other underlay family: the requester could not reach the
+            # NBMA address it would learn, its traffic stays on the hub path
+            ctx.stats["resolution_cross_family"] += 1
+            if self.serves():
+                self._negative(pkt, observed)
+            return
         if target is not None and target.nbma is not None and target.nbma != observed:
             self._forward(pkt, data, observed, target.nbma, src_proto, not fwd)
             return
@@ -184,6 +192,10 @@ class Resolver:
     def serves(self) -> bool:
         p = self.ctx.p
         return p.serve if p.serve is not None else not p.is_nhc
+
+    def next_hop_entry(self, dst: IPAddress) -> CacheEntry | None:
+        """The registered or configured station dst is reached through, if any."""
+        return self._next_hop_entry(dst, self.ctx.fx.route_lookup(dst))
 
     def _next_hop_entry(self, dst: IPAddress, hint: RouteHint) -> CacheEntry | None:
         cache = self.ctx.cache
@@ -235,13 +247,14 @@ class Resolver:
                                      claimed_nbma=claimed, expires=now + p.holdtime,
                                      created=now, holdtime=p.holdtime, mtu=p.mtu))
         exts = replace_cie_list(pkt.extensions, ExtType.RESPONDER_ADDRESS,
-                                [own_cie(p, prefix_len=0)])
+                                [own_cie(p, prefix_len=0, nbma_version=afn_version(pkt.afn))])
         exts = replace_cie_list(exts, ExtType.REVERSE_TRANSIT_NHS, [])
         reply = ResolutionReply(
             afn=pkt.afn, protocol_type=pkt.protocol_type, hop_count=p.hop_count,
             src_nbma=pkt.src_nbma, src_proto=pkt.src_proto, dst_proto=pkt.dst_proto,
             flags=_REPLY_FLAGS, request_id=pkt.request_id,
-            cies=[own_cie(p, prefix_len=prefix_len)], extensions=with_own_auth(p, exts))
+            cies=[own_cie(p, prefix_len=prefix_len,
+                                 nbma_version=afn_version(pkt.afn))], extensions=with_own_auth(p, exts))
         ctx.stats["resolution_answered"] += 1
         ctx.send(to, reply)
 
@@ -255,7 +268,7 @@ class Resolver:
             src_nbma=pkt.src_nbma, src_proto=pkt.src_proto, dst_proto=pkt.dst_proto,
             flags=pkt.flags & Flag.Q, request_id=pkt.request_id, cies=[cie],
             extensions=with_own_auth(p, replace_cie_list(
-                pkt.extensions, ExtType.RESPONDER_ADDRESS, [own_cie(p, prefix_len=0)])))
+                pkt.extensions, ExtType.RESPONDER_ADDRESS, [own_cie(p, prefix_len=0, nbma_version=afn_version(pkt.afn))])))
         ctx.stats["resolution_negative"] += 1
         ctx.send(observed, reply)
 
@@ -266,7 +279,7 @@ class Resolver:
             ctx.error_indication(pkt, data, observed, ErrorCode.HOP_COUNT_EXCEEDED, 9)
             return
         fwd = list(cie_list(pkt, ExtType.FORWARD_TRANSIT_NHS) or [])
-        fwd.append(own_cie(p, prefix_len=0))
+        fwd.append(own_cie(p, prefix_len=0, nbma_version=afn_version(pkt.afn)))
         exts = replace_cie_list(pkt.extensions, ExtType.FORWARD_TRANSIT_NHS, fwd)
         if direct:
             # the first NHS vouches for where it saw the requester (Cisco's NAT extension
@@ -307,7 +320,7 @@ class Resolver:
         if pkt.hop_count <= 1:
             ctx.error_indication(pkt, data, observed, ErrorCode.HOP_COUNT_EXCEEDED, 9)
             return
-        reverse.append(own_cie(p, prefix_len=0))
+        reverse.append(own_cie(p, prefix_len=0, nbma_version=afn_version(pkt.afn)))
         exts = replace_cie_list(pkt.extensions, ExtType.REVERSE_TRANSIT_NHS, reverse)
         via = ip(pkt.cies[0].client_proto) if pkt.cies else None
         responder = ctx.cache.get(via) if via is not None else None

@@ -80,15 +80,17 @@ def _node(s: Sample):
     g.add_metric([info.interface, info.role, info.instance,
                   L.one_of(info.xdp_mode or "none", L.XDP_MODES)], 1)
     yield g
-    c = GaugeMetricFamily("dmvpn_nhrp_cache_entries", "NHRP cache entries by type",
-                          labels=["interface", "type"])
-    for t in L.CACHE_TYPES:
-        c.add_metric([s.node.interface, t], s.cache.get(t, 0))
+    c = GaugeMetricFamily("dmvpn_nhrp_cache_entries", "NHRP cache entries by overlay "
+                          "family and type", labels=["interface", "family", "type"])
+    for family, counts in s.cache_by_family.items():
+        for t in L.CACHE_TYPES:
+            c.add_metric([s.node.interface, family, t], counts.get(t, 0))
     yield c
-    n = GaugeMetricFamily("dmvpn_nhs_up", "1 if our registration with this next-hop server "
-                          "is up", labels=["interface", "nhs"])
-    for nbma, up in s.nhs:
-        n.add_metric([s.node.interface, nbma], 1 if up else 0)
+    n = GaugeMetricFamily("dmvpn_nhs_up", "1 if our registration (of this overlay family) "
+                          "with this next-hop server is up",
+                          labels=["interface", "nhs", "family"])
+    for nbma, up, family in s.nhs_by_family:
+        n.add_metric([s.node.interface, nbma, family], 1 if up else 0)
     yield n
     f = CounterMetricFamily("dmvpn_controller_faults", "Controller operations that failed, "
                             "by kind", labels=["kind"])
@@ -126,10 +128,13 @@ def _fixed(family, known, got, prefix=()):
 
 def _nhrp(s: Sample):
     p = CounterMetricFamily("dmvpn_nhrp_packets", "NHRP packets received (decoded, before "
-                            "the checksum and authentication checks) and sent, by type",
-                            labels=["interface", "direction", "type"])
-    for d in L.DIRECTIONS:
-        _fixed(p, L.PACKET_TYPES, _by(s.nhrp, d, L.packet_type), (s.node.interface, d))
+                            "the checksum and authentication checks) and sent, by overlay "
+                            "family (protocol type) and type",
+                            labels=["interface", "family", "direction", "type"])
+    for family, counters in s.nhrp_by_family.items():
+        for d in L.DIRECTIONS:
+            _fixed(p, L.PACKET_TYPES, _by(counters, d, L.packet_type),
+                   (s.node.interface, family, d))
     yield p
     e = CounterMetricFamily("dmvpn_nhrp_errors", "NHRP error indications received (rx) and "
                             "sent (tx), by error code", labels=["direction", "code"])
@@ -163,8 +168,11 @@ def _nhrp(s: Sample):
 
 
 def _shortcuts(s: Sample):
-    yield _gauge("dmvpn_shortcuts", "Shortcuts installed (phase 3)", s.shortcuts,
-                 ["interface"], [s.node.interface])
+    g = GaugeMetricFamily("dmvpn_shortcuts", "Shortcuts installed (phase 3), by overlay "
+                          "family", labels=["interface", "family"])
+    for family, n in s.shortcuts_by_family.items():
+        g.add_metric([s.node.interface, family], n)
+    yield g
     ev = CounterMetricFamily("dmvpn_shortcut_events", "Shortcuts installed, refreshed and "
                              "expired", labels=["event"])
     for key, event in L.SHORTCUT_EVENTS.items():

@@ -18,6 +18,7 @@ PACKET_TYPES = tuple(t.name.lower() for t in PacketType)
 ERROR_CODES = tuple(c.name.lower() for c in ErrorCode)
 CIE_CODES = tuple(c.name.lower() for c in CieCode)
 DIRECTIONS = ("rx", "tx")
+FAMILIES = ("ipv4", "ipv6")         # overlay families (view.FAMILY_NAMES)
 IPSEC_STATES = ("up", "connecting", "down")
 
 # node.stats keys counted per outcome.

@@ -5,9 +5,11 @@ sees no state mid-change and every number of one scrape is from the same moment.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..view import ControlCounters, DaemonView, GreCounters, NodeInfo, RouteCounters, Traffic
+from ..view import (
+    FAMILY_NAMES, ControlCounters, DaemonView, GreCounters, NodeInfo, RouteCounters, Traffic,
+)
 from .histogram import HistogramView, LatencyHistogram
 
 log = logging.getLogger("xdmvpn.exporter")
@@ -33,6 +35,12 @@ class Sample:
     ipsec: dict | None = None                # IPsec SAs by state, None without IPsec
     peers: list[tuple[str, int, int]] | None = None   # (overlay address, packets, bytes)
     peers_unexported: int = 0
+    # per overlay family ("ipv4", "ipv6"): the engine's counters, cache entries by type,
+    # shortcuts, and (NBMA, up, family) of every registration
+    nhrp_by_family: dict = field(default_factory=dict)
+    cache_by_family: dict = field(default_factory=dict)
+    shortcuts_by_family: dict = field(default_factory=dict)
+    nhs_by_family: list = field(default_factory=list)
 
 
 def read(view: DaemonView, histogram: LatencyHistogram) -> Sample:
@@ -45,7 +53,12 @@ def read(view: DaemonView, histogram: LatencyHistogram) -> Sample:
         routes=view.routes(), cache=view.cache_counts(),
         nhs=[(str(c.nbma), c.state == "up") for c in view.nhs()],
         shortcuts=view.shortcut_count(), mappings=view.mapping_count(),
-        paths=view.paths(), drops=view.drops(), latency=histogram.view())
+        paths=view.paths(), drops=view.drops(), latency=histogram.view(),
+        nhrp_by_family=view.nhrp_counters_by_family(),
+        cache_by_family=view.cache_counts_by_family(),
+        shortcuts_by_family=view.shortcut_counts_by_family(),
+        nhs_by_family=[(str(c.nbma), c.state == "up", FAMILY_NAMES[c.family])
+                       for c in view.nhs()])
     try:                                 # a failure costs the IPsec numbers only
         s.ipsec = view.ipsec_sa_counts()
     except Exception as exc:

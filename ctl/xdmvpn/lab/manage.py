@@ -60,7 +60,8 @@ def load(name: str | None = None) -> Topology:
     try:
         saved = json.loads(path.read_text())
         return plan(int(saved["spokes"]), name,
-                    tuple(tuple(int(i) for i in g) for g in saved.get("nat", [])))
+                    tuple(tuple(int(i) for i in g) for g in saved.get("nat", [])),
+                    saved.get("family", "ipv4"), saved.get("nbma", "ipv4"))
     except FileNotFoundError:
         pass
     except (ValueError, KeyError, TypeError):
@@ -74,13 +75,17 @@ def load(name: str | None = None) -> Topology:
 
 def up(spokes: int, name: str | None = None, timeout: float = 60.0,
        daemons: bool = True, ipsec: bool = False,
-       nat: tuple[tuple[int, ...], ...] = ()) -> tuple[Topology, float]:
-    """Build the lab (nat: groups of spoke indexes, each behind a NAT device of its own);
-    with daemons, start them (with ipsec, a charon in every node first), wait until every
-    spoke is registered and add the routes. Returns the topology and the seconds the
-    daemons took to be ready."""
+       nat: tuple[tuple[int, ...], ...] = (), family: str = "ipv4",
+       nbma: str = "ipv4") -> tuple[Topology, float]:
+    """Build the lab (nat: groups of spoke indexes, each behind a NAT device of its own;
+    family/nbma: the overlay and underlay families); with daemons, start them (with ipsec,
+    a charon in every node first), wait until every spoke is registered and add the
+    routes. Returns the topology and the seconds the daemons took to be ready."""
     need_root()
-    topo = plan(spokes, lab_name(name), nat)
+    topo = plan(spokes, lab_name(name), nat, family, nbma)
+    if ipsec and topo.nbma != "ipv4":
+        raise XdmvpnError("--ipsec needs --nbma ipv4 (IPsec over an IPv6 underlay is not "
+                          "supported yet)")
     configs = node_configs(topo, ipsec=ipsec)
     found = leftovers(topo.name)
     if any(found.values()):

@@ -39,6 +39,8 @@ NAT_RULES = f"""table ip nat {{
     }}
 }}
 """
+# a lab with IPv6 (overlay or underlay): IPv6 on, nodes forward it
+SYSCTLS_NODE6 = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 
 
 def existing(name: str) -> list[str]:
@@ -69,11 +71,11 @@ def _build(topo: Topology) -> None:
     for node in topo.nodes:
         ns, host = topo.ns(node), topo.host_ns(node)
         nat = topo.nat_of(node)
-        netns.add(ns, *SYSCTLS_NODE)
+        netns.add(ns, *(SYSCTLS_NODE6 if topo.ipv6 else SYSCTLS_NODE))
         port_ns, port_bridge = (br, BRIDGE) if nat is None else (topo.nat_ns(nat), NAT_BRIDGE)
         ip("link", "add", UL, "address", node.mac, "type", "veth", "peer", "name", node.name,
            "netns", port_ns, ns=ns)
-        ip("addr", "add", str(node.underlay), "dev", UL, ns=ns)
+        netns.addr(ns, UL, str(node.underlay))
         ip("link", "set", UL, "up", ns=ns)
         ip("link", "set", node.name, "master", port_bridge, "up", ns=port_ns)
         if nat is None:
@@ -86,14 +88,17 @@ def _build(topo: Topology) -> None:
         else:
             netns.neigh(ns, UL, str(nat.inside.ip), nat.inside_mac)
             ip("route", "add", "default", "via", str(nat.inside.ip), "dev", UL, ns=ns)
-        netns.add(host, *SYSCTLS_QUIET)
+        netns.add(host, *(() if topo.ipv6 else SYSCTLS_QUIET))
         ip("link", "add", LAN_IF, "type", "veth", "peer", "name", HOST_IF, "netns", host,
            ns=ns)
-        ip("addr", "add", str(node.router), "dev", LAN_IF, ns=ns)
+        for router, lan_host in zip(node.routers(), node.hosts()):
+            netns.addr(ns, LAN_IF, str(router))
+            netns.addr(host, HOST_IF, str(lan_host))
         ip("link", "set", LAN_IF, "up", ns=ns)
-        ip("addr", "add", str(node.host), "dev", HOST_IF, ns=host)
         ip("link", "set", HOST_IF, "up", ns=host)
-        ip("route", "add", "default", "via", str(node.router.ip), ns=host)
+        for router in node.routers():
+            ip(f"-{router.version}", "route", "add", "default", "via", str(router.ip),
+               ns=host)
     with netns.in_netns(br):
         attach_pass([n.name for n in topo.nodes if not n.nat] + [d.name for d in topo.nats])
     for nat in topo.nats:
@@ -121,5 +126,5 @@ def add_routes(topo: Topology, tunnel: str) -> None:
     """The lab's static routes on each node's overlay interface (see topology.routes)."""
     for node in topo.nodes:
         for prefix, via in topo.routes(node):
-            netns.ip("route", "replace", str(prefix), "via", str(via), "dev", tunnel,
-                     "onlink", ns=topo.ns(node))
+            netns.ip(f"-{prefix.version}", "route", "replace", str(prefix), "via", str(via),
+                     "dev", tunnel, "onlink", ns=topo.ns(node))

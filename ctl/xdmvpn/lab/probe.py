@@ -46,21 +46,35 @@ def classify(received: bool, hub_delta: int, hub_endpoint: bool) -> str | None:
     return "direct" if hub_delta <= 0 else "hub" if hub_delta >= 2 else "mixed"
 
 
+def family_of(topo: Topology, family: str | None) -> int:
+    """`lab ping --family`: 4 or 6 (default: the lab's first overlay family)."""
+    if family is None:
+        return topo.families[0]
+    version = {"ipv4": 4, "ipv6": 6}.get(family)
+    if version not in topo.families:
+        raise XdmvpnError(f"--family {family}: the lab runs {topo.family} (xdmvpn lab up "
+                          "--family ipv4|ipv6|dual)")
+    return version
+
+
 def ping(topo: Topology, a: Node, b: Node, count: int, interval: float,
-         timeout: float = 1.0) -> Iterator[dict]:
-    """One echo at a time from a's LAN host to b's; yields a result per packet as it ends."""
+         timeout: float = 1.0, family: int | None = None) -> Iterator[dict]:
+    """One echo at a time from a's LAN host to b's (of the overlay family `family`, the
+    lab's first by default); yields a result per packet as it ends."""
     if a is b:
         raise XdmvpnError(f"ping {a.name} {b.name}: give two different nodes")
+    family = family or topo.families[0]
+    src, dst = a.host_of(family).ip, b.host_of(family).ip
     hub_end = topo.hub in (a, b)
-    pinger = Pinger(topo.host_ns(a))
+    pinger = Pinger(topo.host_ns(a), family)
     try:
         for seq in range(1, count + 1):
             if seq > 1:
                 time.sleep(interval)
             before = None if hub_end else hub_passes(topo)
-            rtt = pinger.echo(str(b.host.ip), seq, timeout)
+            rtt = pinger.echo(str(dst), seq, timeout)
             delta = 0 if hub_end else hub_passes(topo) - before
-            yield {"seq": seq, "src": str(a.host.ip), "dst": str(b.host.ip),
+            yield {"seq": seq, "src": str(src), "dst": str(dst),
                    "received": rtt is not None,
                    "rtt_ms": None if rtt is None else round(rtt, 3),
                    "hub_forwarded": delta, "path": classify(rtt is not None, delta, hub_end)}
@@ -70,7 +84,9 @@ def ping(topo: Topology, a: Node, b: Node, count: int, interval: float,
 
 def summary(a: Node, b: Node, results: list[dict]) -> dict:
     paths = [r["path"] for r in results]
-    return {"from": a.name, "to": b.name, "src": str(a.host.ip), "dst": str(b.host.ip),
+    first = results[0] if results else {}
+    src, dst = first.get("src", str(a.host.ip)), first.get("dst", str(b.host.ip))
+    return {"from": a.name, "to": b.name, "src": src, "dst": dst,
             "sent": len(results), "received": sum(r["received"] for r in results),
             "via_hub": paths.count("hub"), "direct": paths.count("direct"),
             "mixed": paths.count("mixed")}
@@ -96,8 +112,9 @@ def node_status(topo: Topology, node: Node) -> dict:
     """Daemon (pid, answers), NHS states (spokes), registered peers (hub), shortcuts."""
     pid = runner.pid_of(topo, node)
     row = {"node": node.name, "role": node.role, "namespace": topo.ns(node),
-           "underlay": str(node.underlay.ip), "tunnel": str(node.overlay.ip),
-           "lan": str(node.lan), "pid": pid, "running": pid is not None, "answers": False,
+           "underlay": str(node.underlay.ip),
+           "tunnel": " ".join(str(a.ip) for a in node.overlays),
+           "lan": " ".join(str(n) for n in node.lans), "pid": pid, "running": pid is not None, "answers": False,
            "nhs": None, "registered": None, "shortcuts": None}
     if pid is None:
         return row

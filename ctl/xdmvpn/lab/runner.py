@@ -140,7 +140,7 @@ def wait_ready(topo: Topology, procs: dict[str, subprocess.Popen], timeout: floa
 def wait_routes(topo: Topology, timeout: float = 5.0) -> None:
     """Until the hub's data plane carries every spoke LAN (the daemon mirrors the routes
     the lab adds); skipped when its stats have no "prefixes"."""
-    want = {str(s.lan) for s in topo.spokes}
+    want = {str(lan) for s in topo.spokes for lan in s.lans}
     deadline = time.monotonic() + timeout
     while True:
         stats = request(topo.socket(topo.hub), {"cmd": "stats"}, timeout=2.0)

@@ -25,17 +25,31 @@ underlay; inside, every NAT device uses the same private network 192.168.1.0/24 
 routers do), itself at .1, and the k-th spoke of its group (1..) at .(10+k), default route via
 .1. So spokes behind different NAT devices claim the same NBMA address (192.168.1.11 for the
 first of each group): only the post-NAT address tells them apart.
+
+IPv6 (``family`` "ipv6" or "dual": the overlay and LANs; ``nbma`` 6: the underlay), the
+same host numbers (spoke i is ::(10+i), in hex) in these prefixes:
+
+=================  ============================  ==============================
+underlay (NBMA)    2001:db8:ff::1/64             2001:db8:ff::(10+i)/64
+overlay (tunnel)   2001:db8:100::1/64            2001:db8:100::(10+i)/64
+LAN                2001:db8:1:0::/64             2001:db8:1:i::/64
+routes             each LAN via spoke i          2001:db8:1::/48 via 2001:db8:100::1
+=================  ============================  ==============================
+
+A dual-stack lab runs both overlays on one tunnel (IPv4 first): one registration per
+family, shortcuts per family.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 
 from ..config import (SOCKET_DIR, ControlConfig, IpsecConfig, MetricsConfig, NhrpConfig,
                       NhsConfig, NodeConfig, TunnelConfig, loads, render_toml)
 from ..errors import XdmvpnError
+from ..inet import IPAddress, IPInterface, IPNetwork
 from ..ipsec.charon import default_socket as charon_socket
 
 DEFAULT_NAME = "lab"
@@ -47,6 +61,12 @@ STATE_ROOT = SOCKET_DIR           # /run/xdmvpn: configs, logs, pid files under 
 UNDERLAY = IPv4Network("192.0.2.0/24")
 OVERLAY = IPv4Network("172.16.0.0/24")
 LANS = IPv4Network("10.0.0.0/16")
+UNDERLAY6 = IPv6Network("2001:db8:ff::/64")
+OVERLAY6 = IPv6Network("2001:db8:100::/64")
+LANS6 = IPv6Network("2001:db8:1::/48")
+#: --family: the overlay families (the first is the primary); --nbma: the underlay's
+FAMILIES = {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}
+NBMA_FAMILIES = {"ipv4": 4, "ipv6": 6}
 SPOKE_OFFSET = 10                 # spoke i is .10+i on the underlay and the overlay
 HOST = 10                         # the host on each LAN is .10, the router .1
 NAT_OUTSIDE = 100                 # NAT device n is .100+n on the underlay
@@ -74,29 +94,56 @@ _NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 class Node:
     name: str                     # "hub", "spoke1", ...
     index: int                    # 0 for the hub, i for spoke i
-    underlay: IPv4Interface
-    overlay: IPv4Interface
-    lan: IPv4Network
+    underlay: IPInterface
+    overlays: tuple[IPInterface, ...]      # one per overlay family, the primary first
+    lans: tuple[IPNetwork, ...]            # likewise
     nat: int = 0                  # behind NAT device nat (1..), 0: on the underlay itself
+
+    @property
+    def overlay(self) -> IPInterface:
+        return self.overlays[0]
+
+    @property
+    def lan(self) -> IPNetwork:
+        return self.lans[0]
 
     @property
     def role(self) -> str:
         return "hub" if self.index == 0 else "spoke"
 
-    @property
-    def router(self) -> IPv4Interface:
-        """The node's own address on its LAN."""
-        return IPv4Interface(f"{self.lan[1]}/{self.lan.prefixlen}")
+    def overlay_of(self, family: int) -> IPInterface:
+        return next(a for a in self.overlays if a.version == family)
+
+    def lan_of(self, family: int) -> IPNetwork:
+        return next(n for n in self.lans if n.version == family)
+
+    def routers(self) -> list[IPInterface]:
+        """The node's own addresses on its LAN (one per family)."""
+        return [_interface(lan[1], lan) for lan in self.lans]
+
+    def hosts(self) -> list[IPInterface]:
+        """The LAN host's addresses (one per family)."""
+        return [_interface(lan[HOST], lan) for lan in self.lans]
 
     @property
-    def host(self) -> IPv4Interface:
-        """The LAN host's address: what `lab ping` pings from and to."""
-        return IPv4Interface(f"{self.lan[HOST]}/{self.lan.prefixlen}")
+    def router(self) -> IPInterface:
+        """The node's own address on its LAN (the primary family's)."""
+        return self.routers()[0]
+
+    @property
+    def host(self) -> IPInterface:
+        """The LAN host's address: what `lab ping` pings from and to (primary family)."""
+        return self.hosts()[0]
+
+    def host_of(self, family: int) -> IPInterface:
+        return next(h for h in self.hosts() if h.version == family)
 
     @property
     def mac(self) -> str:
         """A fixed MAC on the underlay, so that neighbour entries can be written ahead."""
-        return "02:00:c0:00:02:%02x" % (SPOKE_OFFSET + self.index if self.index else 1)
+        if self.nat:          # behind a NAT device: the private addresses repeat
+            return "02:00:c0:00:02:%02x" % (SPOKE_OFFSET + self.index)
+        return "02:00:c0:00:02:%02x" % int(self.underlay.ip.packed[-1])
 
     @property
     def gateway(self) -> IPv4Address | None:
@@ -123,11 +170,26 @@ class NatDevice:
         return "02:00:c0:a8:01:01"
 
 
+def _interface(addr: IPAddress, net: IPNetwork) -> IPInterface:
+    return (IPv4Interface if addr.version == 4 else IPv6Interface)(f"{addr}/{net.prefixlen}")
+
+
 @dataclass(frozen=True)
 class Topology:
     name: str
     nodes: tuple[Node, ...]
     nats: tuple[NatDevice, ...] = ()
+    family: str = "ipv4"          # --family: ipv4, ipv6 or dual (the overlay)
+    nbma: str = "ipv4"            # --nbma: ipv4 or ipv6 (the underlay)
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return FAMILIES[self.family]
+
+    @property
+    def ipv6(self) -> bool:
+        """Does any link of the lab carry IPv6 (else IPv6 stays off, no chatter)?"""
+        return self.family != "ipv4" or self.nbma != "ipv4"
 
     @property
     def hub(self) -> Node:
@@ -192,11 +254,15 @@ class Topology:
     def pid_path(self, node: Node) -> str:
         return f"{self.state_dir}/{node.name}.pid"
 
-    def routes(self, node: Node) -> list[tuple[IPv4Network, IPv4Address]]:
+    def routes(self, node: Node) -> list[tuple[IPNetwork, IPAddress]]:
         """(prefix, gateway on the overlay) the lab adds on the node's tunnel interface."""
-        if node.role == "hub":
-            return [(s.lan, s.overlay.ip) for s in self.spokes]
-        return [(LANS, self.hub.overlay.ip)]
+        out: list[tuple[IPNetwork, IPAddress]] = []
+        for f in self.families:
+            if node.role == "hub":
+                out += [(s.lan_of(f), s.overlay_of(f).ip) for s in self.spokes]
+            else:
+                out.append((LANS if f == 4 else LANS6, self.hub.overlay_of(f).ip))
+        return out
 
     def exec_targets(self) -> dict[str, str]:
         """What `lab exec` accepts: node, node-host and underlay -> namespace."""
@@ -207,7 +273,8 @@ class Topology:
         return out
 
     def to_dict(self) -> dict:
-        out: dict = {"name": self.name, "spokes": len(self.spokes)}
+        out: dict = {"name": self.name, "spokes": len(self.spokes), "family": self.family,
+                     "nbma": self.nbma}
         if self.nats:
             out["nat"] = [list(d.spokes) for d in self.nats]
         return out
@@ -248,12 +315,20 @@ def parse_nat(groups: list[str] | None) -> tuple[tuple[int, ...], ...]:
 
 
 def plan(spokes: int = DEFAULT_SPOKES, name: str = DEFAULT_NAME,
-         nat: tuple[tuple[int, ...], ...] = ()) -> Topology:
-    """A hub and `spokes` spokes, addressed as in the module docstring; each group of
-    spoke indexes in `nat` behind a NAT device of its own."""
+         nat: tuple[tuple[int, ...], ...] = (), family: str = "ipv4",
+         nbma: str = "ipv4") -> Topology:
+    """A hub and `spokes` spokes, addressed as in the module docstring, with the overlay
+    families `family` (ipv4, ipv6, dual) over an underlay of family `nbma` (ipv4, ipv6);
+    each group of spoke indexes in `nat` behind a NAT device of its own (IPv4 underlay)."""
     check_name(name)
     if not 1 <= spokes <= MAX_SPOKES:
         raise XdmvpnError(f"--spokes must be 1..{MAX_SPOKES}, got {spokes}")
+    if family not in FAMILIES:
+        raise XdmvpnError(f"--family must be ipv4, ipv6 or dual, got {family!r}")
+    if nbma not in NBMA_FAMILIES:
+        raise XdmvpnError(f"--nbma must be ipv4 or ipv6, got {nbma!r}")
+    if nat and nbma != "ipv4":
+        raise XdmvpnError("--nat needs an IPv4 underlay (NAT44): leave out --nbma ipv6")
     if len(nat) > MAX_NATS:
         raise XdmvpnError(f"at most {MAX_NATS} NAT devices, got {len(nat)}")
     behind: dict[int, tuple[int, int]] = {}          # spoke -> (NAT device, place in it)
@@ -268,18 +343,31 @@ def plan(spokes: int = DEFAULT_SPOKES, name: str = DEFAULT_NAME,
     def node(index: int) -> Node:
         host = 1 if index == 0 else SPOKE_OFFSET + index
         device, k = behind.get(index, (0, 0))
-        underlay = (IPv4Interface(f"{NAT_INSIDE[SPOKE_OFFSET + k]}/{NAT_INSIDE.prefixlen}")
-                    if device else IPv4Interface(f"{UNDERLAY[host]}/{UNDERLAY.prefixlen}"))
-        return Node(
-            name="hub" if index == 0 else f"spoke{index}", index=index, underlay=underlay,
-            overlay=IPv4Interface(f"{OVERLAY[host]}/{OVERLAY.prefixlen}"),
-            lan=IPv4Network(f"{LANS[index * 256]}/24"), nat=device)
+        underlay: IPInterface
+        if device:
+            underlay = IPv4Interface(f"{NAT_INSIDE[SPOKE_OFFSET + k]}/{NAT_INSIDE.prefixlen}")
+        elif nbma == "ipv4":
+            underlay = IPv4Interface(f"{UNDERLAY[host]}/{UNDERLAY.prefixlen}")
+        else:
+            underlay = IPv6Interface(f"{UNDERLAY6[host]}/{UNDERLAY6.prefixlen}")
+        overlays: list[IPInterface] = []
+        lans: list[IPNetwork] = []
+        for f in FAMILIES[family]:
+            if f == 4:
+                overlays.append(IPv4Interface(f"{OVERLAY[host]}/{OVERLAY.prefixlen}"))
+                lans.append(IPv4Network(f"{LANS[index * 256]}/24"))
+            else:
+                overlays.append(IPv6Interface(f"{OVERLAY6[host]}/{OVERLAY6.prefixlen}"))
+                lans.append(IPv6Network(f"{LANS6[index << 64]}/64"))
+        return Node(name="hub" if index == 0 else f"spoke{index}", index=index,
+                    underlay=underlay, overlays=tuple(overlays), lans=tuple(lans),
+                    nat=device)
     nats = tuple(NatDevice(
         name=f"nat{n}", index=n,
         outside=IPv4Interface(f"{UNDERLAY[NAT_OUTSIDE + n]}/{UNDERLAY.prefixlen}"),
         inside=IPv4Interface(f"{NAT_INSIDE[1]}/{NAT_INSIDE.prefixlen}"), spokes=group)
         for n, group in enumerate(nat, 1))
-    return Topology(name, tuple(node(i) for i in range(spokes + 1)), nats)
+    return Topology(name, tuple(node(i) for i in range(spokes + 1)), nats, family, nbma)
 
 
 def node_config(topo: Topology, node: Node, target: str = "netns",
@@ -288,14 +376,16 @@ def node_config(topo: Topology, node: Node, target: str = "netns",
         raise XdmvpnError(f"unknown target {target!r} (netns or vagrant)")
     if topo.nats and target != "netns":
         raise XdmvpnError("NAT devices exist only in the namespace lab (target netns)")
-    tunnel = TunnelConfig(address=node.overlay, source_interface=UNDERLAY_IF[target],
-                          name=TUNNEL, source_address=node.underlay.ip, key=GRE_KEY)
+    tunnel = TunnelConfig(address=node.overlays[0], source_interface=UNDERLAY_IF[target],
+                          name=TUNNEL, source_address=node.underlay.ip, key=GRE_KEY,
+                          other_address=node.overlays[1] if len(node.overlays) > 1 else None)
     hub = node.role == "hub"
     nhrp = NhrpConfig(
         holdtime=HOLDTIME, authentication=SECRET, redirect=hub, shortcut=not hub,
         multicast=("dynamic",) if hub else ("nhs",),
-        nhs=() if hub else (NhsConfig(tunnel_ip=topo.hub.overlay.ip,
-                                      nbma=topo.hub.underlay.ip),))
+        # one registration per overlay family, as Cisco and FRR send
+        nhs=() if hub else tuple(NhsConfig(tunnel_ip=a.ip, nbma=topo.hub.underlay.ip)
+                                 for a in topo.hub.overlays))
     # On VMs bpffs and /run are the VM's own: the defaults (instance dmvpn0) fit there.
     instance = topo.instance(node) if target == "netns" else TUNNEL
     control = ControlConfig(socket=f"{SOCKET_DIR}/{instance}.sock", instance=instance)
