@@ -17,6 +17,7 @@ BENCHES = {
     "control": "xdmvpn_bench.control",
     "dataplane": "xdmvpn_bench.dataplane",
     "fuzz": "xdmvpn_bench.fuzz",
+    "startup": "xdmvpn_bench.startup",
 }
 
 EXAMPLES = """\
@@ -30,6 +31,8 @@ examples:
       checked), hub hairpin vs kernel forwarding, verifier figures (root)
   xdmvpn bench fuzz --json
       the NHRP fuzzer's figures (see bench/xdmvpn_bench/fuzz.py)
+  xdmvpn bench startup --json
+      a hub's start-up time (loader child: compile, load) and idle RSS (root)
   bench/run
       every benchmark of the repository in turn, JSON on each one's last line"""
 
