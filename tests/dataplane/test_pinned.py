@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,8 +97,8 @@ def test_pinned_tables_and_bcc_see_the_same_maps(pinned):
         got = {str(x.prefix): x for x in m.mappings()}["10.0.0.3/32"]
         assert (got.packets, got.bytes, got.last_used_ns) == (
             n * (n + 1) // 2, 100 * n * (n + 1) // 2, 6 + n)
-        theirs.remove_mapping("10.0.0.3")
-        assert m.mappings() == []
+        m.remove_mapping("10.0.0.3")             # (the controller is the only writer)
+        assert theirs.mappings() == []
     finally:
         bcc_mod.cleanup()
     m.remove_prefix("192.168.3.0/24")
@@ -171,3 +173,47 @@ def test_without_a_pin_dir_or_pins_the_errors_are_one_line(tmp_path):
         open_programs(tmp_path)
     with pytest.raises(XdmvpnError, match="no map xdmvpn_nothing"):
         PinnedModule(tmp_path)[b"xdmvpn_nothing"]
+
+
+TRY = ("import sys\n"
+       "from xdmvpn.dataplane import build, loader, pinned\n"
+       "from xdmvpn.errors import XdmvpnError\n"
+       "try:\n"
+       "    if sys.argv[1] == 'open':\n"
+       "        pinned.PinnedModule(sys.argv[2])[b'xdmvpn_peers']\n"
+       "    else:\n"
+       "        loader.load(build.DataplaneConfig(pin_dir=sys.argv[2]))\n"
+       "    print('no error')\n"
+       "except XdmvpnError as exc:\n"
+       "    print(exc)\n")
+
+
+def without_privileges(setpriv: list[str], step: str, pin: Path) -> str:
+    """What step prints (one line) in a process started through setpriv."""
+    proc = subprocess.run(
+        ["setpriv", *setpriv, sys.executable, "-c", TRY, step, str(pin)],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(Path(loader.__file__).parents[2])))
+    assert proc.stderr == "" and proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1, proc.stdout
+    return proc.stdout.strip()
+
+
+@pytest.mark.root
+def test_without_cap_bpf_the_loader_fails_with_one_line():
+    """root without CAP_BPF and CAP_SYS_ADMIN (dropped from the bounding set): the child
+    cannot create the maps."""
+    pin = attach.BPFFS / "xdmvpn" / f"xdt-nocap-{os.getpid()}"
+    try:
+        line = without_privileges(["--bounding-set=-bpf,-sys_admin,-perfmon"], "load", pin)
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    assert line.startswith("BPF compile failed: ") and "ermitted" in line, line
+
+
+@pytest.mark.root
+def test_a_pin_this_user_may_not_open_is_one_line(pinned):
+    line = without_privileges(["--reuid=65534", "--regid=65534", "--clear-groups"], "open",
+                              pinned.pin)
+    assert line == (f"cannot open {pinned.pin}/xdmvpn_peers: permission denied (needs root "
+                    "or CAP_BPF)")

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .. import config as config_mod
 from .. import control, show
@@ -26,8 +26,6 @@ from ..engine.registration_client import NhcState
 from ..engine.node import Node
 from ..engine.params import NodeParams, from_config
 from ..errors import XdmvpnError
-from ..exporter import server as metrics_server
-from ..exporter.server import MetricsServer
 from ..ipsec.kernel import esp_missing
 from ..ipsec.peers import IpsecPeers
 from ..transport import GreSocket
@@ -36,6 +34,9 @@ from .effects import LiveEffects
 from .events import ring_epoll_fd
 from .mirror import DataplaneMirror
 from .routes import KernelRoutes, NetlinkThread, ensure_address, first_ipv4
+
+if TYPE_CHECKING:
+    from ..exporter.server import MetricsServer
 
 log = logging.getLogger("xdmvpn")
 
@@ -214,7 +215,11 @@ class Daemon:
             self._teardown(purge=False)
             raise
         try:
-            metrics = metrics_server.start(self.cfg.metrics, self)
+            metrics = None
+            if self.cfg.metrics.listen is not None:
+                # prometheus_client (~3.5 MB resident) only in a daemon that serves metrics
+                from ..exporter import server as metrics_server
+                metrics = metrics_server.start(self.cfg.metrics, self)
         except BaseException:
             server.close()
             self._teardown(purge=False)

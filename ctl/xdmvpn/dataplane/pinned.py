@@ -51,9 +51,9 @@ def open_pin(path: Path) -> int:
         if exc.errno == errno.ENOENT:
             raise XdmvpnError(f"{path} is not pinned: is bpffs mounted at /sys/fs/bpf and "
                               "the data plane loaded?") from None
-        if exc.errno == errno.EPERM:
-            raise XdmvpnError(f"cannot open {path}: operation not permitted (needs root or "
-                              "CAP_BPF)") from None
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            why = os.strerror(exc.errno).lower()
+            raise XdmvpnError(f"cannot open {path}: {why} (needs root or CAP_BPF)") from None
         raise XdmvpnError(f"cannot open {path}: {exc.strerror}") from None
 
 
