@@ -170,8 +170,7 @@ def ring_epoll_fd(manager: int) -> int | None:
 
 
 def check(rc: int, what: str) -> int:
-    """rc, or an OSError(errno) when libbpf said no (it returns -errno)."""
+    """rc, or an OSError(errno) when libbpf said no (libbpf 1.x returns -errno)."""
     if rc < 0:
-        err = -rc if rc != -1 else (_c.get_errno() or 1)
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
     return rc

@@ -83,8 +83,8 @@ class PinnedTable:
                               f"are {self.spec.key_size}")
         return key
 
-    def _fail(self, what: str, exc: OSError) -> XdmvpnError:
-        return XdmvpnError(f"{self.name}: {what} failed: {exc.strerror}")
+    def _fail(self, what: str, err: int) -> XdmvpnError:
+        return XdmvpnError(f"{self.name}: {what} failed: {os.strerror(err)}")
 
     # ---- single elements ------------------------------------------------------------------
     def __getitem__(self, key) -> Any:
@@ -92,12 +92,9 @@ class PinnedTable:
         rc = libbpf.function("bpf_map_lookup_elem")(self.fd, ctypes.byref(self._key(key)),
                                                       ctypes.byref(value))
         if rc < 0:
-            if -rc == errno.ENOENT or (rc == -1 and ctypes.get_errno() == errno.ENOENT):
+            if -rc == errno.ENOENT:
                 raise KeyError(key)
-            try:
-                libbpf.check(rc, "lookup")
-            except OSError as exc:
-                raise self._fail("lookup", exc) from None
+            raise self._fail("lookup", -rc)
         return value
 
     def get(self, key, default=None) -> Any:
@@ -112,10 +109,8 @@ class PinnedTable:
                               f"map's are {self._value_size}")
         rc = libbpf.function("bpf_map_update_elem")(self.fd, ctypes.byref(self._key(key)),
                                                       ctypes.byref(value), BPF_ANY)
-        try:
-            libbpf.check(rc, "update")
-        except OSError as exc:
-            raise self._fail("update", exc) from None
+        if rc < 0:
+            raise self._fail("update", -rc)
 
     def __delitem__(self, key) -> None:
         k = self._key(key)
@@ -124,10 +119,9 @@ class PinnedTable:
             return
         rc = libbpf.function("bpf_map_delete_elem")(self.fd, ctypes.byref(k))
         if rc < 0:
-            err = -rc if rc != -1 else ctypes.get_errno()
-            if err == errno.ENOENT:
+            if -rc == errno.ENOENT:
                 raise KeyError(key)
-            raise self._fail("delete", OSError(err, os.strerror(err)))
+            raise self._fail("delete", -rc)
 
     # ---- iteration --------------------------------------------------------------------------
     def keys(self) -> Iterator[Any]:
@@ -174,7 +168,7 @@ class PinnedTable:
             count = ctypes.c_uint32(BATCH)
             rc = lookup(self.fd, None if first else ctypes.byref(token_in),
                         ctypes.byref(token_out), keys, values, ctypes.byref(count), None)
-            err = 0 if rc >= 0 else (-rc if rc != -1 else ctypes.get_errno())
+            err = max(-rc, 0)
             if err and err != errno.ENOENT:
                 raise OSError(err, os.strerror(err))
             for i in range(count.value):
