@@ -28,7 +28,7 @@ from pathlib import Path
 
 from xdmvpn.errors import XdmvpnError
 
-from .control import _env_int, need_root
+from .control import _env_int
 from .ctl.lab import Lab, hub_config, rss_bytes
 
 GOAL_IDLE_RSS_BYTES = 40 << 20
@@ -80,7 +80,8 @@ def one_startup(idle_s: float) -> dict:
 
 
 def run(args) -> dict:
-    need_root()
+    if os.geteuid() != 0:
+        raise XdmvpnError("bench startup needs root (network namespaces, BPF)")
     runs = _env_int("XDMVPN_BENCH_RUNS", 3)
     idle_s = float(os.environ.get("XDMVPN_BENCH_IDLE_S") or 2.0)
     if not 1 <= runs <= 20:
