@@ -18,6 +18,7 @@ BENCHES = {
     "dataplane": "xdmvpn_bench.dataplane",
     "flood": "xdmvpn_bench.flood",
     "fuzz": "xdmvpn_bench.fuzz",
+    "startup": "xdmvpn_bench.startup",
 }
 
 EXAMPLES = """\
@@ -34,6 +35,8 @@ examples:
       frames): flood rate, a spoke's reply p50/p99, state the flood created (root)
   xdmvpn bench fuzz --json
       the NHRP fuzzer's figures (see bench/xdmvpn_bench/fuzz.py)
+  xdmvpn bench startup --json
+      a hub's start-up time (loader child: compile, load) and idle RSS (root)
   bench/run
       every benchmark of the repository in turn, JSON on each one's last line"""
 

@@ -15,7 +15,7 @@ import signal
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .. import config as config_mod
 from .. import control, show
@@ -26,8 +26,6 @@ from ..engine.params import NodeParams, stack_from_config
 from ..engine.stack import Stack
 from ..inet import IPAddress
 from ..errors import XdmvpnError
-from ..exporter import server as metrics_server
-from ..exporter.server import MetricsServer
 from ..ipsec.kernel import esp_missing
 from ..ipsec.peers import IpsecPeers
 from ..mmsg import SendBatch
@@ -38,6 +36,9 @@ from .events import ring_epoll_fd
 from .mirror import DataplaneMirror
 from .receive import GreReceiver
 from .routes import KernelRoutes, NetlinkThread, ensure_address, first_address
+
+if TYPE_CHECKING:
+    from ..exporter.server import MetricsServer
 
 log = logging.getLogger("xdmvpn")
 
@@ -202,7 +203,11 @@ class Daemon:
             pin_name=self.cfg.control.instance,
             ipsec=ipsec is not None and ipsec.required,
             esp_rx=ipsec is not None and esp_missing() is None).start)
-        assert dp.maps is not None          # start() opened them
+        assert dp.maps is not None and dp.loaded is not None     # start() opened them
+        ld = dp.loaded
+        log.info("data plane compiled and loaded by a child process in %.2f s (compile "
+                 "%.2f s, load %.2f s, child peak RSS %d MB); maps reached through their pins",
+                 ld.child_s, ld.compile_s, ld.load_s, ld.child_rss_bytes >> 20)
         own6 = t.address_of(6)
         if own6 is not None:
             dp.maps.set_overlay_address6(own6.ip)    # the source of Packet Too Big
@@ -256,7 +261,11 @@ class Daemon:
             self._teardown(purge=False)
             raise
         try:
-            metrics = metrics_server.start(self.cfg.metrics, self)
+            metrics = None
+            if self.cfg.metrics.listen is not None:
+                # prometheus_client (~3.5 MB resident) only in a daemon that serves metrics
+                from ..exporter import server as metrics_server
+                metrics = metrics_server.start(self.cfg.metrics, self)
         except BaseException:
             server.close()
             self._teardown(purge=False)

@@ -53,32 +53,36 @@ def mac_of(name: str) -> str:
     return link.get_attr("IFLA_ADDRESS")
 
 
-def attach_xdp(ifname: str, fn, mode: str = "native") -> str:
-    """Attach (or atomically replace) an XDP program.  Returns the mode used."""
-    from bcc import BPF
+def _xdp_attach(ifname: str, fd: int, flags: int) -> None:
+    """Attach (fd >= 0, replacing what is there in that mode) or detach (fd -1) through
+    libbpf: the daemon does it without bcc."""
+    rc = libbpf.function("bpf_xdp_attach")(ifindex(ifname), fd, flags, None)
+    libbpf.check(rc, f"XDP on {ifname}")
 
+
+def attach_xdp(ifname: str, fn, mode: str = "native") -> str:
+    """Attach (or atomically replace) an XDP program (anything with .fd: a pinned
+    program or a bcc function).  Returns the mode used."""
     if mode == "native":
         try:
-            BPF.attach_xdp(ifname.encode(), fn, XDP_FLAGS_DRV_MODE)
+            _xdp_attach(ifname, fn.fd, XDP_FLAGS_DRV_MODE)
             return "native"
-        except Exception as exc:  # bcc raises bare Exception
+        except OSError as exc:
             log.warning("native XDP impossible on %s (%s): falling back to generic XDP, "
-                        "which is much slower", ifname, exc)
+                        "which is much slower", ifname, exc.strerror)
     try:
-        BPF.attach_xdp(ifname.encode(), fn, XDP_FLAGS_SKB_MODE)
-    except Exception as exc:
-        raise XdmvpnError(f"cannot attach XDP to {ifname}: {exc}; does the kernel have "
-                          "CONFIG_XDP_SOCKETS/BPF and is the interface up?") from exc
+        _xdp_attach(ifname, fn.fd, XDP_FLAGS_SKB_MODE)
+    except OSError as exc:
+        raise XdmvpnError(f"cannot attach XDP to {ifname}: {exc.strerror}; does the kernel "
+                          "have CONFIG_XDP_SOCKETS/BPF and is the interface up?") from None
     return "generic"
 
 
 def detach_xdp(ifname: str) -> None:
-    from bcc import BPF
-
     for flags in (XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE):
         try:
-            BPF.remove_xdp(ifname.encode(), flags)
-        except Exception:  # nothing attached in that mode
+            _xdp_attach(ifname, -1, flags)
+        except (OSError, XdmvpnError):  # nothing attached in that mode, or no interface
             pass
 
 
@@ -262,8 +266,14 @@ def check_pins(tunnel: str) -> None:
 
 
 def remove_pins(tunnel: str) -> None:
+    """The tunnel's pinned maps and programs (<pin dir>/progs/), and the directory."""
     d = pin_dir(tunnel)
     if d.exists():
         for p in d.iterdir():
-            p.unlink()
+            if p.is_dir():
+                for q in p.iterdir():
+                    q.unlink()
+                p.rmdir()
+            else:
+                p.unlink()
         d.rmdir()

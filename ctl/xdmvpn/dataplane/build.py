@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import ipaddress
 import os
 import re
@@ -190,8 +191,9 @@ def local_nbma_pair(local_nbma, local_nbma6=None) -> tuple[
     return first, second
 
 
-def check_environment() -> None:
-    """One-line errors for the usual reasons bcc cannot work here."""
+def check_environment(bcc: bool = True) -> None:
+    """One-line errors for the usual reasons bcc cannot work here; bcc=False: whether
+    it is installed, without importing it (for a process that compiles in a child)."""
     if os.geteuid() != 0:
         raise XdmvpnError("the data plane needs root (BPF programs, XDP, tc): run as root")
     release = os.uname().release
@@ -201,13 +203,17 @@ def check_environment() -> None:
             f"kernel headers missing for {release}: install linux-headers-amd64 and link "
             f"/lib/modules/{release}/build and .../source to /usr/src/linux-headers-*"
         )
+    missing = (
+        "bcc is not importable: apt-get install python3-bpfcc and run with "
+        "/usr/bin/python3 or a venv made with --system-site-packages")
+    if not bcc:
+        if importlib.util.find_spec("bcc") is None:
+            raise XdmvpnError(missing)
+        return
     try:
         import bcc  # noqa: F401
     except ImportError as exc:
-        raise XdmvpnError(
-            "bcc is not importable: apt-get install python3-bpfcc and run with "
-            "/usr/bin/python3 or a venv made with --system-site-packages"
-        ) from exc
+        raise XdmvpnError(missing) from exc
 
 
 @contextlib.contextmanager

@@ -10,6 +10,10 @@ up here with its prototype declared once (PROTOTYPES):
   pinned(path)           a descriptor of the object pinned at path
   ring_epoll_fd(manager) the epoll descriptor of a ring-buffer manager, None without one
   update_batch(fd, keys, values, count)  BPF_MAP_UPDATE_BATCH: count entries, one call
+  check(rc, what)        an OSError for a negative return (libbpf returns -errno)
+
+The long-lived daemon reaches the pinned maps with the map calls here (see pinned.py)
+and never loads bcc; only the short-lived loader child (loader.py) compiles with it.
 
 The benchmarks bind the kernel's test-run facility (bpf_prog_test_run_opts) through
 function() too; the lab loads its two-instruction XDP pass program with it.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import XdmvpnError
 
@@ -34,26 +38,43 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_prog_load": (_c.c_int, [_c.c_int, _c.c_char_p, _c.c_char_p, _c.c_char_p,
                                  _c.c_size_t, _c.c_void_p]),
     "bpf_xdp_attach": (_c.c_int, [_c.c_int, _c.c_int, _c.c_uint32, _c.c_void_p]),
+    "bpf_xdp_detach": (_c.c_int, [_c.c_int, _c.c_uint32, _c.c_void_p]),
+    "bpf_obj_pin": (_c.c_int, [_c.c_int, _c.c_char_p]),
+    "bpf_map_lookup_elem": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p]),
+    "bpf_map_update_elem": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p, _c.c_uint64]),
+    "bpf_map_delete_elem": (_c.c_int, [_c.c_int, _c.c_void_p]),
+    "bpf_map_get_next_key": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p]),
+    "bpf_map_lookup_batch": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p, _c.c_void_p,
+                                        _c.c_void_p, _c.POINTER(_c.c_uint32), _c.c_void_p]),
     "bpf_map_update_batch": (_c.c_int, [_c.c_int, _c.c_void_p, _c.c_void_p,
                                         _c.POINTER(_c.c_uint32), _c.c_void_p]),
+    "bpf_map_delete_batch": (_c.c_int, [_c.c_int, _c.c_void_p, _c.POINTER(_c.c_uint32),
+                                        _c.c_void_p]),
+    "libbpf_num_possible_cpus": (_c.c_int, []),
+    "ring_buffer__new": (_c.c_void_p, [_c.c_int, _c.c_void_p, _c.c_void_p, _c.c_void_p]),
+    "ring_buffer__poll": (_c.c_int, [_c.c_void_p, _c.c_int]),
+    "ring_buffer__consume": (_c.c_int, [_c.c_void_p]),
+    "ring_buffer__free": (None, [_c.c_void_p]),
 }
-# libbcc exports a copy of the test-run and info calls: the last resort
+# libbcc exports a copy of the test-run and info calls: the last resort, opened only
+# when a function is in no library before it (it maps LLVM, which the daemon must not).
 LIBRARIES = ("libbpf.so.1", ctypes.util.find_library("bpf"), "libbcc.so.0")
 
-_libs: list[ctypes.CDLL] | None = None
+_libs: dict[str, ctypes.CDLL | None] = {}
 _functions: dict[str, Any] = {}
 
 
-def _loaded() -> list[ctypes.CDLL]:
-    global _libs
-    if _libs is None:
-        _libs = []
-        for name in dict.fromkeys(n for n in LIBRARIES if n):
+def _loaded() -> Iterator[ctypes.CDLL]:
+    """The libraries in LIBRARIES order, each opened when first reached."""
+    for name in dict.fromkeys(n for n in LIBRARIES if n):
+        if name not in _libs:
             try:
-                _libs.append(ctypes.CDLL(name, use_errno=True))
+                _libs[name] = ctypes.CDLL(name, use_errno=True)
             except OSError:
-                continue
-    return _libs
+                _libs[name] = None
+        lib = _libs[name]
+        if lib is not None:
+            yield lib
 
 
 def function(name: str) -> Any:
@@ -161,3 +182,10 @@ def update_batch(map_fd: int, keys, values, count: int) -> int:
         err = _c.get_errno() or -rc
         raise OSError(err, f"BPF_MAP_UPDATE_BATCH: {os.strerror(err)}")
     return int(done.value)
+
+
+def check(rc: int, what: str) -> int:
+    """rc, or an OSError(errno) when libbpf said no (libbpf 1.x returns -errno)."""
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+    return rc

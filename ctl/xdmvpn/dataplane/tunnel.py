@@ -4,6 +4,10 @@
 controller left (pinned maps, attached programs): the maps are reused, the
 programs replaced atomically, so forwarding never stops.  ``stop()`` leaves
 forwarding running (controller restart); ``destroy()`` removes it all.
+
+The programs are compiled and loaded in a short-lived child (loader.py), which pins
+maps and programs; this process reaches both through their pins (pinned.py) and never
+imports bcc, so a daemon does not keep LLVM resident.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import XdmvpnError
-from . import attach, build
-from .maps import DataplaneMaps
+from . import attach, build, loader
 from .libbpf import prog_info
+from .maps import DataplaneMaps
+from .pinned import PinnedModule, PinnedProgram, open_programs
 
 
 @dataclasses.dataclass
@@ -41,10 +46,11 @@ class TunnelDataplane:
     overlay_ipv6: bool = False     # IPv6 on the tunnel interface (an IPv6 overlay)
 
     def __post_init__(self):
-        self.module = None
+        self.module: PinnedModule | None = None
         self.maps: DataplaneMaps | None = None
-        self.progs: dict = {}
+        self.progs: dict[str, PinnedProgram] = {}
         self.xdp_used_mode: str | None = None
+        self.loaded: loader.LoadResult | None = None    # the last child's timings
 
     @property
     def pin_key(self) -> str:
@@ -84,7 +90,7 @@ class TunnelDataplane:
         )
 
     def start(self) -> "TunnelDataplane":
-        build.check_environment()
+        build.check_environment(bcc=False)      # the loader child imports it
         self.check()
         attach.ensure_bpffs()
         attach.ifindex(self.underlay)  # one-line error when missing
@@ -102,10 +108,12 @@ class TunnelDataplane:
             if self.esp_rx:                    # before anything is attached: may fail
                 attach.create_esp_rx(self.rx_name)
         cfg = self.config()
-        self.module = build.compile_bpf(cfg)
-        # Tail-call targets go into the (pinned, shared) program arrays before
-        # the new entry programs replace the old ones.
-        self.progs = build.load_programs(self.module, ipsec=self.ipsec)
+        # The child fills the tail-call targets into the (pinned, shared) program arrays
+        # before the new entry programs replace the old ones here.
+        self.loaded = loader.load(cfg)
+        pins = attach.pin_dir(self.pin_key)
+        self.progs = open_programs(pins)
+        self.module = PinnedModule(pins)
         self.maps = DataplaneMaps(self.module)
         self.maps.sync_known()       # adopted pins: NHRP admission follows the entries
         # Receiving ends first, then the programs that send to them.
@@ -125,6 +133,8 @@ class TunnelDataplane:
         """Forget the programs here; they stay attached and the maps pinned."""
         if self.module is not None:
             self.module.cleanup()
+        for prog in self.progs.values():
+            prog.close()
         self.module = None
         self.maps = None
 

@@ -1,0 +1,219 @@
+"""The programs compiled and loaded by the loader child (xdmvpn.dataplane.loader), then used
+from this process through their pins only (xdmvpn.dataplane.pinned): maps read and written
+with the bpf syscall (checked against bcc's view of the same pinned maps), per-CPU values,
+batched updates, deletes and lookups, a real trigger event through the ring buffer, and the
+child's failures as one line."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DP_MAC, LOCAL, OVL_MAC, PEER2_MAC, UL_MAC, Harness
+from xdmvpn import netns
+from xdmvpn.daemon.events import ring_epoll_fd
+from xdmvpn.dataplane import abi, attach, build, loader
+from xdmvpn.dataplane.maps import DataplaneMaps
+from xdmvpn.dataplane.pinned import PROGS_DIR, PinnedModule, open_programs
+from xdmvpn.errors import XdmvpnError
+from xdmvpn_bench import packets as P
+
+KEY = 42
+
+
+class PinnedHarness(Harness):
+    """Harness's test runs on programs the loader child made, reached through their pins."""
+
+    def __init__(self, ns: str, pin: Path, **cfg):
+        attach.ensure_bpffs()
+        self.ns, self.pin = ns, pin
+        self.config = build.DataplaneConfig(
+            local_nbma=LOCAL, pin_dir=str(pin), underlay_ifindex=netns.ifindex(ns, "ul0"),
+            overlay_ifindex=netns.ifindex(ns, "dmvpn0-dp"), overlay_mac=OVL_MAC,
+            overlay_dp_mac=DP_MAC, **cfg)
+        self.result = loader.load(self.config)
+        self.progs = open_programs(pin)
+        self.module = PinnedModule(pin)
+        self.maps = DataplaneMaps(self.module)
+
+    def close(self):
+        self.module.cleanup()
+        for p in self.progs.values():
+            p.close()
+        shutil.rmtree(self.pin, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pinned(fx_ns):
+    pin = attach.BPFFS / "xdmvpn" / f"xdt-pin-{os.getpid()}"
+    h = PinnedHarness(fx_ns, pin, gre_key=KEY, redirect=True, trigger_interval_ms=60000)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.mark.root
+def test_the_child_pins_every_program_and_map(pinned):
+    want = set(abi.XDP_PROGRAMS) | set(abi.TC_PROGRAMS)
+    assert set(pinned.result.programs) == want
+    assert {p.name for p in (pinned.pin / PROGS_DIR).iterdir()} == want
+    assert {m.name for m in abi.MAPS} <= {p.name for p in pinned.pin.iterdir()}
+    assert pinned.result.compile_s > 0 and pinned.result.child_s > pinned.result.compile_s
+    assert pinned.result.child_rss_bytes > 50 << 20     # bcc and LLVM were in the child
+
+
+@pytest.mark.root
+def test_pinned_tables_and_bcc_see_the_same_maps(pinned):
+    """Written through the syscall here, read through bcc (which adopts the pins), and back."""
+    m = pinned.maps
+    m.add_mapping("10.0.0.3", "192.0.2.3")
+    m.add_prefix("192.168.3.0/24", "192.0.2.3")
+    m.set_nhs(["192.0.2.1"])
+    m.set_multicast(["192.0.2.2", "192.0.2.3"])
+    bcc_mod = build.compile_bpf(pinned.config)
+    try:
+        theirs = DataplaneMaps(bcc_mod)
+        assert [(str(x.prefix), str(x.nbma)) for x in theirs.mappings()] == [
+            ("10.0.0.3/32", "192.0.2.3")]
+        assert [str(x.prefix) for x in theirs.prefixes()] == ["192.168.3.0/24"]
+        assert [str(a) for a in theirs.nhs()] == ["192.0.2.1"]
+        assert [str(a) for a in theirs.multicast()] == ["192.0.2.2", "192.0.2.3"]
+        assert theirs.known_peers() == m.known_peers()
+        # a per-CPU slot written by bcc, one value per CPU, summed here
+        assert m.mappings()[0].packets == 0
+        idx = m.peers[ctypes.c_uint32(abi.be32("10.0.0.3"))].stats_idx
+        stats = bcc_mod[b"xdmvpn_peer_stats"]
+        n = stats.total_cpu
+        assert n == m.stats.total_cpu
+        stats[stats.Key(idx)] = stats.Leaf(*[stats.sLeaf(i + 1, 100 * (i + 1), 7 + i)
+                                             for i in range(n)])
+        got = {str(x.prefix): x for x in m.mappings()}["10.0.0.3/32"]
+        assert (got.packets, got.bytes, got.last_used_ns) == (
+            n * (n + 1) // 2, 100 * n * (n + 1) // 2, 6 + n)
+        m.remove_mapping("10.0.0.3")             # (the controller is the only writer)
+        assert theirs.mappings() == []
+    finally:
+        bcc_mod.cleanup()
+    m.remove_prefix("192.168.3.0/24")
+    m.set_nhs([])
+    m.set_multicast([])
+    assert m.known_peers() == {}
+
+
+@pytest.mark.root
+def test_batches_write_read_and_delete_many_entries(pinned):
+    peers = pinned.maps.peers
+    n = 10_000
+    keys = [ctypes.c_uint32(abi.be32(f"10.{1 + i // 65536}.{i // 256 % 256}.{i % 256}"))
+            for i in range(n)]
+    peers.update_batch([(k, abi.Peer(nbma=i + 1, stats_idx=i + 1)) for i, k in enumerate(keys)])
+    got = {k.value: (v.nbma, v.stats_idx) for k, v in peers.items()}
+    assert got == {k.value: (i + 1, i + 1) for i, k in enumerate(keys)}
+    assert len(peers) == n
+    assert peers[keys[17]].nbma == 18
+    # a missing key among them is skipped, the rest deleted
+    assert peers.delete_batch([ctypes.c_uint32(abi.be32("10.200.0.1")), *keys]) == n
+    assert peers.items() == [] and peers.get(keys[0]) is None
+    with pytest.raises(KeyError):
+        del peers[keys[0]]
+
+
+@pytest.mark.root
+def test_a_trigger_event_through_the_pinned_ring_buffer(pinned):
+    m = pinned.maps
+    m.add_mapping("10.0.0.2", "192.0.2.2")
+    m.add_mapping("10.0.0.3", "192.0.2.3")
+    try:
+        m.events()                                       # opens it, as the daemon does
+        fd = ring_epoll_fd(pinned.module)
+        assert fd is not None and os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        inner = P.ipv4("10.0.0.2", "10.0.0.3", P.icmp_echo(), proto=1)
+        pkt = P.eth(UL_MAC, PEER2_MAC) + P.ipv4("192.0.2.2", LOCAL, P.gre(inner, key=KEY))
+        _, counters = pinned.run("xdmvpn_xdp_underlay", pkt)
+        assert counters.get("hairpin") == 1 and counters.get("trigger") == 1, counters
+        events = m.events(100)
+        assert [(e.kind, str(e.nbma_src), str(e.src), str(e.dst)) for e in events] == [
+            ("trigger", "192.0.2.2", "10.0.0.2", "10.0.0.3")]
+    finally:
+        m.remove_mapping("10.0.0.2")
+        m.remove_mapping("10.0.0.3")
+
+
+@pytest.mark.root
+def test_a_compile_error_in_the_child_is_one_line(tmp_path, monkeypatch):
+    src = build.bpf_dir()
+    for f in src.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "xdmvpn_xdp.c").write_text("this is not C;\n")
+    monkeypatch.setenv("XDMVPN_BPF_DIR", str(tmp_path))
+    pin = attach.BPFFS / "xdmvpn" / f"xdt-pinerr-{os.getpid()}"
+    try:
+        with pytest.raises(XdmvpnError) as info:
+            loader.load(build.DataplaneConfig(pin_dir=str(pin)))
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    msg = str(info.value)
+    assert msg.startswith("BPF compile failed: ") and "\n" not in msg and "error" in msg
+
+
+def test_without_a_pin_dir_or_pins_the_errors_are_one_line(tmp_path):
+    with pytest.raises(XdmvpnError, match="needs a pin_dir"):
+        loader.load(build.DataplaneConfig())
+    with pytest.raises(XdmvpnError) as info:
+        PinnedModule(tmp_path)[b"xdmvpn_peers"]
+    assert "is not pinned" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(XdmvpnError, match="no programs pinned"):
+        open_programs(tmp_path)
+    with pytest.raises(XdmvpnError, match="no map xdmvpn_nothing"):
+        PinnedModule(tmp_path)[b"xdmvpn_nothing"]
+
+
+TRY = ("import sys\n"
+       "from xdmvpn.dataplane import build, loader, pinned\n"
+       "from xdmvpn.errors import XdmvpnError\n"
+       "try:\n"
+       "    if sys.argv[1] == 'open':\n"
+       "        pinned.PinnedModule(sys.argv[2])[b'xdmvpn_peers']\n"
+       "    else:\n"
+       "        loader.load(build.DataplaneConfig(pin_dir=sys.argv[2]))\n"
+       "    print('no error')\n"
+       "except XdmvpnError as exc:\n"
+       "    print(exc)\n")
+
+
+def without_privileges(setpriv: list[str], step: str, pin: Path) -> str:
+    """What step prints (one line) in a process started through setpriv."""
+    proc = subprocess.run(
+        ["setpriv", *setpriv, sys.executable, "-c", TRY, step, str(pin)],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(Path(loader.__file__).parents[2])))
+    assert proc.stderr == "" and proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1, proc.stdout
+    return proc.stdout.strip()
+
+
+@pytest.mark.root
+def test_without_cap_bpf_the_loader_fails_with_one_line():
+    """root without CAP_BPF and CAP_SYS_ADMIN (dropped from the bounding set): the child
+    cannot create the maps."""
+    pin = attach.BPFFS / "xdmvpn" / f"xdt-nocap-{os.getpid()}"
+    try:
+        line = without_privileges(["--bounding-set=-bpf,-sys_admin,-perfmon"], "load", pin)
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    assert line.startswith("BPF compile failed: ") and "ermitted" in line, line
+
+
+@pytest.mark.root
+def test_a_pin_this_user_may_not_open_is_one_line(pinned):
+    line = without_privileges(["--reuid=65534", "--regid=65534", "--clear-groups"], "open",
+                              pinned.pin)
+    assert line == (f"cannot open {pinned.pin}/xdmvpn_peers: permission denied (needs root "
+                    "or CAP_BPF)")
