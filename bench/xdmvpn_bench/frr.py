@@ -122,14 +122,17 @@ class Frr:
                     raise
             time.sleep(0.2)
 
-    def vtysh(self, *commands: str, timeout: float = 30.0) -> str:
+    def vtysh(self, *commands: str, timeout: float = 30.0, harmless: tuple[str, ...] = ()
+              ) -> str:
         """vtysh -N <pathspace> -c COMMAND... (standard output); XdmvpnError when vtysh
-        fails or says `%` something (an unknown command, no daemon)."""
+        fails or says `%` something (an unknown command, no daemon) other than the
+        `harmless` lines (e.g. "% No entries" of a clear with nothing to clear)."""
         argv = ["vtysh", "-N", self.pathspace]
         for c in commands:
             argv += ["-c", c]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        bad = [ln for ln in done.stdout.splitlines() if ln.startswith("%")]
+        bad = [ln for ln in done.stdout.splitlines()
+               if ln.startswith("%") and ln.strip() not in harmless]
         if done.returncode != 0 or bad:
             why = (done.stderr.strip() + " " + " ".join(bad)).strip()
             raise XdmvpnError(f"vtysh -N {self.pathspace} {' '.join(commands)}: "

@@ -8,7 +8,8 @@ data plane, minutes under the VM tier's emulation.
     spoke3 FRR, static NHS hub1
     spoke4 xdmvpn, NHS hub2
 
-Spokes route 10.0.0.0/16 via their first hub, hubs each registered spoke's LAN via it."""
+Spokes route 10.0.0.0/16 (FRR spokes also the overlay 172.16.0.0/24) via their first hub,
+hubs each registered spoke's LAN via it (Mixed.add_routes)."""
 
 import sys
 from pathlib import Path

@@ -24,6 +24,7 @@ from xdmvpn_bench.frr import Frr, gre_device
 CONFIGS = Path(__file__).resolve().parent / "frr"
 MTU = 1400
 GRE = "gre1"
+OVERLAY = "172.16.0.0/24"
 NFLOG_GROUP = 1
 # FRR's documentation (doc/user/nhrpd.rst, "Hub Functionality"): log forwarded traffic that
 # enters and leaves the tunnel, rate limited per source/destination /24 pair
@@ -41,7 +42,7 @@ class Node:
     nhs: tuple[str, ...] = ()       # a spoke's hubs, in order of preference
     dynamic: bool = False           # FRR spoke: `ip nhrp nhs dynamic nbma ...`
     routes: tuple[tuple[str, str], ...] = ()   # a spoke's (prefix, via hub) besides
-                                               # 10.0.0.0/16 via its first hub
+                                               # Mixed.spoke_via its first hub
 
 
 def frr_config(role: str, **values) -> str:
@@ -154,8 +155,8 @@ class Mixed(Topology):
 
     def add_routes(self) -> None:
         """Static routes over the tunnel (a routing protocol's job): a hub routes the LAN
-        of each spoke registering with it via that spoke, a spoke 10.0.0.0/16 via its
-        first hub (and its `routes`)."""
+        of each spoke registering with it via that spoke, a spoke its default routes via
+        its first hub (spoke_via) and its `routes`."""
         for name in self.nodes:
             if name not in self.procs and name not in self.frr:
                 continue
@@ -164,9 +165,19 @@ class Mixed(Topology):
                     if spoke.startswith("spoke") and name in self.specs[spoke].nhs:
                         self.route(name, self.lan(spoke), spoke)
             else:
-                self.route(name, "10.0.0.0/16", self.specs[name].nhs[0])
+                self.spoke_via(name, self.specs[name].nhs[0])
                 for prefix, hub in self.specs[name].routes:
                     self.route(name, prefix, hub)
+
+    def spoke_via(self, spoke: str, hub: str) -> None:
+        """The spoke's routes through a hub: 10.0.0.0/16 (the LANs) and, for an FRR spoke,
+        the overlay 172.16.0.0/24 too. FRR's responder routes its resolution reply to
+        the requester's tunnel address (through the hub, which forwards it) and drops
+        the request when it has no route there; its /32 tunnel address gives it none
+        (xdmvpn's tunnel address is a /24, and it answers a requester directly)."""
+        self.route(spoke, "10.0.0.0/16", hub)
+        if self.is_frr(spoke):
+            self.route(spoke, OVERLAY, hub)
 
     def route(self, name: str, prefix: str, via: str) -> None:
         netns.ip("route", "replace", prefix, "via", self.tunnel_ip(via), "dev", self.dev(name),
@@ -236,7 +247,7 @@ class Mixed(Topology):
     def clear_shortcuts(self, *names: str) -> None:
         for name in names:
             if self.is_frr(name):
-                self.frr[name].vtysh("clear ip nhrp shortcut")
+                self.frr[name].vtysh("clear ip nhrp shortcut", harmless=("% No entries",))
             else:
                 self.ask(name, "clear", what="shortcut")
 

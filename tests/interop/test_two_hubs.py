@@ -46,7 +46,7 @@ def test_failover_from_the_xdmvpn_hub_to_the_frr_hub_and_back(cloud):
     t, down, other = cloud, "hub1", "hub2"
     t.clear_shortcuts(*SPOKES)
     for spoke in SPOKES:
-        t.route(spoke, "10.0.0.0/16", other)
+        t.spoke_via(spoke, other)
     t.exec(down, "ip", "link", "set", "eth0", "down")
     try:
         # the xdmvpn spoke notices when its registration at the dead hub runs out
