@@ -79,26 +79,24 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def _cpu(pids: list[int]) -> float:
+def _over_trees(pids: list[int], figure) -> float:
+    """figure(pid) summed over the processes and their descendants (gone ones count 0)."""
     total = 0.0
     for p in pids:
         for q in tree_pids(p):
             try:
-                total += sum(cpu_seconds(q))
-            except OSError:
-                pass
-    return total
-
-
-def _rss(pids: list[int]) -> int:
-    total = 0
-    for p in pids:
-        for q in tree_pids(p):
-            try:
-                total += rss_bytes(q)
+                total += figure(q)
             except (OSError, XdmvpnError):
                 pass
     return total
+
+
+def _cpu(pids: list[int]) -> float:
+    return _over_trees(pids, lambda q: sum(cpu_seconds(q)))
+
+
+def _rss(pids: list[int]) -> int:
+    return int(_over_trees(pids, rss_bytes))
 
 
 class _Hub:
