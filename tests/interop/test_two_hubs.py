@@ -68,6 +68,6 @@ def test_failover_from_the_xdmvpn_hub_to_the_frr_hub_and_back(cloud):
         return any(p.type == wire.REGISTRATION_REPLY and p.src == t.nbma(down)
                    and p.dst == t.nbma("spoke1") and set(p.codes) == {0}
                    for p in wire.nhrp(t.pcap, back))
-    t.wait_for(frr_spoke_back, t.holdtime, step=2.0,
+    t.wait_for(frr_spoke_back, t.holdtime, step=10.0,
                message=f"spoke1 (FRR) registered with {down} again")
     wire.assert_sound(wire.nhrp(t.pcap, back), KEY)
