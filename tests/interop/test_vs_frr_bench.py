@@ -1,6 +1,7 @@
-"""`xdmvpn bench control --vs-frr` reduced (100 spokes): both hubs answer every request of
-both rounds, hold every spoke, and the output has both sides' figures and the ratios.
-(The figures themselves are the bench's business, not asserted here.)"""
+"""`xdmvpn bench control --vs-frr` at its own size (2,000 spokes, issue 14's comparison):
+both hubs answer every request of both rounds and hold every spoke, and the output has both
+sides' figures and the ratios. The figures themselves are the bench's business, not
+asserted here; the JSON line is printed (the tier's pytest.log keeps it)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.kernel("ip_gre", "frr")]
 
 REPO = Path(__file__).resolve().parents[2]
-SPOKES = 100
+SPOKES = 2000
 
 
-def test_bench_control_vs_frr_reduced():
+def test_bench_control_vs_frr():
     r = subprocess.run(
         [sys.executable, "-m", "xdmvpn", "bench", "control", "--vs-frr", "--json"],
-        capture_output=True, text=True, timeout=scaled(120),
+        capture_output=True, text=True, timeout=scaled(180),
         env=dict(os.environ, PYTHONPATH=str(REPO / "ctl"), XDMVPN_BENCH_SPOKES=str(SPOKES)))
     assert r.returncode == 0, r.stderr[-3000:]
+    print(r.stdout.strip().splitlines()[-1])
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["bench"] == "control-vs-frr" and out["spokes"] == SPOKES
     assert out["all_answered_and_registered"] is True, out
