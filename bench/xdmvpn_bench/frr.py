@@ -14,6 +14,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -125,14 +126,15 @@ class Frr:
     def vtysh(self, *commands: str, timeout: float = 30.0, harmless: tuple[str, ...] = ()
               ) -> str:
         """vtysh -N <pathspace> -c COMMAND... (standard output); XdmvpnError when vtysh
-        fails or says `%` something (an unknown command, no daemon) other than the
-        `harmless` lines (e.g. "% No entries" of a clear with nothing to clear)."""
+        fails or says `%` something (an unknown command, no daemon) other than lines that
+        match a `harmless` pattern (e.g. a clear's "% 1 entries cleared")."""
         argv = ["vtysh", "-N", self.pathspace]
         for c in commands:
             argv += ["-c", c]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         bad = [ln for ln in done.stdout.splitlines()
-               if ln.startswith("%") and ln.strip() not in harmless]
+               if ln.startswith("%") and not any(re.fullmatch(h, ln.strip())
+                                                 for h in harmless)]
         if done.returncode != 0 or bad:
             why = (done.stderr.strip() + " " + " ".join(bad)).strip()
             raise XdmvpnError(f"vtysh -N {self.pathspace} {' '.join(commands)}: "

@@ -247,7 +247,8 @@ class Mixed(Topology):
     def clear_shortcuts(self, *names: str) -> None:
         for name in names:
             if self.is_frr(name):
-                self.frr[name].vtysh("clear ip nhrp shortcut", harmless=("% No entries",))
+                self.frr[name].vtysh("clear ip nhrp shortcut",
+                                     harmless=(r"% (No|\d+) entries( cleared)?",))
             else:
                 self.ask(name, "clear", what="shortcut")
 
