@@ -79,6 +79,14 @@ def test_bench_control_says_it_needs_root():
     assert "bench control needs root" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_vs_frr_is_for_bench_control_only():
+    r = subprocess.run([sys.executable, "-m", "xdmvpn", "bench", "codec", "--vs-frr"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(REPO / "ctl")))
+    assert r.returncode != 0 and "--vs-frr is for bench control only" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
 # -- what the bench led to: no walk of every entry per registration ---------------------------
 
 def test_cache_expiry_heap_follows_replacements_and_removals():

@@ -28,6 +28,9 @@ request), the resolution round trip and the install (reply -> first direct datag
 The hub's CPU time per registration (/proc/PID/stat) and its share of one core say whether
 the hub is the bottleneck (share ~1.0) or the harness is (its own share, and the echo).
 
+With --vs-frr: FRR's nhrpd and xdmvpn as hubs side by side, same generator, in the VM
+tier's stock kernel where this one lacks ip_gre (xdmvpn_bench/ctl/vs_frr.py).
+
 Environment: XDMVPN_BENCH_SPOKES (10000; the data plane holds 16384 mappings),
 XDMVPN_BENCH_WINDOW (64 outstanding: more overflows the hub's socket buffer, counted as
 retransmits), XDMVPN_BENCH_TRIALS (24 shortcut trials, 0: none),
@@ -71,6 +74,10 @@ def need_root() -> None:
 
 def run(args) -> dict:
     need_root()
+    if getattr(args, "vs_frr", False):
+        from .ctl import vs_frr
+        spokes = _env_int("XDMVPN_BENCH_SPOKES", 0) or None
+        return vs_frr.run(spokes, _env_int("XDMVPN_BENCH_WINDOW", 64))
     n = _env_int("XDMVPN_BENCH_SPOKES", 10_000)
     window = _env_int("XDMVPN_BENCH_WINDOW", 64)
     trials = _env_int("XDMVPN_BENCH_TRIALS", 24)

@@ -6,8 +6,9 @@ through the hub (FRR routes it toward the requester) is forwarded, not dropped."
 from ipaddress import ip_address as A, ip_network as N
 
 from craft import HUB, S1, S2, exts, send
-from netsim import Net, hub_and_spokes
+from netsim import Net, hub_and_spokes, ipv4_head
 from xdmvpn.engine.build import cie_list
+from xdmvpn.engine.effects import RouteHint
 from xdmvpn.engine.params import NhsParams
 from xdmvpn.nhrp import (
     Cie, ExtType, PacketType, RegistrationRequest, decode, encode,
@@ -94,3 +95,51 @@ def test_a_reply_is_not_forwarded_back_where_it_came_from_nor_for_strangers():
     hub.receive(reply, S1)                                        # from the requester itself
     hub.receive(reply, A("203.0.113.9"))                          # from a stranger
     assert hub.fx.take() == [] and hub.stats[("drop", "unexpected_reply")] == 2
+
+
+def two_hubs():
+    """hub1 (10.0.0.1) and hub2 (10.0.0.2); s1 registers with both, hub1 preferred; s2 only
+    with hub2: the interop cloud's spoke2/spoke4 at the FRR hub (tests/interop)."""
+    net = Net()
+    hubs = [net.add(f"192.0.2.{h}", tunnel_ip=A(f"10.0.0.{h}"), prefix_len=24, auth=None,
+                    holdtime=300, redirect=True, multicast_dynamic=True) for h in (1, 2)]
+    s1 = net.add("192.0.2.11", tunnel_ip=A("10.0.0.11"), prefix_len=24, auth=None,
+                 holdtime=300, shortcut=True, nhs=(NhsParams(A("192.0.2.1"), A("10.0.0.1"), priority=1),
+                                     NhsParams(A("192.0.2.2"), A("10.0.0.2"), priority=2)))
+    s2 = net.add("192.0.2.12", tunnel_ip=A("10.0.0.12"), prefix_len=24, auth=None,
+                 holdtime=300, shortcut=True, nhs=(NhsParams(A("192.0.2.2"), A("10.0.0.2")),))
+    s1.fx.routes[N("192.168.1.0/24")] = RouteHint(local=True, prefix_len=24)
+    s2.fx.routes[N("192.168.2.0/24")] = RouteHint(local=True, prefix_len=24)
+    s1.fx.routes[N("192.168.2.0/24")] = RouteHint(via=A("10.0.0.2"))
+    s2.fx.routes[N("192.168.1.0/24")] = RouteHint(via=A("10.0.0.2"))
+    hubs[1].fx.routes[N("192.168.1.0/24")] = RouteHint(via=A("10.0.0.11"))
+    hubs[1].fx.routes[N("192.168.2.0/24")] = RouteHint(via=A("10.0.0.12"))
+    net.tick()
+    return net, hubs, s1, s2
+
+
+def test_a_shortcut_is_refreshed_through_the_hub_that_resolved_it():
+    """Seen in the interop cloud: a spoke registered with two hubs refreshed a shortcut
+    (learnt through the second hub's indication) through its preferred hub, which did not
+    know the peer, got a negative reply and lost the shortcut at its holdtime."""
+    net, (hub1, hub2), s1, s2 = two_hubs()
+    hub2.on_trigger(S1, A("192.168.1.10"), A("192.168.2.20"),
+                    ipv4_head("192.168.1.10", "192.168.2.20"))
+    net.deliver()
+    prefix = N("192.168.2.0/24")
+    assert s1.shortcuts[prefix].nbma == S2
+    net.trace.clear()
+    for _ in range(60):                                   # 300 s holdtime, used throughout
+        s1.fx.used[A("10.0.0.12")] = net.clock.now()
+        net.tick(10)
+    asked = {dst for src, dst, p in net.trace
+             if src == S1 and p.TYPE == PacketType.RESOLUTION_REQUEST}
+    assert asked == {A("192.0.2.2")}, asked
+    assert prefix in s1.fx.shortcuts and s1.stats["shortcut_refreshed"] >= 2
+    assert hub1.stats["resolution_negative"] == 0
+    # once hub2 is down, a refresh goes to the preferred hub that is up
+    assert s1.registrations.refresh_nbma(A("192.0.2.2")) == A("192.0.2.2")
+    net.down.add(A("192.0.2.2"))
+    net.run_for(400, step=10)
+    assert s1.nhcs[0].state.name == "UP" and s1.nhcs[1].state.name != "UP"
+    assert s1.registrations.refresh_nbma(A("192.0.2.2")) == A("192.0.2.1")

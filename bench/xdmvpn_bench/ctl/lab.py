@@ -132,11 +132,12 @@ class Lab:
         shutil.rmtree(self.tmp, ignore_errors=True)     # errors above quote the logs
 
 
-def hub_config(instance: str, address: str, multicast: bool = True) -> str:
+def hub_config(instance: str, address: str, multicast: bool = True, auth: bool = True) -> str:
     return "\n".join([
         "[tunnel]", 'name = "dmvpn0"', f'address = "{address}"', 'source-interface = "eth0"',
         f"key = {KEY}", f"mtu = {MTU}", "adjust-mss = 1360", "",
-        "[nhrp]", f"holdtime = {HOLDTIME}", f'authentication = "{AUTH}"', "redirect = true",
+        "[nhrp]", f"holdtime = {HOLDTIME}", f'authentication = "{AUTH}"' if auth else "",
+        "redirect = true",
         'multicast = ["dynamic"]' if multicast else "", "",
         "[control]", f'instance = "{instance}"', ""])
 

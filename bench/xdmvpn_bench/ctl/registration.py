@@ -45,8 +45,9 @@ def spoke_proto(i: int) -> ipaddress.IPv4Address:
     return OVERLAY.ip + i
 
 
-def registration_request(i: int, request_id: int) -> bytes:
-    """NHRP registration of spoke i, as engine/registration_client.py (and a Cisco spoke) sends it."""
+def registration_request(i: int, request_id: int, auth: bool = True) -> bytes:
+    """NHRP registration of spoke i, as engine/registration_client.py (and a Cisco spoke) sends it;
+    auth=False: without the authentication extension (for FRR, which has none)."""
     hub_nbma, hub_proto = ipaddress.IPv4Address(HUB_NBMA), OVERLAY.ip
     nat = [Cie(prefix_len=32, mtu=MTU, client_nbma=hub_nbma, client_proto=hub_proto)]
     pkt = RegistrationRequest(
@@ -56,7 +57,7 @@ def registration_request(i: int, request_id: int) -> bytes:
         extensions=[CieListExtension(ExtType.RESPONDER_ADDRESS, True, []),
                     CieListExtension(ExtType.FORWARD_TRANSIT_NHS, True, []),
                     CieListExtension(ExtType.REVERSE_TRANSIT_NHS, True, []),
-                    AuthExtension(1, AUTH.encode()),
+                    *([AuthExtension(1, AUTH.encode())] if auth else []),
                     CieListExtension(ExtType.NAT_ADDRESS, False, nat), end_extension()])
     return encode(pkt)
 

@@ -27,6 +27,9 @@ examples:
       NHRP decode/encode cost per packet against a struct.unpack baseline
   xdmvpn bench control --json
       hub registrations/s on the wire (10,000 spokes), RSS per entry, shortcut setup ms (root)
+  xdmvpn bench control --vs-frr --json
+      FRR nhrpd and xdmvpn as hubs, same generator, 2,000 spokes: rates, resends,
+      CPU, RSS and the ratios (root; in the VM where this kernel lacks ip_gre)
   xdmvpn bench dataplane --json
       BPF program cost per packet (live frames, restored each run, counters
       checked), hub hairpin vs kernel forwarding, verifier figures (root)
@@ -52,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="minimum measuring time per figure (default 1.0)")
+    p.add_argument("--vs-frr", action="store_true",
+                   help="control only: FRR nhrpd and xdmvpn as hubs side by side (root; "
+                        "boots the VM tier's kernel where this one has no ip_gre)")
     p.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
                    help="the benchmark's own options (xdmvpn bench NAME --help lists them)")
     p.set_defaults(func=run)
@@ -83,6 +89,8 @@ def own_options(name: str, module, args: argparse.Namespace) -> argparse.Namespa
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.add_argument("--seconds", type=float, default=args.seconds,
                         help="minimum measuring time per figure")
+    parser.add_argument("--vs-frr", action="store_true",
+                        help="control only: FRR nhrpd and xdmvpn as hubs side by side")
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     return parser.parse_args(args.options, namespace=args)
@@ -91,6 +99,8 @@ def own_options(name: str, module, args: argparse.Namespace) -> argparse.Namespa
 def run(args: argparse.Namespace) -> int:
     module = bench_module(args.name)
     args = own_options(args.name, module, args)
+    if getattr(args, "vs_frr", False) and args.name != "control":
+        raise XdmvpnError(f"bench {args.name}: --vs-frr is for bench control only")
     result = module.run(args)
     if not args.json:
         for key, value in result.items():

@@ -33,6 +33,11 @@ class Upstream(Protocol):
         """NBMA address of the preferred NHS that is up, None when none is."""
         ...
 
+    def refresh_nbma(self, asked: IPAddress | None) -> IPAddress | None:
+        """Where to resolve a destination again: `asked` (the NHS whose answer we hold)
+        while it is up, else the preferred NHS."""
+        ...
+
 
 class Context:
     def __init__(self, params: NodeParams, fx: Effects, clock: Clock, rng: random.Random):

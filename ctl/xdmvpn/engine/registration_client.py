@@ -187,6 +187,11 @@ class Registrations:
         best = self.preferred()
         return best.nhs.nbma if best is not None else None
 
+    def refresh_nbma(self, asked: IPAddress | None) -> IPAddress | None:
+        if asked is not None and any(c.nhs.nbma == asked for c in self.up()):
+            return asked
+        return self.preferred_nbma()
+
     def changed(self) -> None:
         """An NHS came up or went down: pick where unresolved traffic goes."""
         self.ctx.fx.default_nhs_set(self.preferred_nbma())

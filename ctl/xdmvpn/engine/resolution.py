@@ -355,7 +355,8 @@ class Resolver:
                                  created=now, holdtime=hold, mtu=cie.mtu))
         plen = cie.prefix_len or r.dst.max_prefixlen
         prefix = ip_network(f"{r.dst}/{min(plen, r.dst.max_prefixlen)}", strict=False)
-        if self.shortcuts.install(Shortcut(prefix, r.dst, via, nbma, hold, now + hold, now)):
+        if self.shortcuts.install(Shortcut(prefix, r.dst, via, nbma, hold, now + hold, now,
+                                           asked=r.nbma)):
             ctx.stats["shortcut_installed"] += 1
             self.setup_latencies.append(now - r.first)
             self.setup_count += 1
@@ -382,7 +383,7 @@ class Resolver:
         if sc.expires > now + VERIFY_HOLD:
             sc.expires = now + VERIFY_HOLD
             sc.refresh_sent = True
-        upstream = self.upstream.preferred_nbma()
+        upstream = self.upstream.refresh_nbma(sc.asked)
         if upstream is not None and sc.dst not in self.resolving:
             ctx.stats["shortcut_verify_sent"] += 1
             self.send(sc.dst, upstream, now)
@@ -390,10 +391,11 @@ class Resolver:
     # -- timers ---------------------------------------------------------------------------
     def tick(self, now: float) -> float | None:
         """Shortcut expiry and refresh: a shortcut in the last third of its holdtime is
-        resolved again through the NHS, only if the data plane used it."""
+        resolved again, only if the data plane used it, through the NHS that answered it
+        while that one is up (with two hubs, the preferred one may not know the peer)."""
         refresh, deadlines = self.shortcuts.tick(now)
-        upstream = self.upstream.preferred_nbma()
         for sc in refresh:
+            upstream = self.upstream.refresh_nbma(sc.asked)
             used = self.ctx.fx.last_used(sc.via)
             if used is not None and used >= sc.expires - sc.hold and upstream is not None \
                     and sc.dst not in self.resolving:

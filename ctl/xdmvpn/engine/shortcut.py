@@ -22,6 +22,7 @@ class Shortcut:
     expires: float
     installed: float
     refresh_sent: bool = False
+    asked: IPAddress | None = None   # the station the resolution went to (refreshes too)
 
 
 class ShortcutTable:
