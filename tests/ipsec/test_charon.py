@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import subprocess
+import time
 from ipaddress import ip_address
 
 import pytest
@@ -18,7 +19,7 @@ from xdmvpn import config as C
 from xdmvpn.netns import Namespaces
 from xdmvpn.errors import XdmvpnError
 from xdmvpn.ipsec.charon import start_charon, stop_charon
-from xdmvpn.ipsec.manager import IpsecManager
+from xdmvpn.ipsec.manager import INITIATE_MIN, IpsecManager
 
 
 @pytest.fixture
@@ -90,13 +91,21 @@ def test_the_manager_brings_ike_up_and_down_with_real_charons(pair):
         ma.start()
         mb.start()
         ma.want(B)                                # only a initiates; b responds
+        t0 = time.monotonic()
         for _ in range(200):
             if ma.view(B).ike_up and mb.view(A).ike_up:
                 break
             await asyncio.sleep(0.05)
+        took = time.monotonic() - t0
         assert ma.view(B).identity == "172.16.0.2" and mb.view(A).identity == "172.16.0.1"
         assert {B} in seen_a and {A} in seen_b    # from charon's ike-updown events
-        assert ma.stats["initiate"] == 1 and mb.stats.get("initiate", 0) == 0
+        assert mb.stats.get("initiate", 0) == 0
+        # one initiation, unless IKE took longer than the earliest retry (a loaded machine:
+        # the manager tries again after INITIATE_MIN, jittered down to half of it)
+        if took < INITIATE_MIN * 0.5:
+            assert ma.stats["initiate"] == 1
+        else:
+            assert 1 <= ma.stats["initiate"] <= 1 + int(took / (INITIATE_MIN * 0.5))
         ma.unwant(B)                              # the peer's cache entry died
         for _ in range(200):
             if not ma.view(B).ike_up and not mb.view(A).ike_up:
