@@ -60,8 +60,7 @@ ROUTE_RESYNCS: tuple[str, ...] = ("start", "retry", "enobufs", "overrun", "addre
                                   "link_down", "vrf")
 #: Controller operations that failed (daemon and effects counters of these names).
 FAULTS: tuple[str, ...] = ("send_failed", "route_failed", "sync_error", "housekeeping_error",
-                           "reload_failed", "multicast_truncated", "mapping_not_ipv4",
-                           "shortcut_not_ipv4", "mapping_write_failed")
+                           "reload_failed", "multicast_truncated", "mapping_write_failed")
 
 #: Set-up latencies the `stats` answer carries (the most recent ones).
 STATS_LATENCIES = 256

@@ -128,7 +128,7 @@ def fake_daemon(per_peer=False, limit=100, peers=0, ipsec=False):
                            shortcuts={ip_network("10.0.2.0/24"): object()},
                            setup_latencies=deque([0.0004, 0.003, 0.25, 7.0], maxlen=4),
                            setup_count=4)
-    fx = SimpleNamespace(stats=Counter(send_failed=2, mapping_not_ipv4=1),
+    fx = SimpleNamespace(stats=Counter(send_failed=2, multicast_truncated=1),
                          mapped={ip_address("10.0.0.1"): ip_address("192.0.2.1")})
     daemon_stats = Counter({
         "reload_failed": 1, "gre_rx": 120, "gre_rx_kernel_drops": 17,

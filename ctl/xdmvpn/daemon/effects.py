@@ -95,16 +95,7 @@ class LiveEffects(Effects):
             self.stats["send_failed"] += batch.failed - failed
 
     # -- data plane ---------------------------------------------------------------------------
-    def fits(self, *addrs) -> bool:
-        """Can the data plane hold these addresses? All of them IPv4, or a data plane with
-        IPv6 maps (DataplaneMaps.set_overlay_address6 marks one)."""
-        return all(isinstance(a, IPv4Address) for a in addrs) or \
-            hasattr(self.maps, "set_overlay_address6")
-
     def mapping_set(self, proto, nbma) -> None:
-        if not self.fits(proto, nbma):
-            self.stats["mapping_not_ipv4"] += 1
-            return
         old = self.mapped.get(proto)
         if old is not None and old == nbma:    # (None == address raises inside ipaddress)
             return                       # the data plane has it already: no write
@@ -135,8 +126,7 @@ class LiveEffects(Effects):
     def mapping_del(self, proto) -> None:
         self._write_mappings()               # in the order the engine asked
         old = self.mapped.pop(proto, None)
-        if self.fits(proto):
-            self.maps.remove_mapping(proto)
+        self.maps.remove_mapping(proto)
         if self.ipsec is not None and old is not None:
             self.ipsec.unref(old)
         self._changed(proto)
@@ -146,9 +136,6 @@ class LiveEffects(Effects):
             self.on_mapping_change(proto)
 
     def shortcut_set(self, prefix, via, nbma) -> None:
-        if not self.fits(prefix.network_address, nbma):
-            self.stats["shortcut_not_ipv4"] += 1
-            return
         if self.ipsec is not None and not self.ipsec.direct_ready(nbma, via):
             # make-before-break: the hub path until the SA to nbma is up
             if prefix in self.installed:
@@ -169,8 +156,6 @@ class LiveEffects(Effects):
         log.info("shortcut %s via %s at %s", prefix, via, nbma)
 
     def shortcut_del(self, prefix) -> None:
-        if not self.fits(prefix.network_address):
-            return
         self.deferred.pop(prefix, None)
         if self.ipsec is None or prefix in self.installed:
             self._uninstall(prefix)
@@ -209,21 +194,21 @@ class LiveEffects(Effects):
             self.stats["multicast_truncated"] += 1
             self._mcast_seen = nbmas
             return
-        v4 = [a for a in nbmas if self.fits(a)]
-        if len(v4) > MCAST_MAX:
+        targets = list(nbmas)
+        if len(targets) > MCAST_MAX:
             self.stats["multicast_truncated"] += 1
             if not self._mcast_warned:
                 log.warning("%d multicast peers, the data plane holds %d: replicating to "
-                            "the first ones only", len(v4), MCAST_MAX)
+                            "the first ones only", len(targets), MCAST_MAX)
                 self._mcast_warned = True
-            v4 = heapq.nsmallest(MCAST_MAX, v4, key=lambda a: (a.version, int(a)))
+            targets = heapq.nsmallest(MCAST_MAX, targets, key=lambda a: (a.version, int(a)))
         else:
-            v4.sort(key=lambda a: (a.version, int(a)))
+            targets.sort(key=lambda a: (a.version, int(a)))
             self._mcast_warned = False
         self._mcast_seen = nbmas
-        if v4 != self._mcast_written:
-            self.maps.set_multicast(v4)
-            self._mcast_written = v4
+        if targets != self._mcast_written:
+            self.maps.set_multicast(targets)
+            self._mcast_written = targets
 
     def _mcast_unchanged(self, nbmas: frozenset) -> bool:
         """Truncated before, and since then only addresses above the highest written one
@@ -234,14 +219,14 @@ class LiveEffects(Effects):
         if not nbmas.issuperset(written):
             return False
         top = (written[-1].version, int(written[-1]))
-        return all(not self.fits(a) or (a.version, int(a)) > top for a in nbmas - seen)
+        return all((a.version, int(a)) > top for a in nbmas - seen)
 
     def default_nhs_set(self, nbma) -> None:
         """The NHS that is up first, then the other configured ones (an NHS is a static
         mapping: traffic keeps going to it before and between registrations, as on Cisco)."""
         order = ([nbma] if nbma is not None else []) + [
             n for n in self.nhs_order if n != nbma]
-        self.maps.set_nhs([n for n in order if self.fits(n)][:4])
+        self.maps.set_nhs(order[:4])
 
     # -- questions ------------------------------------------------------------------------------
     def last_used(self, proto):

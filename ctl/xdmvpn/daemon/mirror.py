@@ -88,7 +88,7 @@ class DataplaneMirror:
             if net in self.node.shortcuts:
                 continue
             nbma = self._nbma_of(gw)
-            if nbma is None or not self.fx.fits(net.network_address, nbma):
+            if nbma is None:
                 continue
             inside = table.covers_elsewhere(net)
             if inside is not None:
