@@ -61,6 +61,7 @@ print(json.dumps(got), flush=True)
 """
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("one,two,bits", [("192.0.2.1", "192.0.2.2", 24),
                                           ("2001:db8:ff::1", "2001:db8:ff::2", 64)],
                          ids=["ipv4", "ipv6"])

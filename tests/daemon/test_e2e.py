@@ -14,6 +14,8 @@ from tshark_oracle import tshark_nhrp
 from util import run_cli
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):

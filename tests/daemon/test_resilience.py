@@ -17,6 +17,8 @@ from topo import Topology
 from util import run_cli
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture
 def topo(tmp_path):

@@ -31,6 +31,14 @@ LOCAL = "192.0.2.1"
 LOCAL6 = "2001:db8::1"
 
 
+def pytest_collection_modifyitems(items):
+    """Every test here needs root: marked so that `-m "not root"` leaves them out."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.root)
+
+
 def require_root():
     if os.geteuid() != 0:
         pytest.fail("data-plane tests need root (BPF, XDP, netns): run them as root", pytrace=False)

@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from topo import Topology
 
+pytestmark = pytest.mark.root
+
 PORT = 9351
 METRICS = f'listen = "127.0.0.1:{PORT}"\nper-peer = true\nper-peer-limit = 1'
 

@@ -11,6 +11,8 @@ import pytest
 from pki import O, ipsec_lines, make_ca, make_node
 from topo import Topology
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):

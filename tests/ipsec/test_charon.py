@@ -21,6 +21,8 @@ from xdmvpn.errors import XdmvpnError
 from xdmvpn.ipsec.charon import start_charon, stop_charon
 from xdmvpn.ipsec.manager import INITIATE_MIN, IpsecManager
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture
 def pair(tmp_path):

@@ -20,6 +20,8 @@ from topo import PSK, REPO, Topology
 from xdmvpn.daemon.routes import RTPROT_XDMVPN
 from xdmvpn.ipsec.kernel import esp_missing
 
+pytestmark = pytest.mark.root
+
 WRONG_ID = "172.16.0.99"
 
 
