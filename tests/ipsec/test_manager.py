@@ -53,6 +53,25 @@ async def setup(tmp_path):
     return server, m, changes
 
 
+async def setup_trap(tmp_path, seed: int):
+    """A manager where the kernel has ESP (a CHILD_SA is wanted too)."""
+    server = FakeCharon(str(tmp_path / "c.vici"))
+    await server.start()
+    return server, IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True,
+                                rng=random.Random(seed))
+
+
+async def child_up_then_no_more_initiations(server, m, peer, identity, uid, pause=1.0):
+    """The peer's CHILD_SA comes up (child-updown): the manager initiates nothing more."""
+    child = ike_sa(uid, str(peer), identity, children={f"dmvpn-{peer}": (uid + 1,
+                                                                         "INSTALLED")})
+    await server.event("child-updown", {"up": "yes", **child})
+    await until(lambda: m.view(peer).child_up)
+    n = len(server.commands("initiate"))
+    await asyncio.sleep(pause)
+    assert len(server.commands("initiate")) == n
+
+
 def test_want_loads_initiates_and_events_drive_the_view(tmp_path):
     async def go():
         server, m, changes = await setup(tmp_path)
@@ -187,9 +206,7 @@ def test_the_sas_going_down_at_stop_neither_call_back_nor_initiate_again(tmp_pat
 
 def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
     async def go():
-        server = FakeCharon(str(tmp_path / "c.vici"))
-        await server.start()
-        m = IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True, rng=random.Random(3))
+        server, m = await setup_trap(tmp_path, 3)
         m.want(HUB)
         m.start()
         await until(lambda: server.commands("initiate"))
@@ -197,12 +214,7 @@ def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
             "dmvpn-192.0.2.1"]["start_action"] == "trap"
         await server.event("ike-updown", {"up": "yes", **ike_sa(1, "192.0.2.1", "h")})
         await until(lambda: len(server.commands("initiate")) >= 2, 5)   # IKE only: again
-        child = ike_sa(1, "192.0.2.1", "h", children={"dmvpn-192.0.2.1": (2, "INSTALLED")})
-        await server.event("child-updown", {"up": "yes", **child})
-        await until(lambda: m.view(HUB).child_up)
-        n = len(server.commands("initiate"))
-        await asyncio.sleep(1.0)
-        assert len(server.commands("initiate")) == n
+        await child_up_then_no_more_initiations(server, m, HUB, "h", 1)
         await m.stop(terminate=False)
         await server.close()
     run(go())
@@ -279,9 +291,7 @@ def test_a_pair_sets_up_its_ike_sa_alone_and_the_lower_identity_its_child_sa(
     monkeypatch.setattr(M, "CHILD_GRACE", 1.5)
 
     async def go():
-        server = FakeCharon(str(tmp_path / "c.vici"))
-        await server.start()
-        m = IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True, rng=random.Random(5))
+        server, m = await setup_trap(tmp_path, 5)
         m.want(SPOKE, pair=True)
         m.start()
         await until(lambda: server.commands("initiate"))
@@ -297,13 +307,7 @@ def test_a_pair_sets_up_its_ike_sa_alone_and_the_lower_identity_its_child_sa(
         else:                        # waiting for the peer's
             assert with_child == []
             await until(lambda: [c for c in server.commands("initiate") if "child" in c], 5)
-            child = ike_sa(3, "192.0.2.12", peer_id, children={"dmvpn-192.0.2.12":
-                                                               (4, "INSTALLED")})
-            await server.event("child-updown", {"up": "yes", **child})
-            await until(lambda: m.view(SPOKE).child_up)
-            n = len(server.commands("initiate"))
-            await asyncio.sleep(0.5)
-            assert len(server.commands("initiate")) == n
+            await child_up_then_no_more_initiations(server, m, SPOKE, peer_id, 3, 0.5)
         await m.stop(terminate=False)
         await server.close()
     run(go())
@@ -311,9 +315,7 @@ def test_a_pair_sets_up_its_ike_sa_alone_and_the_lower_identity_its_child_sa(
 
 def test_a_peer_that_comes_up_with_its_child_sa_is_not_asked_for_another(tmp_path):
     async def go():
-        server = FakeCharon(str(tmp_path / "c.vici"))
-        await server.start()
-        m = IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True, rng=random.Random(5))
+        server, m = await setup_trap(tmp_path, 5)
         m.want(SPOKE, pair=True)
         m.start()
         await until(lambda: server.commands("initiate"))
