@@ -391,12 +391,16 @@ class IpsecManager:
             # per address and identity, the counter for every refusal
             seen = (ike.peer, ike.identity) in self._refused_said
             self._refused_said.add((ike.peer, ike.identity))
-            log.log(logging.DEBUG if seen else logging.WARNING,"ipsec: refused %s (identity %s, port %s): %s is taken by identity "
-                        "%s; two peers behind one NAT device are not supported (their CHILD_SAs "
-                        "would share selectors)", ike.peer, ike.identity, ike.port or "?",
-                        ike.peer, first)
+            log.log(logging.DEBUG if seen else logging.WARNING,
+                    "ipsec: refused %s (identity %s, port %s): %s is taken by identity %s; "
+                    "two peers behind one NAT device are not supported (their CHILD_SAs "
+                    "would share selectors)", ike.peer, ike.identity, ike.port or "?",
+                    ike.peer, first)
             try:
-                await self.client.request("terminate", {"ike-id": uid, "timeout": "-1"})
+                # force: its SAs leave the kernel at once, not after the DELETE's answer:
+                # until then the kernel would send the first peer's traffic through them
+                await self.client.request("terminate", {"ike-id": uid, "force": "yes",
+                                                        "timeout": "-1"})
                 self.stats["terminate"] += 1
             except ViciError as exc:            # already gone
                 log.debug("ipsec: terminate %s: %s", uid, exc)
