@@ -281,7 +281,8 @@ def test_a_second_identity_behind_the_same_address_is_refused_the_first_kept(tmp
     run(go())
 
 
-@pytest.mark.parametrize("peer_id,leads", [("172.16.0.12", True), ("172.16.0.9", False)])
+@pytest.mark.parametrize("peer_id,leads", [("172.16.0.12", True), ("172.16.0.9", False),
+                                            ("CN=spoke2", True)])
 def test_a_pair_sets_up_its_ike_sa_alone_and_the_lower_identity_its_child_sa(
         tmp_path, monkeypatch, peer_id, leads):
     """Both ends of a shortcut initiate (behind two NATs they must): each initiates the

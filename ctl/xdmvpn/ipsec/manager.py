@@ -260,16 +260,15 @@ class IpsecManager:
         return bool(p and p.pair and self.trap and view.ike_up and not view.child_up)
 
     def _leads(self, peer) -> bool:
-        """Of a pair, the end that creates the CHILD_SA: the lower identity (addresses
-        compared as addresses); ours when the peer's cannot be compared."""
-        mine, theirs = str(self.tunnel_ip), self.table.view(peer).identity
+        """Of a pair, the end that creates the CHILD_SA: the lower identity, both being
+        addresses (the tunnel addresses, by default). Where either is not (a
+        certificate's subject), both ends create one at once, as without pairs."""
+        mine, theirs = conns.local_id(self.cfg, self.tunnel_ip), self.table.view(peer).identity
         try:
-            a, b = ip_address(mine), ip_address(theirs)
-            if a.version == b.version:
-                return a < b
+            a, b = ip_address(mine or ""), ip_address(theirs)
         except ValueError:
-            pass
-        return not theirs or mine < theirs
+            return True
+        return a.version != b.version or a < b
 
     def _satisfied(self, peer) -> bool:
         """Up as far as this kernel allows: an IKE_SA, and a CHILD_SA where ESP works."""
