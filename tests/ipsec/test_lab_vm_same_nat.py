@@ -10,7 +10,8 @@ SA. The hub keeps the first identity at the address and refuses the second one's
 IKE_SA (terminated through vici: one log line, counted in `show stats`). This test
 asserts that behaviour: the first spoke registered and working, the second refused.
 The second's charon tries again whenever its GRE meets its trap policy, and each try
-diverts the hub's GRE to the address for a moment (docs/interop-ipsec-nat.md). Marked kernel("esp4", "ip_gre"): the VM tier (docs/vm.md)."""
+diverts the hub's GRE to the address for a moment (docs/interop-ipsec-nat.md).
+Marked kernel("esp4", "ip_gre"): the VM tier (docs/vm.md)."""
 
 from __future__ import annotations
 

@@ -240,8 +240,8 @@ def test_an_event_during_list_sas_is_not_undone_by_its_snapshot(tmp_path):
 def test_a_second_identity_behind_the_same_address_is_refused_the_first_kept(tmp_path, caplog):
     """Two spokes behind one NAT device: both IKE_SAs come from its address (two NAT-T
     ports). Their CHILD_SAs would share selectors, so the newer one is terminated, each
-    time, with one line (the first time) and a counter; a second IKE_SA of the same identity (both ends of a
-    shortcut initiated) is kept."""
+    time, with one line (the first time) and a counter; a second IKE_SA of the same
+    identity (both ends of a shortcut initiated) is kept."""
     async def go():
         server, m, _ = await setup(tmp_path)
         m.start()
