@@ -53,6 +53,25 @@ async def setup(tmp_path):
     return server, m, changes
 
 
+async def setup_trap(tmp_path, seed: int):
+    """A manager where the kernel has ESP (a CHILD_SA is wanted too)."""
+    server = FakeCharon(str(tmp_path / "c.vici"))
+    await server.start()
+    return server, IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True,
+                                rng=random.Random(seed))
+
+
+async def child_up_then_no_more_initiations(server, m, peer, identity, uid, pause=1.0):
+    """The peer's CHILD_SA comes up (child-updown): the manager initiates nothing more."""
+    child = ike_sa(uid, str(peer), identity, children={f"dmvpn-{peer}": (uid + 1,
+                                                                         "INSTALLED")})
+    await server.event("child-updown", {"up": "yes", **child})
+    await until(lambda: m.view(peer).child_up)
+    n = len(server.commands("initiate"))
+    await asyncio.sleep(pause)
+    assert len(server.commands("initiate")) == n
+
+
 def test_want_loads_initiates_and_events_drive_the_view(tmp_path):
     async def go():
         server, m, changes = await setup(tmp_path)
@@ -187,9 +206,7 @@ def test_the_sas_going_down_at_stop_neither_call_back_nor_initiate_again(tmp_pat
 
 def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
     async def go():
-        server = FakeCharon(str(tmp_path / "c.vici"))
-        await server.start()
-        m = IpsecManager(ipsec_cfg(server.path), TUN, ME, trap=True, rng=random.Random(3))
+        server, m = await setup_trap(tmp_path, 3)
         m.want(HUB)
         m.start()
         await until(lambda: server.commands("initiate"))
@@ -197,12 +214,7 @@ def test_where_esp_works_a_missing_child_sa_is_initiated_too(tmp_path):
             "dmvpn-192.0.2.1"]["start_action"] == "trap"
         await server.event("ike-updown", {"up": "yes", **ike_sa(1, "192.0.2.1", "h")})
         await until(lambda: len(server.commands("initiate")) >= 2, 5)   # IKE only: again
-        child = ike_sa(1, "192.0.2.1", "h", children={"dmvpn-192.0.2.1": (2, "INSTALLED")})
-        await server.event("child-updown", {"up": "yes", **child})
-        await until(lambda: m.view(HUB).child_up)
-        n = len(server.commands("initiate"))
-        await asyncio.sleep(1.0)
-        assert len(server.commands("initiate")) == n
+        await child_up_then_no_more_initiations(server, m, HUB, "h", 1)
         await m.stop(terminate=False)
         await server.close()
     run(go())
@@ -220,6 +232,101 @@ def test_an_event_during_list_sas_is_not_undone_by_its_snapshot(tmp_path):
         await until(lambda: m.connected)
         assert m.view(HUB).ike_up and m.view(HUB).identity == "h"
         assert server.commands("initiate") == []
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+def test_a_second_identity_behind_the_same_address_is_refused_the_first_kept(tmp_path, caplog):
+    """Two spokes behind one NAT device: both IKE_SAs come from its address (two NAT-T
+    ports). Their CHILD_SAs would share selectors, so the newer one is terminated, each
+    time, with one line (the first time) and a counter; a second IKE_SA of the same
+    identity (both ends of a shortcut initiated) is kept."""
+    async def go():
+        server, m, _ = await setup(tmp_path)
+        m.start()
+        await until(lambda: m.connected)
+        nat = "192.0.2.101"
+        first = ike_sa(4, nat, "172.16.0.11", conn="dmvpn")
+        first["dmvpn"]["remote-port"] = "4500"
+        await server.event("ike-updown", {"up": "yes", **first})
+        await until(lambda: m.view(ip_address(nat)).ike_up)
+        again = ike_sa(5, nat, "172.16.0.11", conn="dmvpn")
+        await server.event("ike-updown", {"up": "yes", **again})
+        second = ike_sa(7, nat, "172.16.0.12", conn="dmvpn")
+        second["dmvpn"]["remote-port"] = "1024"
+        await server.event("ike-updown", {"up": "yes", **second})
+        await until(lambda: server.commands("terminate"))
+        await server.event("child-updown", {"up": "yes", **ike_sa(
+            7, nat, "172.16.0.12", conn="dmvpn", children={"dmvpn": (8, "INSTALLED")})})
+        await asyncio.sleep(0.3)
+        assert server.commands("terminate") == [{"ike-id": "7", "force": "yes",
+                                                 "timeout": "-1"}]
+        assert m.stats["refused_second_identity"] == 1
+        await server.event("ike-updown", {"up": "yes", **ike_sa(7, nat, "172.16.0.12",
+                                                                conn="dmvpn")} | {"up": "no"})
+        await server.event("ike-updown", {"up": "yes", **ike_sa(9, nat, "172.16.0.12",
+                                                                conn="dmvpn")})
+        await until(lambda: m.stats["refused_second_identity"] == 2)   # again: counted
+        assert server.commands("terminate")[-1]["ike-id"] == "9"
+        view = m.view(ip_address(nat))
+        assert (view.identity, view.ike_sas, view.child_sas) == ("172.16.0.11", 2, 0)
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert lines == ["ipsec: refused 192.0.2.101 (identity 172.16.0.12, port 1024): "
+                         "192.0.2.101 is taken by identity 172.16.0.11; two peers behind "
+                         "one NAT device are not supported (their CHILD_SAs would share "
+                         "selectors)"], lines
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+@pytest.mark.parametrize("peer_id,leads", [("172.16.0.12", True), ("172.16.0.9", False),
+                                            ("CN=spoke2", True)])
+def test_a_pair_sets_up_its_ike_sa_alone_and_the_lower_identity_its_child_sa(
+        tmp_path, monkeypatch, peer_id, leads):
+    """Both ends of a shortcut initiate (behind two NATs they must): each initiates the
+    IKE_SA alone (childless); once one is up, the end with the lower identity creates the
+    one CHILD_SA inside it, the other only after CHILD_GRACE if none came. Two CHILD_SAs
+    with the same selectors would be installed by their responders before the initiators
+    have them, each taking the outbound path over: what is sent meanwhile is lost."""
+    monkeypatch.setattr(M, "CHILD_GRACE", 1.5)
+
+    async def go():
+        server, m = await setup_trap(tmp_path, 5)
+        m.want(SPOKE, pair=True)
+        m.start()
+        await until(lambda: server.commands("initiate"))
+        assert server.commands("initiate") == [{"ike": "dmvpn-192.0.2.12", "timeout": "-1"}]
+        assert m.stats["initiate_childless"] == 1
+        await server.event("ike-updown", {"up": "yes", **ike_sa(3, "192.0.2.12", peer_id)})
+        await until(lambda: m.view(SPOKE).ike_up)
+        await asyncio.sleep(0.6)
+        with_child = [c for c in server.commands("initiate") if "child" in c]
+        if leads:                    # at once (again after the backoff while none comes)
+            assert with_child[:1] == [{"child": "dmvpn-192.0.2.12", "ike": "dmvpn-192.0.2.12",
+                                   "timeout": "-1"}]
+        else:                        # waiting for the peer's
+            assert with_child == []
+            await until(lambda: [c for c in server.commands("initiate") if "child" in c], 5)
+            await child_up_then_no_more_initiations(server, m, SPOKE, peer_id, 3, 0.5)
+        await m.stop(terminate=False)
+        await server.close()
+    run(go())
+
+
+def test_a_peer_that_comes_up_with_its_child_sa_is_not_asked_for_another(tmp_path):
+    async def go():
+        server, m = await setup_trap(tmp_path, 5)
+        m.want(SPOKE, pair=True)
+        m.start()
+        await until(lambda: server.commands("initiate"))
+        sa = ike_sa(3, "192.0.2.12", "172.16.0.9", children={"dmvpn-192.0.2.12":
+                                                             (4, "INSTALLED")})
+        await server.event("ike-updown", {"up": "yes", **sa})
+        await until(lambda: m.view(SPOKE).child_up)
+        await asyncio.sleep(0.5)
+        assert len(server.commands("initiate")) == 1
         await m.stop(terminate=False)
         await server.close()
     run(go())

@@ -127,7 +127,10 @@ def certificates(creds: Credentials) -> list[tuple[str, dict]]:
     return out
 
 
-def initiate(profile: str, peer) -> dict:
-    """The initiate message: both SAs of the peer's connection, not waiting (-1)."""
+def initiate(profile: str, peer, child: bool = True) -> dict:
+    """The initiate message: both SAs of the peer's connection (or, without child, the
+    IKE_SA alone: childless, RFC 6023), not waiting (-1). An established IKE_SA of the
+    connection, ours or the peer's, carries a new CHILD_SA (CREATE_CHILD_SA)."""
     name = conn_name(profile, peer)
-    return {"child": name, "ike": name, "timeout": "-1"}
+    return {"child": name, "ike": name, "timeout": "-1"} if child else {"ike": name,
+                                                                        "timeout": "-1"}

@@ -16,7 +16,18 @@ identity, CHILD_SAs installed). The manager
   doubling) while it stays down;
 - terminates the IKE_SAs of a peer no longer wanted and unloads its connection;
 - follows ike-updown, ike-rekey, child-updown and child-rekey, and calls
-  `on_change(peers)` with the peers whose view changed.
+  `on_change(peers)` with the peers whose view changed;
+- for a peer that wants us as we want it (`want(peer, pair=True)`: both ends of a
+  shortcut initiate, and behind two NATs they must, each one's IKE_SA_INIT opening its
+  own NAT), initiates the IKE_SA alone (childless) and lets one end, the one with the
+  lower identity, create the CHILD_SA inside whichever IKE_SA came up (the other after
+  CHILD_GRACE, if none came): one CHILD_SA, never two with the same selectors, whose
+  second, installed by its responder before the initiator has it, would take the
+  outbound path over and lose what is sent meanwhile;
+- terminates an IKE_SA that comes from an NBMA address where another identity already
+  has one (a second node behind the same NAT device, on another NAT-T port): one log
+  line, counted (`refused_second_identity`); the first keeps working
+  (docs/interop-ipsec-nat.md, two spokes behind the same NAT).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import logging
 import random
 import time
 from collections import Counter
+from ipaddress import ip_address
 
 from . import conns
 from .client import ViciClient, ViciClosed, ViciError
@@ -37,13 +49,15 @@ RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0     # seconds, vici (re)connection back
 INITIATE_MIN, INITIATE_MAX = 3.0, 60.0       # seconds, per-peer initiation backoff
 INITIATIONS_PER_TICK = 32                    # at most this many initiations a second
 TICK = 1.0                                   # seconds between retry checks
+CHILD_GRACE = 6.0                            # seconds the higher identity of a pair waits
 STOP_TIMEOUT = 3.0
 
 
 class _Peer:
-    __slots__ = ("wanted", "loaded", "next_try", "backoff")
+    __slots__ = ("wanted", "loaded", "next_try", "backoff", "pair")
 
     def __init__(self):
+        self.pair = False            # it initiates to us too: IKE_SA first, one CHILD_SA
         self.wanted = False
         self.loaded = False
         self.next_try = 0.0          # monotonic time of the next initiation, 0: now
@@ -73,14 +87,18 @@ class IpsecManager:
         self._lost = asyncio.Event()
         self._dirty: set = set()
         self._held: list | None = None      # events held while list-sas runs
+        self._refuse: dict = {}             # IKE_SA uniqueid -> IkeSa, to terminate
+        self._refused: set = set()          # uniqueids terminated, until they are gone
+        self._refused_said: set = set()     # (address, identity) refused and logged
         self._stopping = False
 
     # -- what the daemon calls ------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run())
 
-    def want(self, peer) -> None:
+    def want(self, peer, pair: bool = False) -> None:
         p = self.peers.setdefault(peer, _Peer())
+        p.pair = pair
         if not p.wanted:
             p.wanted = True
             p.next_try, p.backoff = 0.0, INITIATE_MIN
@@ -211,17 +229,46 @@ class IpsecManager:
         self._changed(self.table.event(name, msg))
 
     def _changed(self, changed: set) -> None:
-        for peer in changed:
+        for peer in self.table.touched | changed:
+            for ike in self.table.intruders(peer):
+                if ike.uid not in self._refuse and ike.uid not in self._refused:
+                    self._refuse[ike.uid] = ike
+                    self._wake.set()
             p = self.peers.get(peer)
             if p is None:
                 continue
             if self._satisfied(peer):
                 p.backoff = INITIATE_MIN
+            elif p.wanted and self._childless(peer):
+                # a pair's IKE_SA is up, its CHILD_SA not: the lower identity creates it
+                # now, the higher only if none has come after CHILD_GRACE
+                p.next_try = time.monotonic() + (0.0 if self._leads(peer) else CHILD_GRACE)
+                self._wake.set()
             elif p.wanted:
-                # down: initiate again soon (jittered), not at once
-                p.next_try = time.monotonic() + INITIATE_MIN * self.rng.uniform(0.5, 1.0)
+                # down: initiate again soon (jittered), not at once; an SA that went
+                # down right after our initiation (refused by the peer) waits out the
+                # backoff that initiation set
+                p.next_try = max(p.next_try, time.monotonic()
+                                 + INITIATE_MIN * self.rng.uniform(0.5, 1.0))
                 self._wake.set()
         self._notify(changed)
+
+    def _childless(self, peer) -> bool:
+        """A pair peer whose IKE_SA is up without a CHILD_SA (where ESP works)."""
+        p = self.peers.get(peer)
+        view = self.table.view(peer)
+        return bool(p and p.pair and self.trap and view.ike_up and not view.child_up)
+
+    def _leads(self, peer) -> bool:
+        """Of a pair, the end that creates the CHILD_SA: the lower identity, both being
+        addresses (the tunnel addresses, by default). Where either is not (a
+        certificate's subject), both ends create one at once, as without pairs."""
+        mine, theirs = conns.local_id(self.cfg, self.tunnel_ip), self.table.view(peer).identity
+        try:
+            a, b = ip_address(mine or ""), ip_address(theirs)
+        except ValueError:
+            return True
+        return a.version != b.version or a < b
 
     def _satisfied(self, peer) -> bool:
         """Up as far as this kernel allows: an IKE_SA, and a CHILD_SA where ESP works."""
@@ -263,6 +310,7 @@ class IpsecManager:
         changed = self.table.replace(listed)
         for name, msg in held:
             changed |= self.table.event(name, msg)
+        self.table.touched = set(self.table.peers())    # a new snapshot: look at all
         self._changed(changed)
         self._dirty |= {peer for peer, p in self.peers.items() if p.wanted}
 
@@ -271,6 +319,7 @@ class IpsecManager:
         if self._stopping:
             return
         dirty, self._dirty = self._dirty, set()
+        await self._refuse_intruders()
         if None in dirty:
             dirty.discard(None)
             await self._load(None)
@@ -308,9 +357,17 @@ class IpsecManager:
             return False
 
     async def _initiate(self, peer) -> None:
-        if not await self._connecting(peer):
-            await self.client.request("initiate", conns.initiate(self.cfg.profile, peer))
-            self.stats["initiate"] += 1
+        """A new IKE_SA unless one with the peer is being set up; where one is up, its
+        CHILD_SA (charon creates it inside an IKE_SA of the connection, ours or the
+        peer's, or queues it on one being set up)."""
+        ike_up = self.table.view(peer).ike_up
+        if ike_up or not await self._connecting(peer):
+            p = self.peers.get(peer)
+            # a pair: the IKE_SA alone first (its CHILD_SA once one is up: _changed)
+            child = not (p and p.pair and self.trap and not ike_up)
+            await self.client.request("initiate", conns.initiate(self.cfg.profile, peer,
+                                                                 child))
+            self.stats["initiate" if child else "initiate_childless"] += 1
 
     async def _connecting(self, peer) -> bool:
         """An IKE_SA with this peer is being set up (ours or its)."""
@@ -322,6 +379,30 @@ class IpsecManager:
                 if isinstance(sa, dict) and sa.get("state") in (b"CONNECTING", b"CREATED"):
                     return True
         return False
+
+    async def _refuse_intruders(self) -> None:
+        refuse, self._refuse = self._refuse, {}
+        self._refused = {u for u in self._refused if u in self.table.ike} | set(refuse)
+        for uid, ike in refuse.items():
+            first = self.table.view(ike.peer).identity
+            self.stats["refused_second_identity"] += 1
+            # its charon tries again whenever its GRE meets its trap policy: one line
+            # per address and identity, the counter for every refusal
+            seen = (ike.peer, ike.identity) in self._refused_said
+            self._refused_said.add((ike.peer, ike.identity))
+            log.log(logging.DEBUG if seen else logging.WARNING,
+                    "ipsec: refused %s (identity %s, port %s): %s is taken by identity %s; "
+                    "two peers behind one NAT device are not supported (their CHILD_SAs "
+                    "would share selectors)", ike.peer, ike.identity, ike.port or "?",
+                    ike.peer, first)
+            try:
+                # force: its SAs leave the kernel at once, not after the DELETE's answer:
+                # until then the kernel would send the first peer's traffic through them
+                await self.client.request("terminate", {"ike-id": uid, "force": "yes",
+                                                        "timeout": "-1"})
+                self.stats["terminate"] += 1
+            except ViciError as exc:            # already gone
+                log.debug("ipsec: terminate %s: %s", uid, exc)
 
     async def _drop(self, peer) -> None:
         p = self.peers.pop(peer, None) or _Peer()

@@ -100,7 +100,9 @@ class IpsecPeers:
     def ref(self, peer) -> None:
         self.refs[peer] += 1
         if self.refs[peer] == 1:
-            self.manager.want(peer)
+            # a peer other than our NHS (a shortcut's other end, a registered spoke)
+            # wants us too: the manager sets up one CHILD_SA for the two of us
+            self.manager.want(peer, pair=peer not in self._nhs)
             self._dataplane(peer, True)
 
     def unref(self, peer) -> None:
@@ -115,11 +117,11 @@ class IpsecPeers:
     def set_nhs(self, nbmas) -> None:
         """The configured NHSs are needed from the start (and after a reload)."""
         new, old = set(nbmas), self._nhs
+        self._nhs = new
         for peer in new - old:
             self.ref(peer)
         for peer in old - new:
             self.unref(peer)
-        self._nhs = new
 
     def _dataplane(self, peer, needed: bool) -> None:
         if self.maps is None or not hasattr(self.maps, "set_ipsec_required"):

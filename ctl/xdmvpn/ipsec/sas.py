@@ -27,6 +27,7 @@ class IkeSa:
     peer: object                          # remote-host, an ip_address
     identity: str                         # remote-id
     children: dict = field(default_factory=dict)   # child uniqueid -> state
+    port: str = ""                        # remote-port (NAT-T: the NAT's mapping)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SaTable:
         self.ike: dict[str, IkeSa] = {}         # uniqueid -> IkeSa
         self.by_peer: dict = {}                 # peer -> {uniqueid}
         self._before: dict = {}                 # peer -> view, while a change is applied
+        self.touched: set = set()
 
     # -- the index ----------------------------------------------------------------------
     def _touch(self, peer) -> None:
@@ -82,6 +84,7 @@ class SaTable:
 
     def _changed(self) -> set:
         before, self._before = self._before, {}
+        self.touched = set(before)              # every peer the last change was about
         return {p for p, v in before.items() if self.view(p) != v}
 
     # -- building ---------------------------------------------------------------------
@@ -96,7 +99,8 @@ class SaTable:
         for child in (sa.get("child-sas") or {}).values():
             if isinstance(child, dict) and child.get("uniqueid"):
                 children[child["uniqueid"]] = child.get("state", "")
-        return IkeSa(uid, name, sa.get("state", ""), peer, sa.get("remote-id", ""), children)
+        return IkeSa(uid, name, sa.get("state", ""), peer, sa.get("remote-id", ""), children,
+                     str(sa.get("remote-port", "")))
 
     def replace(self, list_sa_events: list) -> set:
         """The whole table from list-sas' list-sa events; returns the peers whose view
@@ -179,8 +183,9 @@ class SaTable:
 
     # -- questions ----------------------------------------------------------------------
     def view(self, peer) -> PeerView:
+        intruders = {i.uid for i in self.intruders(peer)}
         ikes = [self.ike[u] for u in self.by_peer.get(peer, ())
-                if self.ike[u].state in IKE_UP_STATES]
+                if self.ike[u].state in IKE_UP_STATES and u not in intruders]
         if not ikes:
             return PeerView()
         ikes.sort(key=lambda i: (-sum(s in CHILD_UP_STATES for s in i.children.values()),
@@ -191,8 +196,22 @@ class SaTable:
     def peers(self) -> list:
         return list(self.by_peer)
 
+    def intruders(self, peer) -> list[IkeSa]:
+        """The established IKE_SAs at this NBMA address whose identity is not that of the
+        oldest one there: a second node behind the same NAT device (another NAT-T port).
+        Their transport-mode CHILD_SAs would have the same selectors as the first's, and
+        the kernel would send the first's traffic through the newest of them."""
+        ikes = sorted((self.ike[u] for u in self.by_peer.get(peer, ())
+                       if self.ike[u].state in IKE_UP_STATES), key=_age)
+        return [i for i in ikes[1:] if i.identity != ikes[0].identity]
+
     def uids(self, peer) -> list[str]:
         return sorted(self.by_peer.get(peer, ()))
+
+
+def _age(ike: IkeSa) -> tuple:
+    """charon numbers its IKE_SAs in order of creation."""
+    return (int(ike.uid), ike.uid) if ike.uid.isdigit() else (1 << 62, ike.uid)
 
 
 _EVENTS = {
