@@ -12,7 +12,7 @@ This kernel has XFRM but no esp4, so no ESP SA can be installed and charon canno
 its policies (it installs them with the SA). The out policy a CHILD_SA would bring is
 installed here by hand, the one stand-in in these tests: with it, the kernel's xfrm takes
 the packets (counted as XfrmOutNoStates, since there is no SA) and none reaches the wire.
-The encrypted path itself runs on the Vagrant boxes (tests/ipsec/test_lab_vm.py)."""
+The encrypted path itself runs on the Vagrant boxes (tests/ipsec/test_esp.py)."""
 
 from __future__ import annotations
 

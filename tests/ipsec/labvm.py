@@ -1,4 +1,4 @@
-"""Helpers of the lab tests in a kernel with ESP (test_lab_vm*.py): the lab that is up
+"""Helpers of the lab tests in a kernel with ESP (test_esp*.py): the lab that is up
 as the tests see it (charon's SAs through the PyPI vici package, the daemons' snapshots),
 tcpdump on the underlay bridge decoded by tshark, continuous pings that count what they
 lost."""

@@ -4,7 +4,7 @@ node, each in its own network namespace (tests/daemon/topo.py with ipsec=True).
 spoke1 and spoke2 are normal spokes (PSK, IKE identity = tunnel address); spoke3 claims an
 IKE identity (172.16.0.99) that is not its tunnel address (172.16.0.13); spoke4 has no
 IPsec at all. charon's view is read with the PyPI `vici` package, not xdmvpn's client.
-The ESP data path is in test_lab_vm.py (it needs a kernel with esp4)."""
+The ESP data path is in test_esp.py (it needs a kernel with esp4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`xdmvpn lab up --ipsec`: a real strongSwan charon in every node's namespace, the daemons
 bring IKE up hub <-> spokes; `xdmvpn lab metrics NODE` shows it as dmvpn_ipsec_sas, and
 charon itself (swanctl over the node's vici socket) agrees; `lab down` stops the charons.
-This kernel has no esp4: IKE runs, ESP SAs cannot be installed (tests/ipsec/test_lab_vm.py)."""
+This kernel has no esp4: IKE runs, ESP SAs cannot be installed (tests/ipsec/test_esp.py)."""
 
 from __future__ import annotations
 

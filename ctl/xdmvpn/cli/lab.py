@@ -61,7 +61,7 @@ examples:
       (also what a crashed lab left behind)
   xdmvpn lab up --vm --ipsec
       the same lab in Debian's stock kernel in a VM, where ESP works; a shell there
-  xdmvpn lab vm -- .venv/bin/python -m pytest -x tests/ipsec/test_lab_vm.py
+  xdmvpn lab vm -- .venv/bin/python -m pytest -x tests/ipsec/test_esp.py
       any command in that VM (default: a shell)
   xdmvpn lab config spoke1 --target vagrant --ipsec
       print the configuration the generator makes for spoke1 on a VM (underlay eth1,

@@ -8,14 +8,14 @@ scenario asserting many things:
   protected by its own CHILD_SA and used only once that is up (make-before-break: meanwhile
   via the hub, no echo lost); rekeying under continuous traffic loses nothing; a spoke's
   charon restarted recovers without touching the hub.
-- the ESP data path itself (was test_esp.py, with a lab of its own): decrypted GRE reaches
+- the ESP data path itself (once with a lab of its own): decrypted GRE reaches
   the overlay through `<tunnel>-rx` (decap_esp), encap goes through xfrm (encap_xfrm); a
   shortcut whose CHILD_SA is terminated falls back to the hub path and comes back when the
   manager has set it up again.
 - spoke3 behind nat1, spoke4 behind nat2 (nftables masquerade, both with the same inside
   network): IKE and ESP over UDP 4500, the hub's cache shows the post-NAT addresses
   (Cisco's NAT extension), shortcuts NATed <-> public and between the two NATs.
-Two spokes behind one NAT: test_lab_vm_same_nat.py.
+Two spokes behind one NAT: test_esp_same_nat.py.
 
 Marked kernel("esp4", "ip_gre"): natively where the kernel has them, else in the VM tier
 (docs/vm.md)."""
