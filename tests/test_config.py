@@ -262,6 +262,11 @@ EXACT = [
      'n.toml:5: nhrp.multicast[0]: must be "dynamic", "nhs" or an NBMA address, got "all"'),
     (BASE + '[nhrp]\nmax-send = { packets = 100, interval = 0 }\n',
      "n.toml:5: nhrp.max-send.interval: must be an integer 1..65535 seconds, got 0"),
+    (BASE + '[nhrp]\nunknown-budget = { rate = 10000, burst = 1e3 }\n',
+     "n.toml:5: nhrp.unknown-budget.burst: must be an integer 1..2048 packets (what the GRE "
+     "socket takes before the daemon sheds strangers), got 1000.0"),
+    (BASE + '[nhrp]\nunknown-budget = { packets = 10000 }\n',
+     "n.toml:5: nhrp.unknown-budget.packets: unknown key (allowed: rate, burst)"),
     (BASE + '[nhrp]\nmax-send = 100\n',
      "n.toml:5: nhrp.max-send: must be a table, e.g. max-send = { packets = 100, "
      "interval = 10 }, got 100"),
@@ -362,6 +367,7 @@ shortcut = true
 registration-no-unique = false
 multicast = ["dynamic", "192.0.2.50"]
 max-send = { packets = 100, interval = 10 }
+unknown-budget = { rate = 20000, burst = 2000 }
 
 [nhrp.ipv6]
 network-id = 6
@@ -437,6 +443,10 @@ EVERY_KEY = [
      "max-send = { packets = 65536, interval = 10 }"),
     ("nhrp.max-send.interval", "max-send = { packets = 100, interval = 10 }",
      'max-send = { packets = 100, interval = "10s" }'),
+    ("nhrp.unknown-budget.rate", "unknown-budget = { rate = 20000, burst = 2000 }",
+     "unknown-budget = { rate = 0, burst = 2000 }"),
+    ("nhrp.unknown-budget.burst", "unknown-budget = { rate = 20000, burst = 2000 }",
+     "unknown-budget = { rate = 20000, burst = 4096 }"),
     ("nhrp.ipv6.network-id", "network-id = 6", "network-id = -6"),
     ("nhrp.ipv6.holdtime", "holdtime = 600", "holdtime = 0"),
     ("nhrp.ipv6.authentication", 'authentication = "secret6"',
@@ -480,6 +490,8 @@ EVERY_KEY = [
 
 def test_full_config_is_valid():
     cfg = loads(FULL)
+    assert cfg.nhrp.unknown_budget == C.UnknownBudget(rate=20000, burst=2000)
+    assert loads(BASE).nhrp.unknown_budget == C.UnknownBudget(10_000, 1_000)
     assert cfg.role == "both" and len(cfg.nhrp.nhs) == 2 and len(cfg.nhrp.maps) == 1
     assert cfg.nhrp.nhs[0].tunnel_ip is None and cfg.ipsec.ca_certificate == "/etc/xdmvpn/ca.crt"
     assert cfg.ipsec.identities[0].tunnel_ip[1] == ipaddress.ip_network("10.0.0.128/28")
@@ -492,9 +504,11 @@ def _schema_keys() -> set[str]:
                            ("control", C.CONTROL_KEYS), ("metrics", C.METRICS_KEYS)):
         keys |= {f"{section}.{k}" for k in names if k != "identities"}
     keys |= {f"ipsec.identities.{k}" for k in C.IDENTITY_KEYS}
-    keys |= {f"nhrp.{k}" for k in C.NHRP_KEYS if k not in ("nhs", "map", "max-send", "ipv6")}
+    keys |= {f"nhrp.{k}" for k in C.NHRP_KEYS
+             if k not in ("nhs", "map", "max-send", "unknown-budget", "ipv6")}
     keys |= {f"nhrp.ipv6.{k}" for k in C.NHRP_FAMILY_KEYS}
     keys |= {f"nhrp.max-send.{k}" for k in C.MAX_SEND_KEYS}
+    keys |= {f"nhrp.unknown-budget.{k}" for k in C.UNKNOWN_BUDGET_KEYS}
     keys |= {f"nhrp.nhs.{k}" for k in C.NHS_KEYS} | {f"nhrp.map.{k}" for k in C.MAP_KEYS}
     return keys
 

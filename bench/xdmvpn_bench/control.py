@@ -13,6 +13,9 @@ data-plane map must then hold one entry per spoke (control socket "snapshot", "s
 A second round re-registers every spoke (a refresh). The same harness against a trivial
 echo responder (a Python loop on the same raw GRE socket) shows the harness's own ceiling.
 
+The hub is configured as one expecting many new spokes at once: `[nhrp] unknown-budget`
+rate 50,000/s (the default 10,000/s caps first-time registrations, unknown sources all).
+
 Memory. The hub's VmRSS with every spoke registered minus before any, per spoke.
 
 Shortcut setup. Hub + 2 spokes as real daemons (the layout of tests/daemon/topo.py); a LAN

@@ -7,6 +7,7 @@ child's failures as one line."""
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -123,6 +124,41 @@ def test_batches_write_read_and_delete_many_entries(pinned):
     assert peers.items() == [] and peers.get(keys[0]) is None
     with pytest.raises(KeyError):
         del peers[keys[0]]
+
+
+@pytest.mark.root
+def test_add_mappings_batches_new_entries_and_replaces_adopted_ones(pinned):
+    """A hub's burst of registrations: new entries in one batch write per map (told new by
+    the maps' own index of the host map), an entry another controller wrote before (adopted
+    pins) replaced in place with its slot, the known NBMA counts right either way."""
+    m = pinned.maps
+    m.add_mapping("10.0.0.3", "192.0.2.3")                  # a previous controller's
+    m.add_mapping("10.0.0.4", "192.0.2.3")
+    ours = DataplaneMaps(pinned.module)                     # a new one adopts the pins
+    slot3 = m.peers[ctypes.c_uint32(abi.be32("10.0.0.3"))].stats_idx
+    news = [(f"10.0.1.{i}", f"192.0.2.{10 + i % 3}") for i in range(1, 41)]
+    try:
+        ours.add_mappings([*news, ("10.0.0.3", "192.0.2.9"), ("10.0.1.5", "192.0.2.99")])
+        got = {str(x.prefix): str(x.nbma) for x in ours.mappings()}
+        want = {f"{o}/32": n for o, n in news} | {
+            "10.0.1.5/32": "192.0.2.99", "10.0.0.3/32": "192.0.2.9", "10.0.0.4/32": "192.0.2.3"}
+        assert got == want
+        assert ours.peers[ctypes.c_uint32(abi.be32("10.0.0.3"))].stats_idx == slot3
+        slots = [v.stats_idx for v in ours.peers.values()]
+        assert len(set(slots)) == len(slots) == 42 and 0 not in slots
+        counts: dict = {}
+        for n in want.values():
+            counts[ipaddress.ip_address(n)] = counts.get(ipaddress.ip_address(n), 0) + 1
+        assert ours.known_peers() == counts
+        # a second burst knows the first's entries: only replacements, one by one
+        ours.add_mappings([("10.0.1.1", "192.0.2.50"), ("10.0.1.2", "192.0.2.50")])
+        assert {str(x.prefix): str(x.nbma) for x in ours.mappings()}["10.0.1.2/32"] == \
+            "192.0.2.50"
+        assert len(ours.mappings()) == 42
+    finally:
+        for o in [*(o for o, _ in news), "10.0.0.3", "10.0.0.4"]:
+            ours.remove_mapping(o)
+    assert ours.mappings() == [] and ours.known_peers() == {}
 
 
 @pytest.mark.root

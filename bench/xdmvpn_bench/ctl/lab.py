@@ -132,12 +132,16 @@ class Lab:
         shutil.rmtree(self.tmp, ignore_errors=True)     # errors above quote the logs
 
 
-def hub_config(instance: str, address: str, multicast: bool = True, auth: bool = True) -> str:
+def hub_config(instance: str, address: str, multicast: bool = True, auth: bool = True,
+               unknown_rate: int | None = None) -> str:
+    """unknown_rate: the NHRP packets/s the data plane admits from unknown sources (every
+    first-time registration is one), the default's when None."""
     return "\n".join([
         "[tunnel]", 'name = "dmvpn0"', f'address = "{address}"', 'source-interface = "eth0"',
         f"key = {KEY}", f"mtu = {MTU}", "adjust-mss = 1360", "",
         "[nhrp]", f"holdtime = {HOLDTIME}", f'authentication = "{AUTH}"' if auth else "",
         "redirect = true",
-        'multicast = ["dynamic"]' if multicast else "", "",
+        'multicast = ["dynamic"]' if multicast else "",
+        f"unknown-budget = {{ rate = {unknown_rate} }}" if unknown_rate else "", "",
         "[control]", f'instance = "{instance}"', ""])
 

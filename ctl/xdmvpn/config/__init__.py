@@ -18,17 +18,18 @@ from .schema import (
     DEFAULT_PER_PEER_LIMIT, DEFAULT_TTL, DEFAULT_VICI_SOCKET, IDENTITY_KEYS, IPSEC_KEYS,
     MAP_KEYS, MAX_SEND_KEYS, METRICS_KEYS, NHRP_FAMILY_KEYS, NHRP_KEYS, NHS_KEYS, SOCKET_DIR,
     TOP_KEYS,
-    TUNNEL_KEYS, ConfigError,
+    TUNNEL_KEYS, UNKNOWN_BUDGET_KEYS, ConfigError,
     ControlConfig, IdentityConfig, IpsecConfig, KeyPath, MapConfig, MaxSend, MetricsConfig,
-    MulticastTarget, NhrpConfig, NhrpFamily, NhsConfig, NodeConfig, Role, TunnelConfig, key_name,
+    MulticastTarget, NhrpConfig, NhrpFamily, NhsConfig, NodeConfig, Role, TunnelConfig,
+    UnknownBudget, key_name,
 )
 
 __all__ = [
     "load", "loads", "render_toml", "KeyLines", "ALIASES", "BIND_MODES", "CONTROL_KEYS",
     "IDENTITY_KEYS", "IPSEC_KEYS", "MAP_KEYS", "MAX_SEND_KEYS", "METRICS_KEYS", "NHRP_FAMILY_KEYS", "NHRP_KEYS",
-    "NHS_KEYS", "TOP_KEYS", "TUNNEL_KEYS", "DEFAULT_HOLDTIME",
+    "NHS_KEYS", "TOP_KEYS", "TUNNEL_KEYS", "UNKNOWN_BUDGET_KEYS", "DEFAULT_HOLDTIME",
     "DEFAULT_MAX_SEND", "DEFAULT_MTU", "DEFAULT_NAME", "DEFAULT_PER_PEER_LIMIT", "DEFAULT_TTL",
     "DEFAULT_VICI_SOCKET", "SOCKET_DIR", "ConfigError", "ControlConfig", "IdentityConfig",
     "IpsecConfig", "KeyPath", "MapConfig", "MaxSend", "MetricsConfig", "MulticastTarget",
-    "NhrpConfig", "NhrpFamily", "NhsConfig", "NodeConfig", "Role", "TunnelConfig", "key_name",
+    "NhrpConfig", "NhrpFamily", "NhsConfig", "NodeConfig", "Role", "TunnelConfig", "UnknownBudget", "key_name",
 ]

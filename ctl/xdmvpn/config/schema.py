@@ -18,7 +18,8 @@ TOP_KEYS = ("role", "tunnel", "nhrp", "ipsec", "control", "metrics")
 TUNNEL_KEYS = ("name", "address", "source-interface", "source-address", "key", "mtu",
                "adjust-mss", "ttl", "df")
 NHRP_KEYS = ("network-id", "holdtime", "authentication", "redirect", "shortcut",
-             "registration-no-unique", "multicast", "max-send", "nhs", "map", "ipv6")
+             "registration-no-unique", "multicast", "max-send", "unknown-budget", "nhs", "map",
+             "ipv6")
 # [nhrp.ipv6]: what Cisco's and FRR's `ipv6 nhrp ...` set apart for the IPv6 overlay of a
 # dual-stack tunnel (absent keys: as [nhrp] says)
 NHRP_FAMILY_KEYS = ("network-id", "holdtime", "authentication", "redirect", "shortcut",
@@ -26,6 +27,7 @@ NHRP_FAMILY_KEYS = ("network-id", "holdtime", "authentication", "redirect", "sho
 NHS_KEYS = ("tunnel-ip", "nbma", "priority")
 MAP_KEYS = ("tunnel-ip", "nbma")
 MAX_SEND_KEYS = ("packets", "interval")
+UNKNOWN_BUDGET_KEYS = ("rate", "burst")
 IPSEC_KEYS = ("profile", "required", "psk", "certificate", "private-key", "ca-certificate",
               "proposals", "esp-proposals", "local-id", "bind", "vici-socket", "identities")
 IDENTITY_KEYS = ("id", "tunnel-ip")
@@ -44,6 +46,12 @@ DEFAULT_MTU = 1400
 DEFAULT_HOLDTIME = 7200          # Cisco and RFC 2332; the VyOS DMVPN example uses 300
 DEFAULT_TTL = 64
 DEFAULT_MAX_SEND = (100, 10)     # Cisco "ip nhrp max-send 100 every 10"
+# NHRP from unknown sources the data plane admits, all together: packets/s and burst. A
+# burst must fit in the daemon's GRE socket buffer below the level where it sheds
+# strangers' NHRP (half of 16 MiB; a datagram passed up by XDP takes ~4 KiB there): beyond,
+# a full buffer would drop known peers' packets too.
+DEFAULT_UNKNOWN_BUDGET = (10_000, 1_000)
+UNKNOWN_BURST_MAX = 2048
 SOCKET_DIR = "/run/xdmvpn"
 DEFAULT_VICI_SOCKET = "unix:///var/run/charon.vici"     # strongSwan's default
 DEFAULT_PER_PEER_LIMIT = 100     # per-peer metric series at most (cardinality cap)
@@ -111,6 +119,14 @@ class MaxSend:
     interval: int = DEFAULT_MAX_SEND[1]   # seconds
 
 
+@dataclass(frozen=True)
+class UnknownBudget:
+    """NHRP admitted from sources without a mapping (all of them together): first-time
+    registrations and strangers alike."""
+    rate: int = DEFAULT_UNKNOWN_BUDGET[0]    # packets per second
+    burst: int = DEFAULT_UNKNOWN_BUDGET[1]   # packets
+
+
 MulticastTarget = Literal["dynamic", "nhs"] | IPAddress
 
 
@@ -135,6 +151,7 @@ class NhrpConfig:
     registration_no_unique: bool = False
     multicast: tuple[MulticastTarget, ...] = ()
     max_send: MaxSend = MaxSend()
+    unknown_budget: UnknownBudget = UnknownBudget()
     nhs: tuple[NhsConfig, ...] = ()
     maps: tuple[MapConfig, ...] = ()
     ipv6: NhrpFamily = NhrpFamily()
@@ -245,6 +262,8 @@ class NodeConfig:
                      "multicast": [str(m) for m in n.multicast],
                      "max-send": {"packets": n.max_send.packets,
                                   "interval": n.max_send.interval},
+                     "unknown-budget": {"rate": n.unknown_budget.rate,
+                                        "burst": n.unknown_budget.burst},
                      "nhs": [{"tunnel-ip": "dynamic" if s.tunnel_ip is None else str(s.tunnel_ip),
                               "nbma": str(s.nbma), "priority": s.priority} for s in n.nhs],
                      "map": [{"tunnel-ip": str(m.tunnel_ip), "nbma": str(m.nbma)}

@@ -14,12 +14,13 @@ from ..inet import IPAddress
 from .lines import KeyLines
 from .schema import (
     ALIASES, BIND_MODES, CONTROL_KEYS, DEFAULT_HOLDTIME, DEFAULT_MAX_SEND, DEFAULT_MTU,
-    DEFAULT_NAME, DEFAULT_PER_PEER_LIMIT, DEFAULT_TTL, DEFAULT_VICI_SOCKET, IDENTITY_KEYS,
-    IPSEC_KEYS, MAP_KEYS, MAX_SEND_KEYS, METRICS_KEYS, NHRP_KEYS, NHS_KEYS, SOCKET_DIR,
-    TOP_KEYS, TUNNEL_KEYS, ConfigError, ControlConfig, IdentityConfig, IpsecConfig, KeyPath,
+    DEFAULT_NAME, DEFAULT_PER_PEER_LIMIT, DEFAULT_TTL, DEFAULT_UNKNOWN_BUDGET,
+    DEFAULT_VICI_SOCKET, IDENTITY_KEYS, IPSEC_KEYS, MAP_KEYS, MAX_SEND_KEYS, METRICS_KEYS,
+    NHRP_KEYS, NHS_KEYS, SOCKET_DIR, TOP_KEYS, TUNNEL_KEYS, UNKNOWN_BUDGET_KEYS,
+    UNKNOWN_BURST_MAX, ConfigError, ControlConfig, IdentityConfig, IpsecConfig, KeyPath,
     NHRP_FAMILY_KEYS, MapConfig, MaxSend, MetricsConfig, NhrpConfig, NhrpFamily, NhsConfig,
     NodeConfig, Role,
-    TunnelConfig, key_name, quote,
+    TunnelConfig, UnknownBudget, key_name, quote,
 )
 
 
@@ -314,6 +315,8 @@ def _read_nhrp(r: _Reader, data, tunnel: TunnelConfig) -> NhrpConfig:
         multicast=_read_multicast(r, p + ("multicast",), t.get("multicast", []), nets,
                                   bool(nhs)),
         max_send=_read_max_send(r, p + ("max-send",), t.get("max-send", {})),
+        unknown_budget=_read_unknown_budget(r, p + ("unknown-budget",),
+                                            t.get("unknown-budget", {})),
         nhs=nhs, maps=maps, ipv6=_read_family(r, t, tunnel),
     )
 
@@ -342,6 +345,15 @@ def _read_max_send(r: _Reader, p: KeyPath, data) -> MaxSend:
     return MaxSend(packets=r.get(t, p, "packets", _int(1, 65535), DEFAULT_MAX_SEND[0]),
                    interval=r.get(t, p, "interval", _int(1, 65535, " seconds"),
                                   DEFAULT_MAX_SEND[1]))
+
+
+def _read_unknown_budget(r: _Reader, p: KeyPath, data) -> UnknownBudget:
+    t = r.table(p, data, UNKNOWN_BUDGET_KEYS, "unknown-budget = { rate = 10000, burst = 1000 }")
+    return UnknownBudget(
+        rate=r.get(t, p, "rate", _int(1, 1_000_000, " packets per second"),
+                   DEFAULT_UNKNOWN_BUDGET[0]),
+        burst=r.get(t, p, "burst", _int(1, UNKNOWN_BURST_MAX, " packets (what the GRE "
+                                        "socket takes before the daemon sheds strangers)"), DEFAULT_UNKNOWN_BUDGET[1]))
 
 
 def _read_maps(r: _Reader, nhrp: dict, nets: _Addresses) -> tuple[MapConfig, ...]:

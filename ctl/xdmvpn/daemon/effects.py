@@ -59,8 +59,9 @@ class LiveEffects(Effects):
         gre = self.gres.get(nbma.version, self.gre)
         if self._holding and isinstance(nbma, IPv4Address) and gre is self.gre:
             batch = self.send_batch
-            batch.add(self.gre.fileno(), nbma, packet)
-            if len(batch) >= self.flush_every or len(batch) == batch.capacity:
+            batch.add(gre.fileno(), nbma, packet)
+            n = len(batch)
+            if n >= self.flush_every or n == batch.capacity:
                 self.flush()         # the mappings first, then these replies
         elif not gre.send(nbma, packet):
             self.stats["send_failed"] += 1
@@ -108,7 +109,8 @@ class LiveEffects(Effects):
             self.ipsec.ref(nbma)
             if old is not None:
                 self.ipsec.unref(old)
-        self._changed(proto)
+        if self.on_mapping_change is not None:
+            self.on_mapping_change(proto)
 
     def _write_mappings(self) -> None:
         """The mappings held since the batch began, in one write per map. A failure (no

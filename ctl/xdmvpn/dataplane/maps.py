@@ -17,6 +17,8 @@ import collections
 import ctypes
 import dataclasses
 import ipaddress
+import struct
+from socket import ntohl
 
 from ..errors import XdmvpnError
 from . import abi, libbpf
@@ -31,6 +33,7 @@ IPv6 = ipaddress.IPv6Address
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 _be, _addr = abi.be32, abi.ipv4
+_SLOT_FLAGS = struct.Struct("=II")       # Peer.stats_idx, Peer.flags (after Peer.nbma)
 
 
 def _ip(value, what: str = "address") -> Addr:
@@ -101,6 +104,9 @@ class DataplaneMaps:
         self._free: list[int] | None = None
         self._known: collections.Counter[Addr] | None = None
         self._no_batch = False               # the kernel refused a batch write once
+        self._hosts: set[int] | None = None  # IPv4 host entries' keys (_hosts4)
+        # the multicast slots as set_multicast last wrote them (IPv4 Be32, IPv6 bytes)
+        self._mcast_slots: tuple[list, list] | None = None
 
     # ---- the tables of a family -----------------------------------------------
     def _host_table(self, overlay: Addr):
@@ -268,51 +274,78 @@ class DataplaneMaps:
     def add_mapping(self, overlay, nbma) -> None:
         """Overlay (protocol) address -> NBMA address, each IPv4 or IPv6; replaces an
         existing one."""
-        self._put(*self._host_table(_ip(overlay, "overlay address")), nbma)
+        overlay = _ip(overlay, "overlay address")
+        self._put(*self._host_table(overlay), nbma)
+        if overlay.version == 4:
+            self._hosts4().add(int(overlay))
 
     def add_mappings(self, pairs) -> None:
         """add_mapping for each (overlay, nbma) pair, the writes of each map together (one
         BPF_MAP_UPDATE_BATCH per map, not a system call per entry and map): what a hub
-        does after a burst of registrations. New IPv4-over-IPv4 entries go in the batch;
-        the rest (replacements, IPv6 of either side) and kernels without batch writes go
-        one by one through add_mapping."""
+        does after a burst of registrations. New IPv4-over-IPv4 entries (new by our own
+        index of the host map: no lookup per entry) go in the batch; the rest
+        (replacements, IPv6 of either side) and kernels without batch writes go one by
+        one through add_mapping."""
         latest: dict[Addr, Addr] = {}
         for o, n in pairs:                                   # the last word per address
             latest[_ip(o, "overlay address")] = _ip(n, "NBMA address")
-        self._known_refs()
-        peers = self.peers
+        hosts = self._hosts4()
         batch, single = [], []
         for o, n in latest.items():
-            if (o.version == n.version == 4 and not self._no_batch
-                    and peers.get(_u32(_be(o))) is None):
+            if (type(o) is IPv4 and type(n) is IPv4 and not self._no_batch
+                    and int(o) not in hosts):
                 batch.append((o, n))
             else:
                 single.append((o, n))
         if len(batch) < 2:
             single, batch = batch + single, []
-        entries, fresh, known = [], [], {}
-        for o, n in batch:
-            idx = self._take_slot()
-            fresh.append(idx)
-            new = abi.Peer(nbma=_be(n), flags=0, stats_idx=idx)
-            entries.append((_be(o), new))
-            self._replaced(None, new, None, known)
+        if batch:
+            self._add_new4(batch)
+        for o, n in single:
+            self.add_mapping(o, n)
+
+    def _add_new4(self, pairs: list[tuple[IPv4, IPv4]]) -> None:
+        """New IPv4 host entries toward IPv4 NBMA addresses: slots taken and cleared, the
+        entries and the known NBMA addresses' counts written, a batch write per map. The
+        arrays are built from the addresses' bytes (a Be32 field holds them as they are
+        on the wire)."""
+        refs = self._known_refs()
+        n = len(pairs)
+        slots = [self._take_slot() for _ in range(n)]
+        keys = (ctypes.c_uint32 * n).from_buffer_copy(b"".join(o.packed for o, _ in pairs))
+        tail = _SLOT_FLAGS.pack
+        values = (abi.Peer * n).from_buffer_copy(b"".join(
+            nb.packed + tail(idx, 0) for (_, nb), idx in zip(pairs, slots)))
+        known: dict[IPv4, int] = {}
+        for _, nb in pairs:
+            known[nb] = refs[nb] = refs[nb] + 1
+        k = len(known)
+        kkeys = (ctypes.c_uint32 * k).from_buffer_copy(b"".join(a.packed for a in known))
+        kvals = (ctypes.c_uint32 * k)(*known.values())
         try:
             for table in (self.stats, self.nh_cache):
-                self._batch(table, fresh, None)
-            self._batch(peers, [k for k, _ in entries], [v for _, v in entries])
-            self._batch(self.known_map, [_be(k) for k in known], [known[k] for k in known])
+                self._batch(table, slots, None)
+            libbpf.update_batch(self.peers.map_fd, keys, values, n)
+            libbpf.update_batch(self.known_map.map_fd, kkeys, kvals, k)
         except OSError:
             # no batch writes here: the same writes one by one (idempotent)
             self._no_batch = True
-            for idx in fresh:
+            for idx in slots:
                 self._clear_slot(idx)
-            for key, new in entries:
-                peers[_u32(key)] = new
-            for k, n in known.items():
-                self.known_map[_u32(_be(k))] = _u32(n)
-        for o, n in single:
-            self.add_mapping(o, n)
+            for i in range(n):
+                self.peers[_u32(keys[i])] = values[i]
+            for i in range(k):
+                self.known_map[_u32(kkeys[i])] = _u32(kvals[i])
+        self._hosts4().update(int(o) for o, _ in pairs)
+
+    def _hosts4(self) -> set[int]:
+        """The IPv4 overlay addresses (as integers) of the host entries in the map: read
+        once from the map (adopted pins), then kept here with every write (the controller
+        is the only writer), so that add_mappings knows a new entry without asking the
+        kernel."""
+        if self._hosts is None:
+            self._hosts = {ntohl(k.value) for k in self.peers.keys()}
+        return self._hosts
 
     @staticmethod
     def _batch(table, keys: list[int], values: list | None) -> None:
@@ -330,7 +363,10 @@ class DataplaneMaps:
         libbpf.update_batch(table.map_fd, karr, varr, n)
 
     def remove_mapping(self, overlay) -> bool:
-        return self._remove(*self._host_table(_ip(overlay, "overlay address")))
+        overlay = _ip(overlay, "overlay address")
+        if overlay.version == 4 and self._hosts is not None:
+            self._hosts.discard(int(overlay))
+        return self._remove(*self._host_table(overlay))
 
     def _row(self, net: Net, v) -> Mapping:
         p, b, t = self._slot_stats(v.stats_idx)
@@ -405,12 +441,19 @@ class DataplaneMaps:
         if max(len(v4), len(v6)) > MCAST_MAX:
             raise XdmvpnError(f"at most {MCAST_MAX} NBMA addresses of each family in the "
                               f"multicast set")
+        # only the slots that change (what we wrote last is kept: the only writer), so
+        # that a set growing by one address costs one write, not 2 x MCAST_MAX
+        before4, before6 = self._mcast_slots or ([None] * MCAST_MAX, [None] * MCAST_MAX)
+        after4 = [_be(a) for a in v4] + [0] * (MCAST_MAX - len(v4))
+        after6 = [a.packed for a in v6] + [bytes(16)] * (MCAST_MAX - len(v6))
+        self._mcast_slots = None                 # unknown until every write went through
         for i in reversed(range(MCAST_MAX)):
-            val = _be(v4[i]) if i < len(v4) else 0
-            self.mcast_map[self.mcast_map.Key(i)] = abi.Be32(val)
+            if after4[i] != before4[i]:
+                self.mcast_map[self.mcast_map.Key(i)] = abi.Be32(after4[i])
         for i in reversed(range(MCAST_MAX)):
-            self.mcast6_map[self.mcast6_map.Key(i)] = (abi.in6(v6[i]) if i < len(v6)
-                                                       else abi.In6())
+            if after6[i] != before6[i]:
+                self.mcast6_map[self.mcast6_map.Key(i)] = abi.In6.from_buffer_copy(after6[i])
+        self._mcast_slots = (after4, after6)
 
     def multicast(self) -> list[Addr]:
         """The multicast set: its IPv4 addresses, then its IPv6 ones."""

@@ -137,8 +137,9 @@ class RegistrationServer:
         claimed = observed if claimed_raw == seen else IPv4Address(claimed_raw)
         code = self.register(proto, claimed, observed, reg.holdtime,
                              bool(reg.flags & _UNIQUE), ctx.now())
-        ctx.stats[_RX] += 1
-        ctx.stats[("registration", int(code))] += 1
+        stats = ctx.stats
+        stats[_RX] += 1
+        stats[_OK if code == _SUCCESS else ("registration", int(code))] += 1
         nat = pieces.nat_head + seen + src_proto if reg.nat and seen != src_nbma else None
         kept = self._replies.get((lkey, code)) if nat is None else None
         if kept is not None:
@@ -215,7 +216,7 @@ class RegistrationServer:
         """After a registration that bound proto to observed: its reply, for refreshes."""
         if code != _SUCCESS:
             return
-        entry = self.ctx.cache.get(proto)
+        entry = self.ctx.cache.entries.get(proto)
         if entry is not None and entry.type is EntryType.DYNAMIC and entry.nbma == observed \
                 and entry.expires is not None:
             self.ctx.cache.keep_template(entry, key, reply)
@@ -225,13 +226,14 @@ class RegistrationServer:
                  observed: IPAddress, holdtime: int, unique: bool, now: float) -> int:
         """One CIE: bind proto to the observed NBMA address; the CIE code."""
         ctx, p = self.ctx, self.ctx.p
-        if proto is None or proto.version != p.tunnel_ip.version \
-                or proto not in self._overlay():
+        net = self._net if p is self._p and self._net is not None else self._overlay()
+        if proto is None or proto.version != p.tunnel_ip.version or proto not in net:
             return CieCode.ADMINISTRATIVELY_PROHIBITED
         if not ctx.fx.may_register(observed, proto):   # IPsec identity not bound to proto
             ctx.stats["identity_refused"] += 1
             return CieCode.ADMINISTRATIVELY_PROHIBITED
-        old = ctx.cache.get(proto)
+        cache = ctx.cache
+        old = cache.entries.get(proto)
         if old is not None and old.expires is not None and old.expires <= now:
             ctx.stats["cache_expired"] += 1            # gone, whether tick() ran or not
             ctx.cache_remove(proto)
@@ -245,11 +247,11 @@ class RegistrationServer:
             if old is not None and old.type is EntryType.DYNAMIC:
                 ctx.cache_remove(proto)
             return CieCode.SUCCESS
-        if old is None and len(ctx.cache) >= p.max_entries:
+        if old is None and len(cache.entries) >= p.max_entries:
             ctx.stats[("cap", "entries")] += 1
             return CieCode.INSUFFICIENT_RESOURCES
         if (old is None or old.nbma != observed) \
-                and ctx.cache.at_nbma(observed) >= p.limits.entries_per_nbma:
+                and cache.at_nbma(observed) >= p.limits.entries_per_nbma:
             ctx.stats[("cap", "entries_per_nbma")] += 1
             return CieCode.INSUFFICIENT_RESOURCES
         ctx.cache_put(CacheEntry(proto, EntryType.DYNAMIC, nbma=observed, claimed_nbma=claimed,

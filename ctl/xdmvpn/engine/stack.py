@@ -51,11 +51,18 @@ class _Shared:
 
 
 class FamilyEffects(Effects):
-    """One family's node's effects: the shared ones merged, the rest passed through."""
+    """One family's node's effects: the shared ones merged, the rest passed through (the
+    methods below say what each does; an instance calls the inner effects' own methods,
+    bound at construction: one call per effect, not two, on a hub's hot path)."""
+
+    PASSED = ("send", "mapping_set", "mapping_del", "shortcut_set", "shortcut_del",
+              "last_used", "route_lookup", "peer_identity", "may_register")
 
     def __init__(self, shared: _Shared, family: int):
         self._shared = shared
         self._family = family
+        for name in self.PASSED:
+            setattr(self, name, getattr(shared.fx, name))
 
     @property
     def inner(self) -> Effects:
