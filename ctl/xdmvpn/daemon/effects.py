@@ -60,7 +60,8 @@ class LiveEffects(Effects):
         if self._holding and isinstance(nbma, IPv4Address) and gre is self.gre:
             batch = self.send_batch
             batch.add(self.gre.fileno(), nbma, packet)
-            if len(batch) >= self.flush_every or len(batch) == batch.capacity:
+            held = len(batch)
+            if held >= self.flush_every or held == batch.capacity:
                 self.flush()         # the mappings first, then these replies
         elif not gre.send(nbma, packet):
             self.stats["send_failed"] += 1
