@@ -1,5 +1,6 @@
 """`xdmvpn bench control --vs-frr` (root): FRR's nhrpd (with zebra) and xdmvpn as hubs,
-one after the other, each in fresh namespaces and driven by the same generator (that of
+each in fresh namespaces, both started first and then measured one after the other
+(measure_both), driven by the same generator (that of
 `bench control`, xdmvpn_bench.ctl.registration) in the same run: N spokes register (new
 registrations), then register again (refreshes). Both sides' rates, the requests that
 needed a resend, the hub's CPU seconds (FRR: nhrpd + zebra) and RSS (idle: answering, no
@@ -160,35 +161,52 @@ def refresh_rounds() -> int:
     return int(value)
 
 
-def measure(impl: str, n: int, window: int, refreshes: int = REFRESH_ROUNDS) -> dict:
-    """One hub: start, idle RSS, a round of new registrations, `refreshes` rounds of
+def measure(h: _Hub, ready_s: float, n: int, window: int,
+            refreshes: int = REFRESH_ROUNDS) -> dict:
+    """One hub, started: idle RSS, a round of new registrations, `refreshes` rounds of
     refreshes (the best one is "refresh", all of them "refresh_rounds")."""
-    h = _Hub(impl)
+    time.sleep(1.0)
+    idle = _rss(h.pids)
+    spokes = list(range(1, n + 1))
+    rounds = []
+    for r in range(1 + refreshes):
+        base = (r + 1) << 24             # request ids of a round: base + k
+        pkts = [ip_gre(spoke_nbma(i), HUB_NBMA, registration_request(i, base + k, auth=False))
+                for k, i in enumerate(spokes)]
+        cpu0 = _cpu(h.pids)
+        run = h.gen.drive(pkts, base, window, limit=300.0 * vm.time_scale())
+        cpu1 = _cpu(h.pids)
+        rounds.append(rates(run) | check_replies(run, spokes, base) | {
+            "hub_cpu_s": round(cpu1 - cpu0, 2)})
+        h.gen.drain()
+    refresh = rounds[1:]
+    return {"impl": h.impl, "ready_seconds": round(ready_s, 1),
+            "rss_bytes_idle": idle, "rss_bytes_full": _rss(h.pids),
+            "hub_cache_dynamic": h.registered(), "register": rounds[0],
+            "refresh": max(refresh, key=lambda x: x["per_second_overall"]),
+            "refresh_rounds": refresh}
+
+
+def measure_both(n: int, window: int, refreshes: int) -> dict:
+    """Both hubs started first (xdmvpn's start, a data-plane compile of ~90 s under TCG,
+    then no longer falls between the two measurements, which follow each other within
+    seconds: the host's load has less time to change), then FRR measured (xdmvpn idle
+    meanwhile: one wake-up a second) and stopped, then xdmvpn measured. FRR goes before
+    xdmvpn's rounds with its namespace, and with it its 2,000 kernel neighbours."""
+    hubs: dict[str, _Hub] = {}
     try:
-        ready_s = h.start()
-        time.sleep(1.0)
-        idle = _rss(h.pids)
-        spokes = list(range(1, n + 1))
-        rounds = []
-        for r in range(1 + refreshes):
-            base = (r + 1) << 24             # request ids of a round: base + k
-            pkts = [ip_gre(spoke_nbma(i), HUB_NBMA, registration_request(i, base + k,
-                                                                          auth=False))
-                    for k, i in enumerate(spokes)]
-            cpu0 = _cpu(h.pids)
-            run = h.gen.drive(pkts, base, window, limit=300.0 * vm.time_scale())
-            cpu1 = _cpu(h.pids)
-            rounds.append(rates(run) | check_replies(run, spokes, base) | {
-                "hub_cpu_s": round(cpu1 - cpu0, 2)})
-            h.gen.drain()
-        refresh = rounds[1:]
-        return {"impl": impl, "ready_seconds": round(ready_s, 1),
-                "rss_bytes_idle": idle, "rss_bytes_full": _rss(h.pids),
-                "hub_cache_dynamic": h.registered(), "register": rounds[0],
-                "refresh": max(refresh, key=lambda x: x["per_second_overall"]),
-                "refresh_rounds": refresh}
+        ready = {}
+        for impl in ("xdmvpn", "frr"):
+            hubs[impl] = _Hub(impl)
+            ready[impl] = hubs[impl].start()
+        sides = {}
+        for impl in ("frr", "xdmvpn"):
+            sides[impl] = measure(hubs[impl], ready[impl], n, window, refreshes)
+            hubs.pop(impl).close()
+        return sides
     finally:
-        h.close()
+        for h in hubs.values():
+            h.close()
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -197,7 +215,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 def compare(n: int, window: int) -> dict:
     refreshes = refresh_rounds()
-    sides = {impl: measure(impl, n, window, refreshes) for impl in ("frr", "xdmvpn")}
+    sides = measure_both(n, window, refreshes)
     x, f = sides["xdmvpn"], sides["frr"]
     figures = {}
     for impl, s in sides.items():
