@@ -1,6 +1,6 @@
 """sendmmsg/recvmmsg through ctypes (xdmvpn.mmsg), on real UDP sockets over loopback (the
-same calls as on the raw GRE socket, without needing root), and the daemon effects holding
-sends for one batch."""
+same calls as on the raw GRE socket, without needing root), the daemon effects holding
+sends for one batch, and the receive loop's parse of the common datagram."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import socket
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from xdmvpn.daemon.effects import LiveEffects
+from xdmvpn.daemon.receive import common_payload
 from xdmvpn.mmsg import SO_RXQ_OVFL, RecvBatch, SendBatch
+from xdmvpn.transport import gre_header, parse_gre_nhrp
 
 LO = IPv4Address("127.0.0.1")
 
@@ -145,3 +148,42 @@ def test_held_mappings_are_written_before_the_replies_that_leave_early(pair):
         fx.send(LO, b"last")
     assert [d for d, _, _ in RecvBatch().recv(rx.fileno())] == [b"last"]
     assert fx.mapped == {a: LO, b: LO}
+
+
+# an IPv4 header (20 bytes, total length 40, DF) + GRE with key 42 + 12 bytes of NHRP
+_DATAGRAM = (bytes([0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 47, 0, 0, 198, 19, 0, 1, 198, 18, 0, 1])
+             + gre_header(42) + bytes(range(12)))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_DATAGRAM) - 1), st.integers(0, 255)),
+                max_size=3),
+       st.integers(0, len(_DATAGRAM) + 8), st.sampled_from([42, None]))
+def test_the_common_case_parse_agrees_with_the_full_one(changes, size, key):
+    """Whatever common_payload takes, parse_gre_nhrp takes too, with the same payload; what
+    it leaves (anything but a plain 20-byte header, no fragment, exactly our GRE header,
+    a total length within what was read) goes to parse_gre_nhrp."""
+    data = bytearray(_DATAGRAM if key is not None else
+                     _DATAGRAM[:20] + gre_header(None) + _DATAGRAM[28:])
+    for at, value in changes:
+        if at < len(data):
+            data[at] = value
+    data = bytes(data[:size] + bytes(max(0, size - len(data))))
+    got = common_payload(data, gre_header(key))
+    if got is not None:
+        assert parse_gre_nhrp(data, key) == (got, "")
+
+
+def test_the_common_case_parse_takes_the_usual_datagram_and_leaves_the_rest():
+    head = gre_header(42)
+    assert common_payload(_DATAGRAM, head) == bytes(range(12))
+    assert common_payload(_DATAGRAM + b"pad", head) == bytes(range(12))   # padding dropped
+    assert common_payload(_DATAGRAM, gre_header(7)) is None              # another key
+    assert common_payload(_DATAGRAM[:30], head) is None                  # shorter than said
+    frag = bytearray(_DATAGRAM)
+    frag[7] = 1                                                          # a fragment offset
+    assert common_payload(bytes(frag), head) is None
+    options = bytearray(_DATAGRAM)
+    options[0] = 0x46                                                    # IP options
+    assert common_payload(bytes(options), head) is None
+    assert common_payload(b"", head) is None

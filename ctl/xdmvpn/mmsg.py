@@ -61,7 +61,19 @@ _ADDR_SIZE = ctypes.sizeof(_SockaddrIn)
 _LEN_AT = _Mmsghdr.len.offset
 _FLAGS_AT = _Mmsghdr.hdr.offset + _Msghdr.flags.offset
 _ADDR_AT = _SockaddrIn.addr.offset
-_LEN, _FLAGS, _ADDR = struct.Struct("=I"), struct.Struct("=i"), struct.Struct("=I")
+# a message's flags and length in one read (they are 8 bytes apart: flags, padding, len)
+assert _LEN_AT > _FLAGS_AT
+_FLAGS_LEN = struct.Struct(f"=i{_LEN_AT - _FLAGS_AT - 4}xI")
+_ADDRS: dict[int, struct.Struct] = {}     # count -> the addresses of that many sockaddr_in
+
+
+def _addresses(count: int) -> struct.Struct:
+    """The `count` 32-bit addresses (network order) of consecutive sockaddr_in, in one read."""
+    st = _ADDRS.get(count)
+    if st is None:
+        one = f"{_ADDR_AT}xI{_ADDR_SIZE - _ADDR_AT - 4}x"
+        st = _ADDRS[count] = struct.Struct("=" + one * count)
+    return st
 
 
 def _messages(capacity: int, iovs_per_message: int) -> tuple[ctypes.Array[_Mmsghdr],
@@ -200,12 +212,11 @@ class RecvBatch:
         string_at = ctypes.string_at
         # the headers and addresses read as bytes at once, not as a ctypes object each
         heads = string_at(self._msg_base, r * _MSG_SIZE)
-        addrs = string_at(self._addr_base, r * _ADDR_SIZE)
+        addrs = _addresses(r).unpack(string_at(self._addr_base, r * _ADDR_SIZE)) if r else ()
+        flags_len = _FLAGS_LEN.unpack_from
         for i in range(r):
-            n, flags = _LEN.unpack_from(heads, i * _MSG_SIZE + _LEN_AT)[0], \
-                _FLAGS.unpack_from(heads, i * _MSG_SIZE + _FLAGS_AT)[0]
-            out.append((string_at(base + i * size, min(n, size)),
-                        _ADDR.unpack_from(addrs, i * _ADDR_SIZE + _ADDR_AT)[0],
+            flags, n = flags_len(heads, i * _MSG_SIZE + _FLAGS_AT)
+            out.append((string_at(base + i * size, min(n, size)), addrs[i],
                         bool(flags & MSG_TRUNC)))
         if r:
             last = hdrs[r - 1]
