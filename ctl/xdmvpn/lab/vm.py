@@ -10,6 +10,11 @@ Before the command, the guest mounts the bpf filesystem and loads GUEST_MODULES;
 command runs as root with XDMVPN_IN_VM=1 and XDMVPN_TIME_SCALE set (tests multiply their
 timeouts by it: see time_scale()).
 
+The guest cannot write bytecode (its / is read-only), so every Python process there would
+compile every module it imports, from source, under emulation: prepare() compiles the
+project's sources on this side first (compile_sources: __pycache__ next to them, as Python
+itself would write; ~1 s here), which the guest then reads.
+
 KVM is used when a bounded probe (boot, run `true`) succeeds; else TCG emulation, several
 times slower. The probe runs once per boot of this machine (cached in KVM_CACHE).
 XDMVPN_VM_ACCEL=kvm|tcg skips the probe; XDMVPN_VM_KERNEL=IMAGE boots another kernel.
@@ -263,6 +268,28 @@ def guest_script(argv: list[str], env: dict, cwd: str, modules=GUEST_MODULES,
     ])
 
 
+def compile_sources(cwd: str) -> int:
+    """Byte-compile the xdmvpn package, the benchmarks' package and cwd's tests/ (when
+    they are writable here) for the guest's Python processes. Returns how many trees
+    compiled without an error; a failure only costs the guest time."""
+    import compileall
+    import xdmvpn
+    trees = {Path(xdmvpn.__file__).resolve().parent, Path(cwd) / "tests"}
+    try:
+        import xdmvpn_bench
+        trees.add(Path(xdmvpn_bench.__file__).resolve().parent)
+    except ImportError:
+        pass
+    done = 0
+    for tree in sorted(trees):
+        if tree.is_dir() and os.access(tree, os.W_OK):
+            try:
+                done += bool(compileall.compile_dir(str(tree), quiet=2, workers=0))
+            except OSError:
+                pass
+    return done
+
+
 def prepare(argv: list[str], env: dict | None = None, cwd: str | None = None,
             accel_name: str | None = None, then_shell: bool = False,
             tty: bool = False) -> tuple[list[str], dict, dict]:
@@ -277,6 +304,7 @@ def prepare(argv: list[str], env: dict | None = None, cwd: str | None = None,
         accel_name, how = accel()
     scale = scale_for(accel_name)
     cwd = cwd or os.getcwd()
+    compile_sources(cwd)
     venv_bin = str(Path(sys.prefix) / "bin")
     genv = {IN_VM_ENV: "1", SCALE_ENV: f"{scale:g}", "PYTHONDONTWRITEBYTECODE": "1",
             "TMPDIR": "/run/xdmvpn-tmp",
