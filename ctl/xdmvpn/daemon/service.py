@@ -115,7 +115,8 @@ class Daemon:
         self._ring_fd: int | None = None     # None: the ring buffer is polled
         self._nhs_states: tuple = ()
         self._sync_pending = True            # the first mirror sync ends the construction
-        self._nbma_checking = False
+        self._nbma_checking = False    # a look for our NBMA address is under way
+        self._nbma_again = False       # an address event came meanwhile: look once more
         self._gre_more: set[int] = set()     # GRE sockets (by family) whose full batch asked
         #                                      for the next one
 
@@ -441,8 +442,13 @@ class Daemon:
     # -- NBMA change, reload -----------------------------------------------------------------------
     def _address_changed(self) -> None:
         """An IPv4 address came or went: without tunnel.source-address, look (in the
-        netlink thread) whether ours changed."""
-        if self.cfg.tunnel.source_address is not None or self._nbma_checking:
+        netlink thread) whether ours changed. An event while a look is under way asks for
+        one more after it (renumbering is a removal then an addition: the look answering
+        the first may run before the second exists)."""
+        if self.cfg.tunnel.source_address is not None:
+            return
+        if self._nbma_checking:
+            self._nbma_again = True
             return
         self._nbma_checking = True
         future = asyncio.wrap_future(self.netlink.submit(
@@ -452,6 +458,7 @@ class Daemon:
     @guarded
     def _nbma_found(self, future) -> None:
         self._nbma_checking = False
+        again, self._nbma_again = self._nbma_again, False
         if future.cancelled() or self._stopping.is_set():
             return
         try:
@@ -459,8 +466,10 @@ class Daemon:
         except XdmvpnError as exc:
             self.stats["sync_error"] += 1
             log.warning("%s", exc)
-            return
+            new = None
         self._check_nbma(new)
+        if again:
+            self._address_changed()
 
     def _check_nbma(self, new) -> None:
         if new is None or new == self.nbma:

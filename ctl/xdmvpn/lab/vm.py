@@ -273,13 +273,8 @@ def compile_sources(cwd: str) -> int:
     they are writable here) for the guest's Python processes. Returns how many trees
     compiled without an error; a failure only costs the guest time."""
     import compileall
-    import xdmvpn
-    trees = {Path(xdmvpn.__file__).resolve().parent, Path(cwd) / "tests"}
-    try:
-        import xdmvpn_bench
-        trees.add(Path(xdmvpn_bench.__file__).resolve().parent)
-    except ImportError:
-        pass
+    package = Path(__file__).resolve().parents[1]          # ctl/xdmvpn
+    trees = {package, package.parents[1] / "bench" / "xdmvpn_bench", Path(cwd) / "tests"}
     done = 0
     for tree in sorted(trees):
         if tree.is_dir() and os.access(tree, os.W_OK):
