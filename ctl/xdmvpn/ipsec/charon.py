@@ -102,8 +102,9 @@ class Charon:
         return self.workdir / "charon.log"
 
     def alive(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is None
+        """charon itself runs (the nsenter wrapper around it may outlive it by a moment)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            return False
         return _is_charon(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
