@@ -109,8 +109,7 @@ class LiveEffects(Effects):
             self.ipsec.ref(nbma)
             if old is not None:
                 self.ipsec.unref(old)
-        if self.on_mapping_change is not None:
-            self.on_mapping_change(proto)
+        self._changed(proto)
 
     def _write_mappings(self) -> None:
         """The mappings held since the batch began, in one write per map. A failure (no

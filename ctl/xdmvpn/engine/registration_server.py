@@ -226,8 +226,8 @@ class RegistrationServer:
                  observed: IPAddress, holdtime: int, unique: bool, now: float) -> int:
         """One CIE: bind proto to the observed NBMA address; the CIE code."""
         ctx, p = self.ctx, self.ctx.p
-        net = self._net if p is self._p and self._net is not None else self._overlay()
-        if proto is None or proto.version != p.tunnel_ip.version or proto not in net:
+        if proto is None or proto.version != p.tunnel_ip.version \
+                or proto not in self._overlay():
             return CieCode.ADMINISTRATIVELY_PROHIBITED
         if not ctx.fx.may_register(observed, proto):   # IPsec identity not bound to proto
             ctx.stats["identity_refused"] += 1
