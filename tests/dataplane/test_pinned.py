@@ -162,6 +162,59 @@ def test_add_mappings_batches_new_entries_and_replaces_adopted_ones(pinned):
 
 
 @pytest.mark.root
+def test_a_new_entry_starts_with_zero_statistics_whoever_had_its_slot(pinned):
+    """Per-slot statistics and cached next hops: what an earlier controller left in free
+    slots is cleared when a new controller first takes one (one batch for all), and a slot
+    an entry gave back is cleared when it is taken again, in a batch or one by one."""
+    m = pinned.maps
+    stats, nh = m.stats, m.nh_cache
+
+    def dirty(idx):
+        stats[stats.Key(idx)] = stats.Leaf(*[stats.sLeaf(5, 500, 9)
+                                             for _ in range(stats.total_cpu)])
+        full = nh.sLeaf.from_buffer_copy(b"\x07" * ctypes.sizeof(nh.sLeaf))
+        nh[nh.Key(idx)] = nh.Leaf(*[full for _ in range(nh.total_cpu)])
+
+    def clean(idx):
+        values = [*stats[stats.Key(idx)], *nh[nh.Key(idx)]]
+        return not any(any(bytes(v)) for v in values)
+
+    def slot(overlay):
+        return m.peers[ctypes.c_uint32(abi.be32(overlay))].stats_idx
+
+    for idx in range(1, 61):                  # leftovers where new entries will go
+        dirty(idx)
+    assert not clean(1)
+    ours = DataplaneMaps(pinned.module)
+    batch = [(f"10.0.2.{i}", "192.0.2.7") for i in range(1, 41)]
+    try:
+        ours.add_mappings(batch)
+        ours.add_mapping("10.0.2.200", "192.0.2.8")
+        rows = ours.mappings()
+        assert len(rows) == 41
+        assert all((r.packets, r.bytes, r.last_used_ns) == (0, 0, 0) for r in rows)
+        assert all(clean(slot(o)) for o, _ in [*batch, ("10.0.2.200", None)])
+        # traffic on two entries, both go, new entries take their slots again
+        gone = [slot("10.0.2.1"), slot("10.0.2.2")]
+        for idx in gone:
+            dirty(idx)
+        ours.remove_mapping("10.0.2.1")
+        ours.remove_mapping("10.0.2.2")
+        ours.add_mappings([("10.0.3.1", "192.0.2.9"), ("10.0.3.2", "192.0.2.9")])
+        assert sorted(gone) == sorted([slot("10.0.3.1"), slot("10.0.3.2")])
+        assert all(clean(idx) for idx in gone)
+        dirty(slot("10.0.2.3"))
+        idx = slot("10.0.2.3")
+        ours.remove_mapping("10.0.2.3")
+        ours.add_mapping("10.0.3.3", "192.0.2.9")      # one by one
+        assert slot("10.0.3.3") == idx and clean(idx)
+    finally:
+        for o in [o for o, _ in batch] + ["10.0.2.200", "10.0.3.1", "10.0.3.2", "10.0.3.3"]:
+            ours.remove_mapping(o)
+    assert ours.mappings() == [] and ours.known_peers() == {}
+
+
+@pytest.mark.root
 def test_a_trigger_event_through_the_pinned_ring_buffer(pinned):
     m = pinned.maps
     m.add_mapping("10.0.0.2", "192.0.2.2")

@@ -16,9 +16,10 @@ from __future__ import annotations
 import collections
 import ctypes
 import dataclasses
+import functools
 import ipaddress
 import struct
-from socket import ntohl
+from socket import htonl, ntohl
 
 from ..errors import XdmvpnError
 from . import abi, libbpf
@@ -26,6 +27,8 @@ from . import abi, libbpf
 from .abi import MAX_NHS, MAX_PEERS, MAX_STATS, MCAST_MAX  # noqa: F401
 
 PATHS = tuple(p.name.lower() for p in abi.Path)
+# the tables with a value per statistics slot (an entry's stats_idx)
+SLOT_TABLES = ("xdmvpn_peer_stats", "xdmvpn_nh_cache")
 DROPS = tuple(d.name.lower() for d in abi.Drop)
 
 IPv4 = ipaddress.IPv4Address
@@ -33,7 +36,22 @@ IPv6 = ipaddress.IPv6Address
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 _be, _addr = abi.be32, abi.ipv4
-_SLOT_FLAGS = struct.Struct("=II")       # Peer.stats_idx, Peer.flags (after Peer.nbma)
+
+
+assert ctypes.sizeof(abi.Peer) == 12, "abi.Peer: three 32-bit fields (_peers4)"
+
+
+@functools.lru_cache(maxsize=64)
+def _be32s(n: int) -> struct.Struct:
+    """n 32-bit integers in network byte order (map keys of IPv4 addresses)."""
+    return struct.Struct(f"!{n}I")
+
+
+@functools.lru_cache(maxsize=64)
+def _peers4(n: int) -> struct.Struct:
+    """n abi.Peer values: nbma (an address's integer through htonl: network order in
+    memory), stats_idx, flags."""
+    return struct.Struct("=" + "III" * n)
 
 
 def _ip(value, what: str = "address") -> Addr:
@@ -102,6 +120,7 @@ class DataplaneMaps:
         self._events: list[Event] = []
         self._ring_open = False
         self._free: list[int] | None = None
+        self._dirty: set[int] = set()        # free slots that may hold old statistics
         self._known: collections.Counter[Addr] | None = None
         self._no_batch = False               # the kernel refused a batch write once
         self._hosts: set[int] | None = None  # IPv4 host entries' keys (_hosts4)
@@ -133,20 +152,65 @@ class DataplaneMaps:
 
     def _new_slot(self) -> int:
         """A free statistics slot, cleared."""
-        i = self._take_slot()
-        self._clear_slot(i)
-        return i
+        return self._take_slots(1)[0]
 
-    def _take_slot(self) -> int:
-        """A free statistics slot (not cleared yet). The free list is built once from the
-        maps (which may be adopted from a previous controller), then kept here: a hub
-        registering 100,000 spokes must not scan every entry per registration."""
+    def _free_slots(self, cleared: bool = False) -> list[int]:
+        """The free statistics slots, the next one to take last. Built once from the maps
+        (which may be adopted from a previous controller), then kept here: a hub
+        registering 100,000 spokes must not scan every entry per registration. When it is
+        built every free slot is cleared in one batch write per table (what an earlier
+        controller left there is gone); from then on only a slot an entry gave back is
+        dirty and cleared again when taken, so a new entry costs no clearing write at all
+        on a fresh data plane (a hub registering thousands of spokes at once)."""
         if self._free is None:
             used = self._used_slots()
             self._free = [i for i in range(MAX_STATS - 1, 0, -1) if i not in used]
-        if not self._free:
+            if not cleared:
+                self._dirty = set(self._free)
+                self._clear_slots(self._free, one_by_one=False)
+        return self._free
+
+    def sync_slots(self, cleared: bool = False) -> None:
+        """Build the free slot list now (start-up): the first registrations of a hub do not
+        pay for it. Every free slot is cleared then, unless `cleared` says the per-slot
+        tables (SLOT_TABLES) were created empty just now (clearing 16,384 slots per table
+        costs ~0.1 s of kernel time; adopted tables may hold what an earlier controller
+        left)."""
+        self._free = None
+        self._free_slots(cleared)
+
+    def _take_slots(self, n: int) -> list[int]:
+        """n free statistics slots, each cleared (zero statistics, no cached next hop)."""
+        free = self._free_slots()
+        if len(free) < n:
             raise XdmvpnError("data plane statistics slots exhausted")
-        return self._free.pop()
+        slots = free[-n:]
+        del free[-n:]
+        slots.reverse()
+        dirty = self._dirty
+        if dirty:
+            self._clear_slots([i for i in slots if i in dirty])
+        return slots
+
+    def _clear_slots(self, idxs: list[int], one_by_one: bool = True) -> None:
+        """Zero these slots in both per-slot tables: one batch write per table, or (kernel
+        without batch writes, and one_by_one) a write per slot and table. Those written are
+        no longer dirty."""
+        if not idxs:
+            return
+        if not self._no_batch:
+            try:
+                for table in (self.stats, self.nh_cache):
+                    self._batch(table, idxs, None)
+            except OSError:
+                self._no_batch = True
+            else:
+                self._dirty.difference_update(idxs)
+                return
+        if one_by_one:
+            for idx in idxs:
+                self._clear_slot(idx)
+            self._dirty.difference_update(idxs)
 
     def _clear_slot(self, idx: int) -> None:
         for table in (self.stats, self.nh_cache):
@@ -207,6 +271,7 @@ class DataplaneMaps:
             self._ref(old_nbma, -1, known)
         if new is None and old is not None and self._free is not None and old.stats_idx:
             self._free.append(old.stats_idx)
+            self._dirty.add(old.stats_idx)
 
     # ---- known NBMA addresses (NHRP admission) ------------------------------
     def _known_key(self, nbma: Addr):
@@ -292,7 +357,7 @@ class DataplaneMaps:
         hosts = self._hosts4()
         batch, single = [], []
         for o, n in latest.items():
-            if (type(o) is IPv4 and type(n) is IPv4 and not self._no_batch
+            if (isinstance(o, IPv4) and isinstance(n, IPv4) and not self._no_batch
                     and int(o) not in hosts):
                 batch.append((o, n))
             else:
@@ -305,33 +370,31 @@ class DataplaneMaps:
             self.add_mapping(o, n)
 
     def _add_new4(self, pairs: list[tuple[IPv4, IPv4]]) -> None:
-        """New IPv4 host entries toward IPv4 NBMA addresses: slots taken and cleared, the
-        entries and the known NBMA addresses' counts written, a batch write per map. The
-        arrays are built from the addresses' bytes (a Be32 field holds them as they are
-        on the wire)."""
+        """New IPv4 host entries toward IPv4 NBMA addresses: slots taken (cleared only when
+        an earlier entry used them), the entries and the known NBMA addresses' counts
+        written, a batch write per map. The arrays are packed from the addresses' integers
+        in one call each (a Be32 field holds an address in network byte order)."""
         refs = self._known_refs()
         n = len(pairs)
-        slots = [self._take_slot() for _ in range(n)]
-        keys = (ctypes.c_uint32 * n).from_buffer_copy(b"".join(o.packed for o, _ in pairs))
-        tail = _SLOT_FLAGS.pack
-        values = (abi.Peer * n).from_buffer_copy(b"".join(
-            nb.packed + tail(idx, 0) for (_, nb), idx in zip(pairs, slots)))
+        slots = self._take_slots(n)
+        keys = (ctypes.c_uint32 * n).from_buffer_copy(
+            _be32s(n).pack(*[int(o) for o, _ in pairs]))
+        flat: list[int] = []
+        for (_, nb), idx in zip(pairs, slots):
+            flat += (htonl(int(nb)), idx, 0)
+        values = (abi.Peer * n).from_buffer_copy(_peers4(n).pack(*flat))
         known: dict[IPv4, int] = {}
         for _, nb in pairs:
             known[nb] = refs[nb] = refs[nb] + 1
         k = len(known)
-        kkeys = (ctypes.c_uint32 * k).from_buffer_copy(b"".join(a.packed for a in known))
+        kkeys = (ctypes.c_uint32 * k).from_buffer_copy(_be32s(k).pack(*map(int, known)))
         kvals = (ctypes.c_uint32 * k)(*known.values())
         try:
-            for table in (self.stats, self.nh_cache):
-                self._batch(table, slots, None)
             libbpf.update_batch(self.peers.map_fd, keys, values, n)
             libbpf.update_batch(self.known_map.map_fd, kkeys, kvals, k)
         except OSError:
             # no batch writes here: the same writes one by one (idempotent)
             self._no_batch = True
-            for idx in slots:
-                self._clear_slot(idx)
             for i in range(n):
                 self.peers[_u32(keys[i])] = values[i]
             for i in range(k):

@@ -17,7 +17,7 @@ import dataclasses
 from ..errors import XdmvpnError
 from . import attach, build, loader
 from .libbpf import prog_info
-from .maps import DataplaneMaps
+from .maps import SLOT_TABLES, DataplaneMaps
 from .pinned import PinnedModule, PinnedProgram, open_programs
 
 
@@ -108,14 +108,17 @@ class TunnelDataplane:
             if self.esp_rx:                    # before anything is attached: may fail
                 attach.create_esp_rx(self.rx_name)
         cfg = self.config()
+        pins = attach.pin_dir(self.pin_key)
+        # per-slot tables the loader creates now are zero: no slot of theirs to clear
+        fresh = not any((pins / name).exists() for name in SLOT_TABLES)
         # The child fills the tail-call targets into the (pinned, shared) program arrays
         # before the new entry programs replace the old ones here.
         self.loaded = loader.load(cfg)
-        pins = attach.pin_dir(self.pin_key)
         self.progs = open_programs(pins)
         self.module = PinnedModule(pins)
         self.maps = DataplaneMaps(self.module)
         self.maps.sync_known()       # adopted pins: NHRP admission follows the entries
+        self.maps.sync_slots(cleared=fresh)   # free statistics slots, cleared once
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
         attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
