@@ -12,6 +12,32 @@ IPNetwork = IPv4Network | IPv6Network
 IPInterface = IPv4Interface | IPv6Interface
 
 
+class HashedIPv4(IPv4Address):
+    """An IPv4Address that computes its hash once. ipaddress computes it in Python on every
+    dict or set look-up (hash(hex(int(self)))), and a hub's registration looks its
+    addresses up a dozen times (cache, indexes, the data plane's mirror): the addresses
+    the hot path makes (a datagram's source, a registration's tunnel address) are of this
+    type. Equal to, hashing like, ordering and printing like the IPv4Address of the same
+    value, and usable wherever one is."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address: int | str | bytes | IPv4Address) -> None:
+        super().__init__(address)
+        self._hash = hash(hex(int(self)))       # IPv4Address.__hash__'s value
+
+    @classmethod
+    def from_int(cls, value: int) -> HashedIPv4:
+        """From a 32-bit integer (4 bytes a caller read)."""
+        return cls(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"IPv4Address('{self}')"
+
+
 def checksum(data: bytes) -> int:
     """RFC 1071 one's complement checksum (IP, ICMP, GRE, NHRP); odd lengths are
     zero-padded. Over data whose checksum field holds the right value, the result is 0.

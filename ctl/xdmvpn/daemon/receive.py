@@ -23,6 +23,7 @@ import socket
 import struct
 from ipaddress import IPv4Address
 
+from ..inet import HashedIPv4
 from ..mmsg import RecvBatch
 from ..transport import GreSocket, Received, parse_gre_nhrp
 
@@ -82,7 +83,7 @@ class GreReceiver:
             if source is None:
                 if len(addresses) >= ADDRESSES:
                     addresses.clear()
-                source = addresses[addr] = IPv4Address(socket.ntohl(addr))
+                source = addresses[addr] = HashedIPv4.from_int(socket.ntohl(addr))
             out.append((payload, source))
         return out
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, ip_network
 
-from ..inet import IPAddress, IPNetwork, checksum
+from ..inet import HashedIPv4, IPAddress, IPNetwork, checksum
 from ..nhrp import Cie, CieCode, ExtType, Flag, PacketType, RegistrationReply, RequestReply
 from ..nhrp.codec import encode
 from ..nhrp.fastpath import (
@@ -41,6 +41,11 @@ _UNIQUE = int(Flag.U_REG)
 # request layouts whose parse is kept (spokes of one kind send one layout; more kinds evict
 # the oldest: a stranger's layouts cost a parse each, never memory)
 LAYOUTS = 64
+
+
+def _hashed(packed: bytes) -> HashedIPv4:
+    """The IPv4 address of 4 bytes read from a request (the hot path's address type)."""
+    return HashedIPv4.from_int(int.from_bytes(packed, "big"))
 
 
 def template_key(data: bytes) -> bytes:
@@ -132,9 +137,9 @@ class RegistrationServer:
             return False
         seen = observed.packed
         src_nbma, src_proto = data[28:32], data[32:36]
-        proto = IPv4Address(reg.client_proto or src_proto)
+        proto = _hashed(reg.client_proto or src_proto)
         claimed_raw = reg.client_nbma or src_nbma
-        claimed = observed if claimed_raw == seen else IPv4Address(claimed_raw)
+        claimed = observed if claimed_raw == seen else _hashed(claimed_raw)
         code = self.register(proto, claimed, observed, reg.holdtime,
                              bool(reg.flags & _UNIQUE), ctx.now())
         stats = ctx.stats
