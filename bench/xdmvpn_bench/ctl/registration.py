@@ -11,6 +11,7 @@ import pstats
 import select
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -48,15 +49,17 @@ def spoke_proto(i: int) -> ipaddress.IPv4Address:
     return OVERLAY.ip + i
 
 
-def registration_request(i: int, request_id: int, auth: bool = True) -> bytes:
+def registration_request(i: int, request_id: int, auth: bool = True,
+                         holdtime: int = HOLDTIME) -> bytes:
     """NHRP registration of spoke i, as engine/registration_client.py (and a Cisco spoke) sends it;
-    auth=False: without the authentication extension (for FRR, which has none)."""
+    auth=False: without the authentication extension (for FRR, which has none); holdtime 0:
+    its de-registration."""
     hub_nbma, hub_proto = ipaddress.IPv4Address(HUB_NBMA), OVERLAY.ip
     nat = [Cie(prefix_len=32, mtu=MTU, client_nbma=hub_nbma, client_proto=hub_proto)]
     pkt = RegistrationRequest(
         src_nbma=spoke_nbma(i), src_proto=spoke_proto(i), dst_proto=hub_proto, hop_count=255,
         flags=Flag.U_REG | Flag.CISCO_NAT, request_id=request_id,
-        cies=[Cie(prefix_len=32, mtu=MTU, holdtime=HOLDTIME)],
+        cies=[Cie(prefix_len=32, mtu=MTU, holdtime=holdtime)],
         extensions=[CieListExtension(ExtType.RESPONDER_ADDRESS, True, []),
                     CieListExtension(ExtType.FORWARD_TRANSIT_NHS, True, []),
                     CieListExtension(ExtType.REVERSE_TRANSIT_NHS, True, []),
@@ -201,8 +204,18 @@ while True:
 """
 
 
+def best(rounds: list[dict]) -> dict:
+    """The round with the highest steady rate (interference on a shared machine only ever
+    slows a round down: the best one is the closest to what the hub can do), with the
+    median of all rounds' steady rates beside it."""
+    top = max(rounds, key=lambda r: r["per_second_steady"])
+    return top | {"per_second_steady_median":
+                  statistics.median(r["per_second_steady"] for r in rounds),
+                  "rounds": len(rounds)}
+
+
 def registration_bench(n: int, window: int, profile_dir: str | None,
-                       pyspy: str | None = None) -> dict:
+                       pyspy: str | None = None, rounds: int = 3) -> dict:
     lab = Lab("r")
     out: dict = {}
     try:
@@ -252,15 +265,16 @@ def registration_bench(n: int, window: int, profile_dir: str | None,
                                     str(Path(profile_dir or lab.tmp) / "hub-pyspy.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        rounds = {}
-        for name, base in (("register", 1 << 28), ("reregister", 2 << 28)):
-            pkts = [ip_gre(spoke_nbma(i), HUB_NBMA, registration_request(i, base + k))
+        def measure(base: int, holdtime: int = HOLDTIME) -> dict:
+            pkts = [ip_gre(spoke_nbma(i), HUB_NBMA,
+                           registration_request(i, base + k, holdtime=holdtime))
                     for k, i in enumerate(spokes)]
             cpu0, own0 = cpu_seconds(pid), os.times()
             run = g.drive(pkts, base, window)
             cpu1, own1 = cpu_seconds(pid), os.times()
             took = run["times"][-1] - run["t0"] if run["times"] else 0.0
-            rounds[name] = rates(run) | check_replies(run, spokes, base) | {
+            g.drain()
+            return rates(run) | check_replies(run, spokes, base) | {
                 "hub_cpu_user_s": round(cpu1[0] - cpu0[0], 2),
                 "hub_cpu_system_s": round(cpu1[1] - cpu0[1], 2),
                 "hub_cpu_share": round((sum(cpu1) - sum(cpu0)) / took, 2) if took else None,
@@ -268,7 +282,19 @@ def registration_bench(n: int, window: int, profile_dir: str | None,
                                             - own0.system) / took, 2) if took else None,
                 "hub_cpu_us_per_registration":
                     round((sum(cpu1) - sum(cpu0)) / n * 1e6, 1)}
-            g.drain()
+
+        # `rounds` times: every spoke registers anew (an empty cache), then all
+        # de-register (holdtime 0) before the next; then `rounds` refreshes of them all
+        registered, deregistered, refreshed = [], [], []
+        for k in range(rounds):
+            registered.append(measure((1 << 28) + k * (1 << 24)))
+            if k < rounds - 1:
+                deregistered.append(measure((4 << 28) + k * (1 << 24), holdtime=0))
+                left = len(lab.ask("hub", "stats", timeout=120)["mappings"])
+                if left:
+                    raise XdmvpnError(f"{left} mappings left after every spoke de-registered")
+        for k in range(rounds):
+            refreshed.append(measure((2 << 28) + k * (1 << 24)))
         rss1 = rss_bytes(pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -281,7 +307,9 @@ def registration_bench(n: int, window: int, profile_dir: str | None,
         mapped = {m["prefix"] for m in stats["mappings"]}
         want = {f"{spoke_proto(i)}/32" for i in spokes}
         out |= {
-            "register": rounds["register"], "reregister": rounds["reregister"],
+            "register": best(registered), "reregister": best(refreshed),
+            "register_rounds": registered, "reregister_rounds": refreshed,
+            "deregister_rounds": deregistered,
             "hub_cache_dynamic": dynamic, "hub_dataplane_mappings": len(mapped),
             "hub_dataplane_has_every_spoke": want <= mapped,
             "hub_nhrp_stats": {k: v for k, v in stats["nhrp"].items()
