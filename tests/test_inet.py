@@ -7,6 +7,7 @@ import copy
 import pickle
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,6 +31,12 @@ def test_hashed_ipv4_behaves_as_the_ipv4address_of_its_value(a, b):
     assert (hashed in IPv4Network("10.0.0.0/8")) == (plain in IPv4Network("10.0.0.0/8"))
     for c in (pickle.loads(pickle.dumps(hashed)), copy.copy(hashed), copy.deepcopy(hashed)):
         assert c == plain and hash(c) == hash(plain)
+
+
+def test_hashed_ipv4_from_int_refuses_what_is_not_32_bits():
+    for bad in (-1, 2**32):
+        with pytest.raises(ValueError):
+            HashedIPv4.from_int(bad)
 
 
 def test_hashed_ipv4_from_text_and_bytes_as_ipv4address():

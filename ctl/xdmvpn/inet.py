@@ -28,8 +28,14 @@ class HashedIPv4(IPv4Address):
 
     @classmethod
     def from_int(cls, value: int) -> HashedIPv4:
-        """From a 32-bit integer (4 bytes a caller read)."""
-        return cls(value)
+        """From a 32-bit integer (4 bytes a caller read): IPv4Address's own slot set
+        directly, its range checks skipped (a third of the cost)."""
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"not a 32-bit address: {value}")
+        a = object.__new__(cls)
+        a._ip = value                           # type: ignore[attr-defined]
+        a._hash = hash(hex(value))
+        return a
 
     def __hash__(self) -> int:
         return self._hash

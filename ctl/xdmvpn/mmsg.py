@@ -118,14 +118,19 @@ class SendBatch:
     def __len__(self) -> int:
         return self._n
 
-    def add(self, fd: int, dst: IPv4Address, payload: bytes) -> None:
-        if self._n == self.capacity:
+    def add(self, fd: int, dst: IPv4Address, payload: bytes) -> int:
+        """Queue one datagram (sending what is queued first when full); returns how many
+        are queued now."""
+        n = self._n
+        if n == self.capacity:
             self.flush(fd)
-        addr, body = self._slots[self._n]
+            n = 0
+        addr, body = self._slots[n]
         addr.addr = socket.htonl(int(dst))
         body.base = payload
         body.len = len(payload)
-        self._n += 1
+        self._n = n = n + 1
+        return n
 
     def flush(self, fd: int) -> int:
         """Send what is queued; returns how many went out. A datagram the kernel refuses

@@ -56,11 +56,11 @@ class LiveEffects(Effects):
         self._new_mappings: list = []    # (proto, nbma) held for one batch write
 
     def send(self, nbma, packet: bytes) -> None:
-        gre = self.gres.get(nbma.version, self.gre)
-        if self._holding and isinstance(nbma, IPv4Address) and gre is self.gre:
+        # (an IPv4 destination's socket is the IPv4 one, else the primary)
+        gre = self.gres.get(4 if isinstance(nbma, IPv4Address) else 6, self.gre)
+        if self._holding and gre is self.gre and isinstance(nbma, IPv4Address):
             batch = self.send_batch
-            batch.add(gre.fileno(), nbma, packet)
-            n = len(batch)
+            n = batch.add(gre.fileno(), nbma, packet)
             if n >= self.flush_every or n == batch.capacity:
                 self.flush()         # the mappings first, then these replies
         elif not gre.send(nbma, packet):
