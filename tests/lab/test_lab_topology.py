@@ -205,6 +205,25 @@ def test_bad_spoke_count_is_one_line_exit_2():
     assert out.stderr == "xdmvpn: error: --spokes must be 1..32, got 0\n"
 
 
+def test_bad_arguments_are_said_before_missing_privileges():
+    """As a user without privileges (nobody, when the suite runs as root): a bad spoke
+    count is the error, not the missing privileges; good arguments reach the root check."""
+    import os
+    from pathlib import Path
+    prefix = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534",
+                                      "--clear-groups"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "ctl"))
+
+    def run(*args):
+        return subprocess.run([*prefix, sys.executable, "-m", "xdmvpn", "lab", "up", *args],
+                              capture_output=True, text=True, timeout=60, env=env, cwd="/")
+    bad = run("--spokes", "0")
+    assert (bad.returncode, bad.stderr) == (2, "xdmvpn: error: --spokes must be 1..32, got 0\n")
+    good = run("--spokes", "2")
+    assert good.returncode == 2 and "needs root" in good.stderr, good.stderr
+    assert "Traceback" not in good.stderr + bad.stderr
+
+
 def test_nat_plan_private_underlays_behind_devices_with_public_outsides():
     topo = plan(4, "q", ((1,), (3, 4)))
     assert [(d.name, str(d.outside), str(d.inside), d.spokes) for d in topo.nats] == [

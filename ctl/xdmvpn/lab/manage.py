@@ -81,11 +81,11 @@ def up(spokes: int, name: str | None = None, timeout: float = 60.0,
     family/nbma: the overlay and underlay families); with daemons, start them (with ipsec,
     a charon in every node first), wait until every spoke is registered and add the
     routes. Returns the topology and the seconds the daemons took to be ready."""
-    need_root()
-    topo = plan(spokes, lab_name(name), nat, family, nbma)
+    topo = plan(spokes, lab_name(name), nat, family, nbma)   # bad arguments: said first
     if ipsec and topo.nbma != "ipv4":
         raise XdmvpnError("--ipsec needs --nbma ipv4 (IPsec over an IPv6 underlay is not "
                           "supported yet)")
+    need_root()
     configs = node_configs(topo, ipsec=ipsec)
     found = leftovers(topo.name)
     if any(found.values()):
