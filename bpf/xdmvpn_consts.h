@@ -118,6 +118,11 @@
 #define XDMVPN_NHRP_UNKNOWN_SOURCES 4096 /* ... of unknown sources (their own LRU) */
 
 /* ---- protocol numbers --------------------------------------------------- */
+/* IP protocol numbers (IANA; <uapi/linux/in.h> is not included, see
+ * xdmvpn_parse.h).  IPv6's extension headers come from <uapi/linux/in6.h>. */
+#define XDMVPN_IPPROTO_TCP 6
+#define XDMVPN_IPPROTO_GRE 47
+
 #define XDMVPN_GRE_PROTO_IPV4 0x0800
 #define XDMVPN_GRE_PROTO_NHRP 0x2001
 #define XDMVPN_GRE_PROTO_IPV6 0x86DD

@@ -188,7 +188,7 @@ static __always_inline void xdmvpn_outer_ipv4(struct iphdr *ip, __u8 tos,
 	ip->id = id;
 	ip->frag_off = xdmvpn_htons(frag);
 	ip->ttl = XDMVPN_TTL ? XDMVPN_TTL : inner_ttl;
-	ip->protocol = IPPROTO_GRE;
+	ip->protocol = XDMVPN_IPPROTO_GRE;
 	ip->check = 0;
 	ip->saddr = XDMVPN_LOCAL_NBMA_BE;
 	ip->daddr = nbma;
@@ -205,7 +205,7 @@ static __always_inline void xdmvpn_outer_ipv6(struct ipv6hdr *ip6, __u8 tclass,
 	*(__be32 *)ip6 = xdmvpn_htonl(((__u32)XDMVPN_IPV6_VERSION << 28) |
 				      ((__u32)tclass << 20));
 	ip6->payload_len = xdmvpn_htons(payload_len);
-	ip6->nexthdr = IPPROTO_GRE;
+	ip6->nexthdr = XDMVPN_IPPROTO_GRE;
 	ip6->hop_limit = XDMVPN_TTL ? XDMVPN_TTL : inner_ttl;
 	xdmvpn_local6_words(ip6->saddr.in6_u.u6_addr32);
 	if (dst)
@@ -304,7 +304,7 @@ static __always_inline struct xdmvpn_event *xdmvpn_trigger_start(__u32 flags, __
 		__builtin_memset((fib_), 0, sizeof(*(fib_)));                 \
 		(fib_)->family = AF_INET;                                     \
 		(fib_)->tos = (tos_);                                         \
-		(fib_)->l4_protocol = IPPROTO_GRE;                            \
+		(fib_)->l4_protocol = XDMVPN_IPPROTO_GRE;                     \
 		(fib_)->tot_len = (totlen_);                                  \
 		(fib_)->ifindex = XDMVPN_UNDERLAY_IFINDEX;                    \
 		(fib_)->ipv4_src = XDMVPN_LOCAL_NBMA_BE;                      \
@@ -317,7 +317,7 @@ static __always_inline struct xdmvpn_event *xdmvpn_trigger_start(__u32 flags, __
 	({                                                                    \
 		__builtin_memset((fib_), 0, sizeof(*(fib_)));                 \
 		(fib_)->family = AF_INET6;                                    \
-		(fib_)->l4_protocol = IPPROTO_GRE;                            \
+		(fib_)->l4_protocol = XDMVPN_IPPROTO_GRE;                     \
 		(fib_)->tot_len = (totlen_);                                  \
 		(fib_)->ifindex = XDMVPN_UNDERLAY_IFINDEX;                    \
 		xdmvpn_local6_words((fib_)->ipv6_src);                              \

@@ -207,6 +207,23 @@ struct xdmvpn_cursor {
 	void *end; /* one past the last byte of the linear packet data */
 };
 
+/* TCP base header (RFC 9293), without bit fields: the data offset is the top
+ * four bits of doff_res, SYN a bit of flags. */
+struct xdmvpn_tcphdr {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res;  /* data offset (32-bit words) << 4 | reserved */
+	__u8 flags;     /* CWR ECE URG ACK PSH RST SYN FIN */
+	__be16 window;
+	__sum16 check;
+	__be16 urg_ptr;
+};
+
+#define xdmvpn_tcp_doff(t) ((t)->doff_res >> 4)
+#define XDMVPN_TCP_SYN 0x02
+
 /* GRE base header: flags+version word, protocol type. */
 struct xdmvpn_grehdr {
 	__be16 flags;

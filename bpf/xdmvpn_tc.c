@@ -37,27 +37,27 @@ static long (*xdmvpn_redirect_neigh)(__u32 ifindex, struct bpf_redir_neigh *para
 	(void *)BPF_FUNC_redirect_neigh;
 
 /* 0 and *out = the TCP header for a SYN carrying options (not a fragment). */
-static __always_inline int xdmvpn_syn(struct __sk_buff *skb, struct tcphdr **out)
+static __always_inline int xdmvpn_syn(struct __sk_buff *skb, struct xdmvpn_tcphdr **out)
 {
 	struct xdmvpn_cursor c = { .pos = (void *)(long)skb->data,
 				   .end = (void *)(long)skb->data_end };
 	struct ipv6hdr *ip6;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	struct tcphdr *tcp;
+	struct xdmvpn_tcphdr *tcp;
 	int proto = xdmvpn_parse_eth(&c, &eth);
 
 	if (proto == xdmvpn_htons(ETH_P_IPV6)) {
 		/* TCP right after the header (no extension headers: a SYN has none) */
-		if (xdmvpn_parse_ipv6(&c, &ip6) < 0 || ip6->nexthdr != IPPROTO_TCP)
+		if (xdmvpn_parse_ipv6(&c, &ip6) < 0 || ip6->nexthdr != XDMVPN_IPPROTO_TCP)
 			return -1;
 	} else if (proto != xdmvpn_htons(ETH_P_IP) ||
-		   xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != IPPROTO_TCP ||
+		   xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != XDMVPN_IPPROTO_TCP ||
 		   (ip->frag_off & xdmvpn_htons(XDMVPN_IP_MF | XDMVPN_IP_OFFSET))) {
 		return -1;
 	}
-	if (xdmvpn_parse_tcp(&c, &tcp) || !tcp->syn ||
-	    tcp->doff * XDMVPN_HDR_WORD <= sizeof(*tcp))
+	if (xdmvpn_parse_tcp(&c, &tcp) || !(tcp->flags & XDMVPN_TCP_SYN) ||
+	    xdmvpn_tcp_doff(tcp) * XDMVPN_HDR_WORD <= sizeof(*tcp))
 		return -1;
 	*out = tcp;
 	return 0;
@@ -73,13 +73,13 @@ int xdmvpn_tc_mss(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct tcphdr *tcp;
+	struct xdmvpn_tcphdr *tcp;
 	__u32 st = skb->cb[XDMVPN_CB_MSS];
 	__u32 i = st & XDMVPN_CB_MSS_OFF_MASK, n = st >> XDMVPN_CB_MSS_SEEN_SHIFT;
 	__u8 *p;
 
 	if (xdmvpn_syn(skb, &tcp) || n >= XDMVPN_MSS_MAX_OPTIONS ||
-	    i >= tcp->doff * XDMVPN_HDR_WORD - sizeof(*tcp))
+	    i >= xdmvpn_tcp_doff(tcp) * XDMVPN_HDR_WORD - sizeof(*tcp))
 		goto done;
 	p = (__u8 *)(tcp + 1) + i;
 	if ((void *)(p + XDMVPN_TCPOLEN_MSS) > data_end || p[0] == XDMVPN_TCPOPT_EOL)
@@ -89,7 +89,7 @@ int xdmvpn_tc_mss(struct __sk_buff *skb)
 		__u16 mss = xdmvpn_ntohs(*value);
 		__u32 tcp_off = (void *)tcp - data;
 		__u32 off = tcp_off + sizeof(*tcp) + i + XDMVPN_TCPOLEN_MIN;
-		__u32 csum_off = tcp_off + __builtin_offsetof(struct tcphdr, check);
+		__u32 csum_off = tcp_off + __builtin_offsetof(struct xdmvpn_tcphdr, check);
 		__be16 old_v = *value;
 		__be16 new_v = xdmvpn_htons(XDMVPN_ADJUST_MSS);
 
@@ -402,7 +402,7 @@ static __always_inline struct xdmvpn_peer *xdmvpn_nhs_peer(void)
 /* MSS clamp of a SYN (that program tail-calls the build program itself). */
 static __always_inline void xdmvpn_maybe_mss(struct __sk_buff *skb, __u32 flags)
 {
-	struct tcphdr *tcp;
+	struct xdmvpn_tcphdr *tcp;
 
 	if (XDMVPN_ADJUST_MSS && !xdmvpn_syn(skb, &tcp)) {
 		skb->cb[XDMVPN_CB_MSS] = 0;
@@ -459,7 +459,7 @@ int xdmvpn_tc_encap(struct __sk_buff *skb)
 		((ip->frag_off & xdmvpn_htons(XDMVPN_IP_DF)) ? XDMVPN_CB_DF : 0);
 #if XDMVPN_IPSEC
 	/* A multicast copy for an IPsec peer, cloned back in by xdmvpn_tc_mcast. */
-	if (ip->protocol == IPPROTO_GRE && src == XDMVPN_LOCAL_NBMA_BE) {
+	if (ip->protocol == XDMVPN_IPPROTO_GRE && src == XDMVPN_LOCAL_NBMA_BE) {
 		int v = xdmvpn_to_stack(skb);
 
 		if (v < 0) {
@@ -821,7 +821,7 @@ int xdmvpn_tc_guard(struct __sk_buff *skb)
 	struct iphdr *ip;
 
 	if (xdmvpn_parse_eth(&c, &eth) != xdmvpn_htons(ETH_P_IP) ||
-	    xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != IPPROTO_GRE)
+	    xdmvpn_parse_ipv4(&c, &ip) < 0 || ip->protocol != XDMVPN_IPPROTO_GRE)
 		return TC_ACT_OK;
 	if (xdmvpn_ipsec_flags(ip->daddr) & XDMVPN_IPSEC_REQUIRED) {
 		xdmvpn_count_drop(XDMVPN_DROP_PLAINTEXT_IPSEC, skb->len);

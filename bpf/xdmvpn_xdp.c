@@ -120,7 +120,7 @@ int xdmvpn_xdp_underlay(struct xdp_md *ctx)
 	ihl = xdmvpn_parse_ipv4(&c, &ip);
 	if (ihl < 0)
 		return xdmvpn_xdp_pass_as(XDMVPN_PATH_PASS_NOT_IPV4, bytes);
-	if (ip->protocol != IPPROTO_GRE || ip->daddr != XDMVPN_LOCAL_NBMA_BE)
+	if (ip->protocol != XDMVPN_IPPROTO_GRE || ip->daddr != XDMVPN_LOCAL_NBMA_BE)
 		return xdmvpn_xdp_pass_as(XDMVPN_PATH_PASS_NOT_GRE, bytes);
 	if (ip->frag_off & xdmvpn_htons(XDMVPN_IP_MF | XDMVPN_IP_OFFSET))
 		return xdmvpn_xdp_pass_as(XDMVPN_PATH_PASS_FRAGMENT, bytes);
@@ -194,7 +194,7 @@ int xdmvpn_xdp_underlay6(struct xdp_md *ctx)
 		return xdmvpn_xdp_pass_as(XDMVPN_PATH_PASS_IPV6_EXT, bytes);
 	if (nh == IPPROTO_FRAGMENT)
 		return xdmvpn_xdp_pass_as(XDMVPN_PATH_PASS_FRAGMENT, bytes);
-	if (nh != IPPROTO_GRE)
+	if (nh != XDMVPN_IPPROTO_GRE)
 		return xdmvpn_xdp_pass_as(XDMVPN_PATH_PASS_NOT_GRE, bytes);
 	rc = xdmvpn_xdp_gre(&c, &gi, bytes);
 	if (rc >= 0)
