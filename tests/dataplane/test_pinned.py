@@ -20,6 +20,7 @@ from conftest import DP_MAC, LOCAL, OVL_MAC, PEER2_MAC, UL_MAC, Harness
 from xdmvpn import netns
 from xdmvpn.daemon.events import ring_epoll_fd
 from xdmvpn.dataplane import abi, attach, build, loader
+from xdmvpn.dataplane import maps as maps_mod
 from xdmvpn.dataplane.maps import DataplaneMaps
 from xdmvpn.dataplane.pinned import PROGS_DIR, PinnedModule, open_programs
 from xdmvpn.errors import XdmvpnError
@@ -162,7 +163,7 @@ def test_add_mappings_batches_new_entries_and_replaces_adopted_ones(pinned):
 
 
 @pytest.mark.root
-def test_a_new_entry_starts_with_zero_statistics_whoever_had_its_slot(pinned):
+def test_a_new_entry_starts_with_zero_statistics_whoever_had_its_slot(pinned, monkeypatch):
     """Per-slot statistics and cached next hops: what an earlier controller left in free
     slots is cleared when a new controller first takes one (one batch for all), and a slot
     an entry gave back is cleared when it is taken again, in a batch or one by one."""
@@ -208,6 +209,27 @@ def test_a_new_entry_starts_with_zero_statistics_whoever_had_its_slot(pinned):
         ours.remove_mapping("10.0.2.3")
         ours.add_mapping("10.0.3.3", "192.0.2.9")      # one by one
         assert slot("10.0.3.3") == idx and clean(idx)
+        # a controller adopting these tables: the holes below the highest slot in use
+        # are taken first, and cleared (dirty, as every slot of adopted tables)
+        hole = slot("10.0.2.4")
+        ours.remove_mapping("10.0.2.4")
+        dirty(hole)
+        top = max(v.stats_idx for v in m.peers.values())
+        dirty(top + 1)
+        again = DataplaneMaps(pinned.module)
+        again.sync_slots()
+        again.add_mappings([("10.0.4.1", "192.0.2.9"), ("10.0.4.2", "192.0.2.9")])
+        assert [slot("10.0.4.1"), slot("10.0.4.2")] == [hole, top + 1]
+        assert clean(hole) and clean(top + 1)
+        # slots run out: one line, nothing taken
+        monkeypatch.setattr(maps_mod, "MAX_STATS", again._next + 1)
+        free_before = list(again._free)
+        with pytest.raises(XdmvpnError, match="slots exhausted"):
+            again.add_mappings([("10.0.5.1", "192.0.2.9"), ("10.0.5.2", "192.0.2.9")])
+        assert again._free == free_before
+        monkeypatch.undo()
+        again.remove_mapping("10.0.4.1")
+        again.remove_mapping("10.0.4.2")
     finally:
         for o in [o for o, _ in batch] + ["10.0.2.200", "10.0.3.1", "10.0.3.2", "10.0.3.3"]:
             ours.remove_mapping(o)

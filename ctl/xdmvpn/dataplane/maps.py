@@ -119,7 +119,9 @@ class DataplaneMaps:
         self.known6_map = module[b"xdmvpn_known_peers6"]
         self._events: list[Event] = []
         self._ring_open = False
-        self._free: list[int] | None = None
+        self._free: list[int] | None = None  # slots given back, holes (_free_slots)
+        self._next = 1                       # the lowest slot never taken
+        self._fresh_clean = False            # slots from _next up are known to be zero
         self._dirty: set[int] = set()        # free slots that may hold old statistics
         self._known: collections.Counter[Addr] | None = None
         self._no_batch = False               # the kernel refused a batch write once
@@ -155,49 +157,55 @@ class DataplaneMaps:
         return self._take_slots(1)[0]
 
     def _free_slots(self, cleared: bool = False) -> list[int]:
-        """The free statistics slots, the next one to take last. Built once from the maps
-        (which may be adopted from a previous controller), then kept here: a hub
-        registering 100,000 spokes must not scan every entry per registration. When it is
-        built every free slot is cleared in one batch write per table (what an earlier
-        controller left there is gone); from then on only a slot an entry gave back is
-        dirty and cleared again when taken, so a new entry costs no clearing write at all
-        on a fresh data plane (a hub registering thousands of spokes at once)."""
+        """The free slots below the highest one ever taken (the next to take last); the
+        slots from `_next` up have never been taken. Built once from the maps (which may
+        be adopted from a previous controller), then kept here: a hub registering 100,000
+        spokes must not scan every entry per registration, and a daemon must not hold a
+        list of all 147,000 slots (6 MB) it may never use.
+
+        `cleared`: the per-slot tables (SLOT_TABLES) were created empty just now, so a slot
+        never taken is zero and costs no clearing write (a hub registering thousands of
+        spokes at once). Otherwise (adopted tables: an earlier controller may have left
+        statistics anywhere) every slot is cleared when taken, as is always a slot that an
+        entry gave back (`_dirty`)."""
         if self._free is None:
             used = self._used_slots()
-            self._free = [i for i in range(MAX_STATS - 1, 0, -1) if i not in used]
-            if not cleared:
-                self._dirty = set(self._free)
-                self._clear_slots(self._free, one_by_one=False)
+            self._next = max(used, default=0) + 1
+            self._free = [i for i in range(self._next - 1, 0, -1) if i not in used]
+            self._fresh_clean = cleared
+            self._dirty = set() if cleared else set(self._free)
         return self._free
 
     def sync_slots(self, cleared: bool = False) -> None:
-        """Build the free slot list now (start-up): the first registrations of a hub do not
-        pay for it. Every free slot is cleared then, unless `cleared` says the per-slot
-        tables (SLOT_TABLES) were created empty just now (clearing 16,384 slots per table
-        costs ~0.1 s of kernel time; adopted tables may hold what an earlier controller
-        left)."""
+        """Look at the slots the entries hold now (start-up, after adoption): the first
+        registrations of a hub do not pay for it. `cleared`: see _free_slots."""
         self._free = None
         self._free_slots(cleared)
 
     def _take_slots(self, n: int) -> list[int]:
-        """n free statistics slots, each cleared (zero statistics, no cached next hop)."""
+        """n free statistics slots, each cleared (zero statistics, no cached next hop):
+        slots given back first, then never-taken ones."""
         free = self._free_slots()
-        if len(free) < n:
+        if len(free) + MAX_STATS - self._next < n:
             raise XdmvpnError("data plane statistics slots exhausted")
-        slots = free[-n:]
-        del free[-n:]
+        reused = min(n, len(free))
+        slots = free[len(free) - reused:]
+        del free[len(free) - reused:]
         slots.reverse()
-        dirty = self._dirty
+        dirty = [i for i in slots if i in self._dirty] if self._dirty else []
+        if reused < n:
+            fresh = list(range(self._next, self._next + n - reused))
+            self._next += n - reused
+            slots += fresh
+            if not self._fresh_clean:
+                dirty += fresh
         if dirty:
-            self._clear_slots([i for i in slots if i in dirty])
+            self._clear_slots(dirty)
         return slots
 
-    def _clear_slots(self, idxs: list[int], one_by_one: bool = True) -> None:
-        """Zero these slots in both per-slot tables: one batch write per table, or (kernel
-        without batch writes, and one_by_one) a write per slot and table. Those written are
-        no longer dirty."""
-        if not idxs:
-            return
+    def _clear_slots(self, idxs: list[int]) -> None:
+        """Zero these slots in both per-slot tables: one batch write per table (a write
+        per slot and table where the kernel has no batch writes)."""
         if not self._no_batch:
             try:
                 for table in (self.stats, self.nh_cache):
@@ -207,10 +215,9 @@ class DataplaneMaps:
             else:
                 self._dirty.difference_update(idxs)
                 return
-        if one_by_one:
-            for idx in idxs:
-                self._clear_slot(idx)
-            self._dirty.difference_update(idxs)
+        for idx in idxs:
+            self._clear_slot(idx)
+        self._dirty.difference_update(idxs)
 
     def _clear_slot(self, idx: int) -> None:
         for table in (self.stats, self.nh_cache):
