@@ -40,7 +40,7 @@ the hub is the bottleneck (share ~1.0) or the harness is (its own share, and the
 With --vs-frr: FRR's nhrpd and xdmvpn as hubs side by side, same generator, in the VM
 tier's stock kernel where this one lacks ip_gre (xdmvpn_bench/ctl/vs_frr.py).
 
-Environment: XDMVPN_BENCH_SPOKES (10000; the data plane holds 16384 mappings),
+Environment: XDMVPN_BENCH_SPOKES (10000, at most 60000: the generator's NBMA addresses),
 XDMVPN_BENCH_WINDOW (64 outstanding: more overflows the hub's socket buffer, counted as
 retransmits), XDMVPN_BENCH_TRIALS (24 shortcut trials, 0: none),
 XDMVPN_BENCH_INTERVAL_US (500, between datagrams of a trial),
