@@ -56,7 +56,7 @@ class LiveEffects(Effects):
         self._new_mappings: list = []    # (proto, nbma) held for one batch write
 
     def send(self, nbma, packet: bytes) -> None:
-        # (an IPv4 destination's socket is the IPv4 one, else the primary)
+        # the socket of the destination's family, else the primary one
         gre = self.gres.get(4 if isinstance(nbma, IPv4Address) else 6, self.gre)
         if self._holding and gre is self.gre and isinstance(nbma, IPv4Address):
             batch = self.send_batch

@@ -118,7 +118,7 @@ class TunnelDataplane:
         self.module = PinnedModule(pins)
         self.maps = DataplaneMaps(self.module)
         self.maps.sync_known()       # adopted pins: NHRP admission follows the entries
-        self.maps.sync_slots(cleared=fresh)   # free statistics slots, cleared once
+        self.maps.sync_slots(cleared=fresh)   # slots in use; never-taken ones zero?
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
         attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
