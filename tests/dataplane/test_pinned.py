@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -328,3 +329,60 @@ def test_a_pin_this_user_may_not_open_is_one_line(pinned):
                               pinned.pin)
     assert line == (f"cannot open {pinned.pin}/xdmvpn_peers: permission denied (needs root "
                     "or CAP_BPF)")
+
+
+def _children(pid: int, marker: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if stat[1] == str(pid) and stat[0] not in ("Z", "X") and marker.encode() in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.root
+def test_the_loader_child_dies_with_its_parent_and_pins_nothing_after():
+    """A daemon killed while its loader child compiles (`lab down` right after `lab up`):
+    the child goes too, and no map is pinned after the parent's death (before this, the
+    orphan pinned the maps seconds later, after `lab down` had removed the pin dir)."""
+    pin = attach.BPFFS / "xdmvpn" / f"xdt-orphan-{os.getpid()}"
+    kids: list[int] = []
+    parent = subprocess.Popen(
+        [sys.executable, "-c", TRY, "load", str(pin)], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(Path(loader.__file__).parents[2])))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and parent.poll() is None:
+            kids = kids or _children(parent.pid, "xdmvpn.dataplane.loader")
+            if kids and pin.exists():          # the child has its request: it compiles
+                break
+            time.sleep(0.01)
+        assert kids and pin.exists(), "the loader child never started compiling"
+        parent.kill()
+        parent.wait()
+        shutil.rmtree(pin, ignore_errors=True)         # what `lab down` does next
+        deadline = time.monotonic() + 10
+        while _alive(kids[0]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(kids[0]), "the loader child outlived its parent by 10 s"
+        time.sleep(0.2)
+        assert not pin.exists(), sorted(p.name for p in pin.iterdir())
+    finally:
+        parent.kill()
+        for kid in kids:
+            if _alive(kid):
+                os.kill(kid, 9)
+        shutil.rmtree(pin, ignore_errors=True)

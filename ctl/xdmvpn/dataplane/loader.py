@@ -10,7 +10,9 @@ replaced), prints one JSON line and exits.  The parent then reaches maps and pro
 through their pins (pinned.py) and attaches them (attach.py); nothing of the child stays.
 
 The child inherits the calling thread's network and mount namespaces (the bpffs it
-pins on is the caller's).  A failure of the child is one line: its own error message, or
+pins on is the caller's).  It dies with its parent (PR_SET_PDEATHSIG): a daemon stopped
+while it starts (`lab down` right after `lab up`) leaves no child behind that would pin
+maps after whoever stopped it removed the pins.  A failure of the child is one line: its own error message, or
 the last line it wrote before it died.
 """
 
@@ -29,6 +31,8 @@ from ..errors import XdmvpnError
 from .pinned import PROGS_DIR
 
 TIMEOUT = 300.0            # seconds for one compile and load (qemu without KVM is slow)
+PARENT_ENV = "XDMVPN_LOADER_PARENT"     # the parent's pid, for the child's death signal
+PR_SET_PDEATHSIG = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,7 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env[PARENT_ENV] = str(os.getpid())
     return env
 
 
@@ -130,7 +135,23 @@ def _build(request: dict) -> dict:
             "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
+def die_with_parent() -> bool:
+    """Ask the kernel for SIGKILL when the parent dies; False if it is already gone (the
+    child was re-parented before it could ask)."""
+    import ctypes
+    import signal
+
+    expected = os.environ.get(PARENT_ENV)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return True                 # no prctl: nothing to ask for, carry on as before
+    return expected is None or str(os.getppid()) == expected
+
+
 def main() -> int:
+    if not die_with_parent():
+        sys.stdout.write(json.dumps({"error": "BPF loader: its parent is gone"}) + "\n")
+        return 1
     try:
         request = json.loads(sys.stdin.read())
         reply = _build(request)

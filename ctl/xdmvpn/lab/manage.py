@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from .. import netns
@@ -144,17 +145,26 @@ def down(name: str | None = None) -> dict:
     charons = sum(stop_charon(d) for d in sorted(state.glob(f"{CHARON_DIR}*")))
     netns.delete(*found["namespaces"])
     after = leftovers(name)                 # pins and sockets: as the daemons left them
-    for pin in after["pins"]:
-        shutil.rmtree(pin, ignore_errors=True)
-    for sock in after["sockets"]:
-        sock.unlink(missing_ok=True)
-    shutil.rmtree(state, ignore_errors=True)
-    left = leftovers(name)
+    removed = {"pins": set(after["pins"]), "sockets": set(after["sockets"])}
+    deadline = time.monotonic() + 2.0       # a dying loader child may finish one last pin
+    while True:
+        for pin in after["pins"]:
+            shutil.rmtree(pin, ignore_errors=True)
+        for sock in after["sockets"]:
+            sock.unlink(missing_ok=True)
+        shutil.rmtree(state, ignore_errors=True)
+        left = leftovers(name)
+        if not any(left.values()) or time.monotonic() > deadline:
+            break
+        removed["pins"].update(left["pins"])
+        removed["sockets"].update(left["sockets"])
+        after = left
+        time.sleep(0.1)
     if any(left.values()):
         raise XdmvpnError(f"{label(name)}: could not remove everything: " + ", ".join(
             f"{k} {v}" for k, v in left.items() if v))
     return {"name": name, "daemons": stopped, "charons": charons,
             "namespaces": found["namespaces"],
-            "pins": [str(p) for p in after["pins"]],
-            "sockets": [str(s) for s in after["sockets"]],
+            "pins": [str(p) for p in sorted(removed["pins"])],
+            "sockets": [str(s) for s in sorted(removed["sockets"])],
             "state": None if found["state"] is None else str(found["state"])}
