@@ -22,7 +22,8 @@ import socket
 import struct
 from ipaddress import IPv4Address
 
-_libc = ctypes.CDLL(None, use_errno=True)
+from .libc import libc as _libc
+
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 SOL_SOCKET = socket.SOL_SOCKET

@@ -21,9 +21,9 @@ import uuid
 from typing import Iterator
 
 from .errors import XdmvpnError
+from .libc import libc as _libc
 
 CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # --- entering ------------------------------------------------------------------------------

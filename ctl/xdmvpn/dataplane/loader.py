@@ -138,11 +138,11 @@ def _build(request: dict) -> dict:
 def die_with_parent() -> bool:
     """Ask the kernel for SIGKILL when the parent dies; False if it is already gone (the
     child was re-parented before it could ask)."""
-    import ctypes
     import signal
 
+    from ..libc import libc
+
     expected = os.environ.get(PARENT_ENV)
-    libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
         return True                 # no prctl: nothing to ask for, carry on as before
     return expected is None or str(os.getppid()) == expected
