@@ -21,10 +21,14 @@
  *   IPsec peer is dropped.
  * xdmvpn_tc_esp_rx (ingress of <tunnel>-rx, with XDMVPN_IPSEC): GRE decrypted
  *   from ESP, onto the overlay.
+ * xdmvpn_tc_sink (ingress of <tunnel>-rx / -r6 without ESP receive, when the
+ *   kernel has ip_gre / ip6_gre loaded): drops all.
  * xdmvpn_tc_mcast (tail call): one copy per multicast-set entry, a batch of
  *   XDMVPN_MCAST_BATCH per call, the position carried in skb->cb[0].
  * Every TC_ACT_SHOT that discards a packet counts one reason of enum xdmvpn_drop
- * (the original skb of a multicast, consumed after its copies, is not a drop).
+ * (the original skb of a multicast, consumed after its copies, is not a drop;
+ * neither is the kernel's second copy of NHRP, which the controller's raw socket
+ * took before ip_gre handed it to a collect_md device, nor what the sink ends).
  */
 #include <uapi/linux/pkt_cls.h>
 #include "xdmvpn_lib.h"
@@ -856,8 +860,9 @@ int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	if (skb->protocol != xdmvpn_htons(ETH_P_IP)) {
-		xdmvpn_count_drop(XDMVPN_DROP_INNER_PROTO, bytes);
-		return TC_ACT_SHOT;
+		if (skb->protocol != xdmvpn_htons(XDMVPN_GRE_PROTO_NHRP))
+			xdmvpn_count_drop(XDMVPN_DROP_INNER_PROTO, bytes);
+		return TC_ACT_SHOT;     /* NHRP: the controller's raw socket has it */
 	}
 	sender = xdmvpn_htonl(tk.remote_ipv4);
 	if (bpf_skb_change_head(skb, ETH_HLEN, 0)) {
@@ -899,6 +904,17 @@ int xdmvpn_tc_esp_rx(struct __sk_buff *skb)
 	return TC_ACT_REDIRECT;
 }
 #endif
+
+/* The GRE sink: a collect_md GRE device (<tunnel>-rx, IPv6 <tunnel>-r6) that
+ * exists only so that the kernel's ip_gre (ip6_gre), when loaded, has a tunnel
+ * for what XDP passes up: NHRP, which the controller's raw socket has already
+ * taken, and GRE that is no tunnel's.  Without it ip_gre answers each with ICMP
+ * port unreachable to the sender.  Everything is dropped, uncounted: XDP
+ * counted it (path), and the kernel would have discarded it too. */
+int xdmvpn_tc_sink(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT;
+}
 
 #ifdef XDMVPN_BENCH
 /* Baseline for the encap cost: same harness, no work. */

@@ -588,6 +588,17 @@ def test_esp_receive_without_tunnel_metadata(ipsec_hub):
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("packet", [ovl(I_US), bytes(14) + bytes(range(46))],
+                         ids=["ipv4", "anything"])
+def test_the_gre_sink_drops_everything_uncounted(hub, packet):
+    """xdmvpn_tc_sink (the collect_md GRE device's ingress when ip_gre is loaded): what
+    reaches it was counted by XDP already and would have been discarded by the kernel;
+    nothing of it may enter the stack."""
+    res, c = hub.run("xdmvpn_tc_sink", packet)
+    assert (res.retval, c) == (TC_ACT_SHOT, {})
+
+
+@pytest.mark.root
 def test_multicast_batch_whose_next_call_fails(fx_ns):
     h = Harness(fx_ns, gre_key=KEY)
     try:

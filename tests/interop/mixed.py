@@ -61,7 +61,8 @@ class Mixed(Topology):
         self.pcap = tmp / "underlay.pcap"
         self.dump = subprocess.Popen(
             netns.exec_argv(self.ul, ["tcpdump", "-i", "br0", "-w", str(self.pcap), "-U",
-                                      "--immediate-mode", "-s", "0", "ip proto 47"]),
+                                      "--immediate-mode", "-s", "0",
+                                      "ip proto 47 or (icmp and icmp[0] == 3)"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # -- what each node is ------------------------------------------------------------------

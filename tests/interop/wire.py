@@ -62,7 +62,8 @@ FIELDS = ["frame.number", "frame.time_epoch", "ip.src", "ip.dst", "gre.key",
 def read(pcap: Path, since: float = 0.0) -> tuple[list[Nhrp], list[Data]]:
     """Every NHRP packet and every GRE packet carrying IPv4 since `since`, from one tshark
     run (a run costs seconds under the VM tier's emulation)."""
-    rows = _fields(pcap, "nhrp || (gre.proto == 0x0800 && ip.proto == 47)", FIELDS)
+    rows = _fields(pcap, "!icmp && (nhrp || (gre.proto == 0x0800 && ip.proto == 47))",
+                   FIELDS)
     nhrps, datas = [], []
     for r in rows:
         r += [""] * (len(FIELDS) - len(r))
@@ -91,6 +92,16 @@ def nhrp(pcap: Path, since: float = 0.0) -> list[Nhrp]:
 def data(pcap: Path, since: float = 0.0) -> list[Data]:
     """GRE packets carrying IPv4 (not NHRP)."""
     return read(pcap, since)[1]
+
+
+def unreachables(pcap: Path) -> list[tuple[str, str, int]]:
+    """ICMP destination unreachable messages that quote a GRE datagram (the capture takes
+    ICMP type 3 besides GRE): (source, destination, code) of each."""
+    out = []
+    for r in _fields(pcap, "icmp.type == 3 && gre", ["ip.src", "ip.dst", "icmp.code"]):
+        if len(r) == 3 and r[2]:
+            out.append((r[0].split(",")[0], r[1].split(",")[0], int(r[2].split(",")[0])))
+    return out
 
 
 def assert_sound(packets: list[Nhrp], key: int) -> None:

@@ -138,6 +138,9 @@ def test_ping_goes_through_esp_and_plaintext_gre_never_on_the_wire(lab):
     assert after["hub"] > before["hub"] and after["spoke1"] > before["spoke1"], after
     assert after["spoke2"] > before["spoke2"], after
     assert lab.path("spoke1", "encap_xfrm") - xfrm >= 25
+    for n in before:     # NHRP decrypted from ESP reaches <tunnel>-rx too: not a drop
+        drops = lab.ask(n, "stats")["drops"]
+        assert drops["inner_proto"]["packets"] == 0, (n, drops["inner_proto"])
     states = subprocess.run(["ip", "-n", lab.ns("spoke1"), "xfrm", "state"],
                             capture_output=True, text=True, timeout=30).stdout
     assert "proto esp" in states and "mode transport" in states

@@ -398,7 +398,7 @@ TC_PROGRAMS: dict[str, TcSlot | None] = {
     "xdmvpn_tc_mcast": TcSlot.MCAST, "xdmvpn_tc_mcast6": TcSlot.MCAST6,
     "xdmvpn_tc_ptb": TcSlot.PTB, "xdmvpn_tc_nhfill": TcSlot.NHFILL, "xdmvpn_tc_build": TcSlot.BUILD,
     "xdmvpn_tc_build6": TcSlot.BUILD6, "xdmvpn_tc_mss": TcSlot.MSS,
-    "xdmvpn_tc_encap6": TcSlot.ENCAP6, "xdmvpn_tc_encap": None,
+    "xdmvpn_tc_encap6": TcSlot.ENCAP6, "xdmvpn_tc_encap": None, "xdmvpn_tc_sink": None,
 }
 # tc programs compiled only with XDMVPN_IPSEC.
 IPSEC_PROGRAMS = ("xdmvpn_tc_guard", "xdmvpn_tc_esp_rx")

@@ -146,6 +146,37 @@ def create_esp_rx(name: str) -> None:
         ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
 
 
+# ip_gre / ip6_gre: the module, and the link kind of its collect_md device
+GRE_KINDS = {4: ("ip_gre", "gre"), 6: ("ip6_gre", "ip6gre")}
+
+
+def gre_loaded(version: int) -> bool:
+    """Whether the kernel has ip_gre (version 4) or ip6_gre (6) loaded."""
+    return Path("/sys/module", GRE_KINDS[version][0]).exists()
+
+
+def create_gre_sink(name: str, version: int, fn) -> bool:
+    """A collect_md GRE device `name` (ip6gre for version 6), down, with program fn (the
+    sink: drops all) on its ingress, then up.  ip_gre hands it what XDP passes up (NHRP,
+    already taken by the controller's raw socket; GRE that is no tunnel's) instead of
+    answering each datagram with ICMP port unreachable.  False (logged) when the kernel
+    refuses the device, e.g. another collect_md device of the namespace exists (which then
+    takes those datagrams).  An existing `name` is kept."""
+    module, kind = GRE_KINDS[version]
+    if not _link_exists(name):
+        res = subprocess.run(["ip", "link", "add", name, "type", kind, "external"],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            why = (res.stderr.strip().splitlines() or ["failed"])[-1]
+            log.warning("%s is loaded but %s cannot be created (%s): the kernel answers "
+                        "NHRP with ICMP port unreachable", module, name, why)
+            return False
+    attach_tc_ingress(name, fn)
+    with _ipr() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    return True
+
+
 def _link_exists(name: str) -> bool:
     with _ipr() as ipr:
         return bool(ipr.link_lookup(ifname=name))

@@ -51,6 +51,7 @@ class TunnelDataplane:
         self.progs: dict[str, PinnedProgram] = {}
         self.xdp_used_mode: str | None = None
         self.loaded: loader.LoadResult | None = None    # the last child's timings
+        self.sinks: list[str] = []       # GRE sink devices made (ip_gre / ip6_gre loaded)
 
     @property
     def pin_key(self) -> str:
@@ -63,6 +64,10 @@ class TunnelDataplane:
     @property
     def rx_name(self) -> str:
         return f"{self.name}-rx"
+
+    @property
+    def rx6_name(self) -> str:
+        return f"{self.name}-r6"
 
     def _settings(self) -> dict:
         return dict(local_nbma=self.local_nbma, local_nbma6=self.local_nbma6,
@@ -130,7 +135,20 @@ class TunnelDataplane:
             attach.attach_tc_ingress(self.rx_name, self.progs["xdmvpn_tc_esp_rx"])
         self.xdp_used_mode = attach.attach_xdp(self.underlay, self.progs["xdmvpn_xdp_underlay"],
                                                self.xdp_mode)
+        self.sinks = self._gre_sinks()
         return self
+
+    def _gre_sinks(self) -> list[str]:
+        """GRE sinks for the families of our NBMA addresses whose GRE module the kernel has
+        loaded (the ESP receive device is IPv4's when there is one): the devices made."""
+        v4, v6 = build.local_nbma_pair(self.local_nbma, self.local_nbma6)
+        wanted = []
+        if int(v4) and not (self.ipsec and self.esp_rx):
+            wanted.append((4, self.rx_name))
+        if v6 is not None:
+            wanted.append((6, self.rx6_name))
+        return [name for version, name in wanted if attach.gre_loaded(version)
+                and attach.create_gre_sink(name, version, self.progs["xdmvpn_tc_sink"])]
 
     def stop(self) -> None:
         """Forget the programs here; they stay attached and the maps pinned."""
@@ -146,6 +164,7 @@ class TunnelDataplane:
         attach.detach_xdp(self.underlay)
         attach.detach_tc_egress(self.underlay)
         attach.delete_link(self.rx_name)
+        attach.delete_link(self.rx6_name)
         attach.detach_tc(self.dp_name)
         attach.delete_link(self.name)
         self.stop()
