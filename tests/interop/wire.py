@@ -54,6 +54,8 @@ class Data:
     inner_len: int
 
 
+# an ICMP error quoting a GRE datagram (not GRE carrying ICMP, such as a ping's)
+ICMP_ABOUT_GRE = 'frame.protocols contains "ip:icmp:ip:gre"'
 FIELDS = ["frame.number", "frame.time_epoch", "ip.src", "ip.dst", "gre.key",
           "nhrp.hdr.op.type", "nhrp.hdr.chksum.status", "_ws.malformed", "nhrp.src.prot.addr",
           "nhrp.dst.prot.addr", "nhrp.code", "ip.flags.df", "ip.len"]
@@ -62,8 +64,8 @@ FIELDS = ["frame.number", "frame.time_epoch", "ip.src", "ip.dst", "gre.key",
 def read(pcap: Path, since: float = 0.0) -> tuple[list[Nhrp], list[Data]]:
     """Every NHRP packet and every GRE packet carrying IPv4 since `since`, from one tshark
     run (a run costs seconds under the VM tier's emulation)."""
-    rows = _fields(pcap, "!icmp && (nhrp || (gre.proto == 0x0800 && ip.proto == 47))",
-                   FIELDS)
+    rows = _fields(pcap, f"!({ICMP_ABOUT_GRE}) && (nhrp || (gre.proto == 0x0800 && "
+                   "ip.proto == 47))", FIELDS)
     nhrps, datas = [], []
     for r in rows:
         r += [""] * (len(FIELDS) - len(r))
@@ -94,13 +96,14 @@ def data(pcap: Path, since: float = 0.0) -> list[Data]:
     return read(pcap, since)[1]
 
 
-def unreachables(pcap: Path) -> list[tuple[str, str, int]]:
-    """ICMP destination unreachable messages that quote a GRE datagram (the capture takes
-    ICMP type 3 besides GRE): (source, destination, code) of each."""
+def unreachables(pcap: Path, since: float = 0.0) -> list[tuple[str, str, int]]:
+    """ICMP destination unreachable messages about a GRE datagram (the capture takes ICMP
+    type 3 besides GRE) since `since`: (source, destination, code) of each."""
     out = []
-    for r in _fields(pcap, "icmp.type == 3 && gre", ["ip.src", "ip.dst", "icmp.code"]):
-        if len(r) == 3 and r[2]:
-            out.append((r[0].split(",")[0], r[1].split(",")[0], int(r[2].split(",")[0])))
+    for r in _fields(pcap, f"{ICMP_ABOUT_GRE} && icmp.type == 3",
+                     ["frame.time_epoch", "ip.src", "ip.dst", "icmp.code"]):
+        if len(r) == 4 and r[3] and float(r[0]) >= since:
+            out.append((r[1].split(",")[0], r[2].split(",")[0], int(r[3].split(",")[0])))
     return out
 
 

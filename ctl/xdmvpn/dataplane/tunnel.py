@@ -124,6 +124,7 @@ class TunnelDataplane:
         self.maps = DataplaneMaps(self.module)
         self.maps.sync_known()       # adopted pins: NHRP admission follows the entries
         self.maps.sync_slots(cleared=fresh)   # slots in use; never-taken ones zero?
+        self.sinks = self._gre_sinks()       # before XDP passes NHRP up to ip_gre
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
         attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
@@ -135,7 +136,6 @@ class TunnelDataplane:
             attach.attach_tc_ingress(self.rx_name, self.progs["xdmvpn_tc_esp_rx"])
         self.xdp_used_mode = attach.attach_xdp(self.underlay, self.progs["xdmvpn_xdp_underlay"],
                                                self.xdp_mode)
-        self.sinks = self._gre_sinks()
         return self
 
     def _gre_sinks(self) -> list[str]:
