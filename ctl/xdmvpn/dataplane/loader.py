@@ -12,8 +12,8 @@ through their pins (pinned.py) and attaches them (attach.py); nothing of the chi
 The child inherits the calling thread's network and mount namespaces (the bpffs it
 pins on is the caller's).  It dies with its parent (PR_SET_PDEATHSIG): a daemon stopped
 while it starts (`lab down` right after `lab up`) leaves no child behind that would pin
-maps after whoever stopped it removed the pins.  A failure of the child is one line: its own error message, or
-the last line it wrote before it died.
+maps after whoever stopped it removed the pins.  A failure of the child is one line: its
+own error message, or the last line it wrote before it died.
 """
 
 from __future__ import annotations
