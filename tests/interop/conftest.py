@@ -12,7 +12,6 @@ Spokes route 10.0.0.0/16 (FRR spokes also the overlay 172.16.0.0/24) via their f
 hubs each registered spoke's LAN via it (Mixed.add_routes)."""
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,6 @@ def cloud(tmp_path_factory):
     lab = Mixed(tmp_path_factory.mktemp("interop"), CLOUD)
     try:
         lab.start_all()
-        lab.all_started = time.time()       # every daemon ready, its data plane up
         lab.wait_for(lambda: all(lab.registered_at(s, h) for s in lab.nodes
                                  if s.startswith("spoke") for h in CLOUD[s].nhs), 60,
                      message="every spoke registered at each of its hubs")

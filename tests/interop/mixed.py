@@ -147,6 +147,7 @@ class Mixed(Topology):
             self.wait_ready(name)
         self.add_routes()
         self.started_in = time.monotonic() - t0
+        self.all_started = time.time()      # every daemon ready, its data plane up
 
     def stop(self, name: str, *args, **kw) -> int:
         if name in self.frr:

@@ -134,14 +134,27 @@ def create_esp_rx(name: str) -> None:
     """A collect_md GRE device `name` (kept when there): the kernel's receive path for GRE
     it decrypted from ESP (xdmvpn_tc_esp_rx on its ingress takes it to the overlay).
     Needs ip_gre, which every kernel with ESP here has; one line when it is missing."""
-    if not _link_exists(name):
-        res = subprocess.run(["ip", "link", "add", name, "type", "gre", "external"],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            why = (res.stderr.strip().splitlines() or ["failed"])[-1]
-            raise XdmvpnError(f"cannot create {name} (GRE decrypted from ESP arrives there): "
-                              f"{why}; the kernel needs ip_gre (CONFIG_NET_IPGRE)")
+    why = _add_collect_md_gre(name, "gre")
+    if why is not None:
+        raise XdmvpnError(f"cannot create {name} (GRE decrypted from ESP arrives there): "
+                          f"{why}; the kernel needs ip_gre (CONFIG_NET_IPGRE)")
     _sysctl(f"net/ipv4/conf/{name}/rp_filter", "0")
+    _link_up(name)
+
+
+def _add_collect_md_gre(name: str, kind: str) -> str | None:
+    """`ip link add name type kind external` (a collect_md GRE device, down) unless name
+    exists; the kernel's reason (one line) when it refuses, else None."""
+    if _link_exists(name):
+        return None
+    res = subprocess.run(["ip", "link", "add", name, "type", kind, "external"],
+                         capture_output=True, text=True)
+    if res.returncode == 0:
+        return None
+    return (res.stderr.strip().splitlines() or ["failed"])[-1]
+
+
+def _link_up(name: str) -> None:
     with _ipr() as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
 
@@ -163,17 +176,13 @@ def create_gre_sink(name: str, version: int, fn) -> bool:
     refuses the device, e.g. another collect_md device of the namespace exists (which then
     takes those datagrams).  An existing `name` is kept."""
     module, kind = GRE_KINDS[version]
-    if not _link_exists(name):
-        res = subprocess.run(["ip", "link", "add", name, "type", kind, "external"],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            why = (res.stderr.strip().splitlines() or ["failed"])[-1]
-            log.warning("%s is loaded but %s cannot be created (%s): the kernel answers "
-                        "NHRP with ICMP port unreachable", module, name, why)
-            return False
+    why = _add_collect_md_gre(name, kind)
+    if why is not None:
+        log.warning("%s is loaded but %s cannot be created (%s): the kernel answers NHRP "
+                    "with ICMP port unreachable", module, name, why)
+        return False
     attach_tc_ingress(name, fn)
-    with _ipr() as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    _link_up(name)
     return True
 
 

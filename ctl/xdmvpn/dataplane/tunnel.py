@@ -51,7 +51,6 @@ class TunnelDataplane:
         self.progs: dict[str, PinnedProgram] = {}
         self.xdp_used_mode: str | None = None
         self.loaded: loader.LoadResult | None = None    # the last child's timings
-        self.sinks: list[str] = []       # GRE sink devices made (ip_gre / ip6_gre loaded)
 
     @property
     def pin_key(self) -> str:
@@ -124,7 +123,7 @@ class TunnelDataplane:
         self.maps = DataplaneMaps(self.module)
         self.maps.sync_known()       # adopted pins: NHRP admission follows the entries
         self.maps.sync_slots(cleared=fresh)   # slots in use; never-taken ones zero?
-        self.sinks = self._gre_sinks()       # before XDP passes NHRP up to ip_gre
+        self._make_gre_sinks()               # before XDP passes NHRP up to ip_gre
         # Receiving ends first, then the programs that send to them.
         attach.attach_xdp(self.name, self.progs["xdmvpn_xdp_pass"], "native")
         attach.attach_tc_ingress(self.dp_name, self.progs["xdmvpn_tc_encap"])
@@ -138,17 +137,18 @@ class TunnelDataplane:
                                                self.xdp_mode)
         return self
 
-    def _gre_sinks(self) -> list[str]:
+    def _make_gre_sinks(self) -> None:
         """GRE sinks for the families of our NBMA addresses whose GRE module the kernel has
-        loaded (the ESP receive device is IPv4's when there is one): the devices made."""
+        loaded (the ESP receive device is IPv4's when there is one)."""
         v4, v6 = build.local_nbma_pair(self.local_nbma, self.local_nbma6)
         wanted = []
         if int(v4) and not (self.ipsec and self.esp_rx):
             wanted.append((4, self.rx_name))
         if v6 is not None:
             wanted.append((6, self.rx6_name))
-        return [name for version, name in wanted if attach.gre_loaded(version)
-                and attach.create_gre_sink(name, version, self.progs["xdmvpn_tc_sink"])]
+        for version, name in wanted:
+            if attach.gre_loaded(version):
+                attach.create_gre_sink(name, version, self.progs["xdmvpn_tc_sink"])
 
     def stop(self) -> None:
         """Forget the programs here; they stay attached and the maps pinned."""

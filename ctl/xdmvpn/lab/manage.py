@@ -144,21 +144,20 @@ def down(name: str | None = None) -> dict:
     stopped = runner.stop(found["daemons"], str(state))
     charons = sum(stop_charon(d) for d in sorted(state.glob(f"{CHARON_DIR}*")))
     netns.delete(*found["namespaces"])
-    after = leftovers(name)                 # pins and sockets: as the daemons left them
-    removed = {"pins": set(after["pins"]), "sockets": set(after["sockets"])}
+    left = leftovers(name)                  # pins and sockets: as the daemons left them
+    removed: dict[str, set[Path]] = {"pins": set(), "sockets": set()}
     deadline = time.monotonic() + 2.0       # a dying loader child may finish one last pin
     while True:
-        for pin in after["pins"]:
+        for pin in left["pins"]:
             shutil.rmtree(pin, ignore_errors=True)
-        for sock in after["sockets"]:
+        for sock in left["sockets"]:
             sock.unlink(missing_ok=True)
+        removed["pins"].update(left["pins"])
+        removed["sockets"].update(left["sockets"])
         shutil.rmtree(state, ignore_errors=True)
         left = leftovers(name)
         if not any(left.values()) or time.monotonic() > deadline:
             break
-        removed["pins"].update(left["pins"])
-        removed["sockets"].update(left["sockets"])
-        after = left
         time.sleep(0.1)
     if any(left.values()):
         raise XdmvpnError(f"{label(name)}: could not remove everything: " + ", ".join(
