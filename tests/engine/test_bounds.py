@@ -2,14 +2,16 @@
 here with small caps; a purge costs O(CIEs x log n), never a walk of the cache."""
 
 from dataclasses import replace
-from ipaddress import IPv4Address, ip_address as A, ip_network as N
+from ipaddress import IPv4Address, IPv6Address, ip_address as A, ip_network as N
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from craft import HUB, ROGUE, S2, exts, purge_request, registration_request, resolution_request, send
 from netsim import hub_and_spokes, ipv4_head
 from xdmvpn.engine.cache import Cache, CacheEntry, EntryType
 from xdmvpn.engine.params import Limits
+from xdmvpn.engine.shortcut import Shortcut
 from xdmvpn.nhrp import Cie, TrafficIndication, decode
 
 SMALL = Limits(entries_per_nbma=8, answered=16, answered_prefixes=2, indications=32,
@@ -152,3 +154,89 @@ def test_a_purge_never_walks_the_cache(sender):
     send(hub, purge_request("10.0.0.66", cies, src_nbma=observed), observed)
     assert hub.stats[("drop", "bug")] == 0
     assert len(cache) == 50_000 + 3 - (2 if sender == "owner" else 0)
+
+
+def _walk(table, net, nbma):
+    """What toward() must return, by walking every shortcut."""
+    return {p for p, sc in table.table.items()
+            if sc.prefix.version == net.version and (nbma is None or sc.nbma == nbma)
+            and (sc.via in net or sc.prefix.overlaps(net))}
+
+
+def _shortcut(version, value, plen, via, nbma):
+    width = 32 if version == 4 else 128
+    addr = (IPv4Address if version == 4 else IPv6Address)(value % (1 << width))
+    prefix = N(f"{addr}/{min(plen, width)}", strict=False)
+    via = (IPv4Address if version == 4 else IPv6Address)(via % (1 << width))
+    return Shortcut(prefix, prefix.network_address, via, A(f"198.18.0.{nbma}"), 60.0,
+                    1e9, 0.0)
+
+
+_SC = st.tuples(st.sampled_from([4, 6]), st.integers(0, 2**128 - 1), st.integers(0, 128),
+                st.integers(0, 2**128 - 1), st.integers(1, 4))
+_SMALL_SC = st.tuples(st.sampled_from([4, 6]), st.integers(0, 255), st.integers(0, 128),
+                      st.integers(0, 255), st.integers(1, 4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_SC, _SMALL_SC), max_size=40), st.lists(st.one_of(_SC, _SMALL_SC),
+       min_size=1, max_size=8), st.lists(st.integers(0, 39), max_size=10))
+def test_the_shortcut_index_finds_what_a_walk_finds(shortcuts, nets, removals):
+    """toward() by its sorted indexes returns exactly what a walk of every shortcut would,
+    for any prefixes, next hops and NBMA addresses, after installs, moves and removals."""
+    net_, (hub, s1, s2) = hub_and_spokes()
+    table = s1.shortcut_table
+    for t in shortcuts:
+        table.install(_shortcut(*t))          # the same prefix again moves it
+    for i in removals:
+        if table.table:
+            table.remove(list(table.table)[i % len(table.table)])
+    for version, value, plen, _, nbma in nets:
+        net = _shortcut(version, value, plen, 0, 1).prefix
+        for scope in (None, A(f"198.18.0.{nbma}")):
+            assert {sc.prefix for sc in table.toward(net, scope)} == _walk(table, net, scope)
+
+
+class NoWalkDict(dict):
+    """A shortcut table that refuses to be walked and counts its lookups."""
+    lookups = 0
+
+    def values(self):
+        raise AssertionError("a purge walked the shortcuts")
+
+    def items(self):
+        raise AssertionError("a purge walked the shortcuts")
+
+    def __iter__(self):
+        raise AssertionError("a purge walked the shortcuts")
+
+    def __getitem__(self, key):
+        NoWalkDict.lookups += 1
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        NoWalkDict.lookups += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("sender", ["nhs", "owner", "stranger"])
+def test_a_purge_never_walks_the_shortcuts(sender):
+    """16,000 shortcuts on a spoke, all to one NBMA address; one purge of 64 CIEs that match
+    nothing, from our NHS, from that NBMA address (the owner), from a stranger: no walk of
+    the table, neither of all shortcuts nor of the owner's, a few lookups per CIE."""
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    table = s1.shortcut_table
+    owner = A("198.18.0.1")
+    for i in range(16_000):
+        prefix = N(f"172.{16 + i // 4096}.{(i // 16) % 256}.{(i % 16) * 16}/28")
+        table.install(Shortcut(prefix, prefix.network_address, A("10.0.0.12"), owner,
+                               60.0, 1e9, 0.0))
+    table.table = NoWalkDict(table.table)
+    NoWalkDict.lookups = 0
+    observed = {"nhs": HUB, "owner": owner, "stranger": ROGUE}[sender]
+    cies = [Cie(prefix_len=32, client_proto=A(f"10.9.{i}.1")) for i in range(64)]
+    send(s1, purge_request("10.0.0.66", cies, src_nbma=observed), observed)
+    assert s1.stats[("drop", "bug")] == 0, s1.last_bug
+    assert len(table) == 16_000
+    assert NoWalkDict.lookups <= 64 * 2, NoWalkDict.lookups   # one prefix length, and /32

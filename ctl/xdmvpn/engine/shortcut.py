@@ -1,11 +1,13 @@
 """Shortcuts (DMVPN phase 3): prefixes routed straight to another station, installed from
 resolution replies, expired after their holdtime unless refreshed, mirrored in the data
-plane. Indexed by prefix and by NBMA address (a purge looks only at the sender's)."""
+plane. Indexed by prefix, by next hop, and in sorted lists (all, and per NBMA address) by
+prefix and by next hop, so that a purge costs O(log n + what it matches) per CIE."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from ipaddress import ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from ..inet import IPAddress, IPNetwork
 from .cache import EntryType
@@ -23,15 +25,53 @@ class Shortcut:
     installed: float
     refresh_sent: bool = False
     asked: IPAddress | None = None   # the station the resolution went to (refreshes too)
+    # while a stranger's purge has it checked (Resolver.verify): its expiry and refresh
+    # state before, given back when the next hop is confirmed
+    verifying: tuple[float, bool] | None = None
+
+
+PKey = tuple[int, int, int]          # (IP version, network as an integer, prefix length)
+
+
+def _pkey(prefix: IPNetwork) -> PKey:
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
+
+
+def _prefix(version: int, value: int, plen: int) -> IPNetwork:
+    return (IPv4Network if version == 4 else IPv6Network)((value, plen))
+
+
+def _span(keys: list, net: IPNetwork) -> list:
+    """The keys whose first two fields (version, integer) lie in net: O(log n + k)."""
+    lo, hi = int(net.network_address), int(net.broadcast_address)
+    return keys[bisect.bisect_left(keys, (net.version, lo)):
+                bisect.bisect_right(keys, (net.version, hi, 1 << 16))]
+
+
+def _insort(index: dict, scope: object, k: tuple) -> None:
+    bisect.insort(index.setdefault(scope, []), k)
+
+
+def _discard(index: dict, scope: object, k: tuple) -> None:
+    keys = index.get(scope)
+    if keys is None:
+        return
+    i = bisect.bisect_left(keys, k)
+    if i < len(keys) and keys[i] == k:
+        del keys[i]
+    if not keys:
+        del index[scope]
 
 
 class ShortcutTable:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.table: dict[IPNetwork, Shortcut] = {}
-        self._by_nbma: dict[IPAddress, set[IPNetwork]] = {}
         self._lengths: dict[tuple[int, int], int] = {}     # (version, prefix len) -> count
         self._by_via: dict[IPAddress, set[IPNetwork]] = {}
+        # sorted keys per scope: None (every shortcut) and each NBMA address
+        self._prefixes: dict[IPAddress | None, list[PKey]] = {}
+        self._vias: dict[IPAddress | None, list[tuple[int, ...]]] = {}  # (version, via) + PKey
 
     def __len__(self) -> int:
         return len(self.table)
@@ -53,8 +93,12 @@ class ShortcutTable:
             sc.installed = old.installed
             self._unindex(old)
         self.table[sc.prefix] = sc
-        self._by_nbma.setdefault(sc.nbma, set()).add(sc.prefix)
         self._by_via.setdefault(sc.via, set()).add(sc.prefix)
+        pk = _pkey(sc.prefix)
+        vk = (sc.via.version, int(sc.via)) + pk
+        for scope in (None, sc.nbma):
+            _insort(self._prefixes, scope, pk)
+            _insort(self._vias, scope, vk)
         k = (sc.prefix.version, sc.prefix.prefixlen)
         self._lengths[k] = self._lengths.get(k, 0) + 1
         if old is None or (old.via, old.nbma) != (sc.via, sc.nbma):
@@ -63,12 +107,16 @@ class ShortcutTable:
         return False
 
     def _unindex(self, sc: Shortcut) -> None:
-        for index, addr in ((self._by_nbma, sc.nbma), (self._by_via, sc.via)):
-            prefixes = index.get(addr)
-            if prefixes is not None:
-                prefixes.discard(sc.prefix)
-                if not prefixes:
-                    del index[addr]
+        prefixes = self._by_via.get(sc.via)
+        if prefixes is not None:
+            prefixes.discard(sc.prefix)
+            if not prefixes:
+                del self._by_via[sc.via]
+        pk = _pkey(sc.prefix)
+        vk = (sc.via.version, int(sc.via)) + pk
+        for scope in (None, sc.nbma):
+            _discard(self._prefixes, scope, pk)
+            _discard(self._vias, scope, vk)
         k = (sc.prefix.version, sc.prefix.prefixlen)
         left = self._lengths.get(k, 0) - 1
         if left > 0:
@@ -105,13 +153,21 @@ class ShortcutTable:
 
     def toward(self, net: IPNetwork, nbma: IPAddress | None) -> list[Shortcut]:
         """The shortcuts toward net (via in it, or prefix overlapping it) that go to nbma
-        (to any NBMA when nbma is None)."""
-        if nbma is None:
-            candidates = list(self.table.values())
-        else:
-            candidates = [self.table[p] for p in self._by_nbma.get(nbma, ())]
-        return [sc for sc in candidates if sc.prefix.version == net.version and (
-            sc.via in net or sc.prefix.overlaps(net))]
+        (to any NBMA when nbma is None): O(prefix lengths + log n + what matches), never a
+        walk of the table."""
+        found: dict[IPNetwork, Shortcut] = {}
+        for pk in _span(self._prefixes.get(nbma, []), net):       # prefixes starting in net
+            prefix = _prefix(*pk)
+            found[prefix] = self.table[prefix]
+        for version, plen in self._lengths:                       # prefixes holding net
+            if version == net.version and plen < net.prefixlen:
+                sc = self.table.get(ip_network(f"{net.network_address}/{plen}", strict=False))
+                if sc is not None and (nbma is None or sc.nbma == nbma):
+                    found[sc.prefix] = sc
+        for vk in _span(self._vias.get(nbma, []), net):           # next hops in net
+            prefix = _prefix(*vk[2:])
+            found[prefix] = self.table[prefix]
+        return list(found.values())
 
     def clear(self) -> int:
         n = len(self.table)
