@@ -159,3 +159,55 @@ def test_unauthenticated_requests_from_unknown_sources_create_no_state():
     sent = send(s2, resolution_request(dst=LAN2, auth=None), ROGUE)
     assert [to for to, _ in sent] == [ROGUE]                   # answered, to the source
     assert s2.cache.get(A("10.0.0.66")) is None and s2.answered == {}
+
+
+def _many_shortcuts(n):
+    """Spoke 1 holds n shortcuts through spoke 2 (10.0.0.12), resolved the normal way."""
+    from xdmvpn.engine.effects import RouteHint
+    net, hub, s1, s2 = registered()
+    for i in range(n):
+        lan = N(f"172.16.{i}.0/24")
+        s2.fx.routes[lan] = RouteHint(local=True, prefix_len=24)
+        hub.fx.routes[lan] = RouteHint(via=A("10.0.0.12"))
+        s1.fx.routes[lan] = RouteHint(via=A("10.0.0.1"))
+        s1.resolve(A(f"172.16.{i}.1"))
+    net.deliver()
+    assert len(s1.shortcut_table.via(A("10.0.0.12"))) == n
+    return net, hub, s1, s2
+
+
+def test_a_strangers_purge_makes_one_check_per_next_hop_not_one_per_shortcut():
+    """A purge of a next hop from a stranger: one resolution of it through our NHS, whatever
+    the number of shortcuts through it, nothing more while it is checked (no amplification),
+    and the answer gives every one of them its time back."""
+    from xdmvpn.engine.resolution import VERIFY_HOLD
+    net, hub, s1, s2 = _many_shortcuts(60)
+    before = {sc.prefix: sc.expires for sc in s1.shortcut_table.via(A("10.0.0.12"))}
+    purge = purge_request("10.0.0.66", [Cie(prefix_len=32, client_proto=A("10.0.0.12"))],
+                          src_nbma=ROGUE, flags=0x8000)          # N: no reply wanted
+    sent = []
+    for _ in range(5):
+        sent += send(s1, purge, ROGUE)
+    assert [to for to, _ in sent] == [HUB]
+    assert decode(sent[0][1]).type is PacketType.RESOLUTION_REQUEST
+    assert len(encode(purge)) * 2 > len(sent[0][1])
+    now = net.clock.now()
+    assert all(sc.expires <= now + VERIFY_HOLD for sc in s1.shortcut_table.via(A("10.0.0.12")))
+    hub.receive(sent[0][1], S1)
+    net.deliver()                                   # the hub asks spoke 2, which answers
+    after = {sc.prefix: sc.expires for sc in s1.shortcut_table.via(A("10.0.0.12"))}
+    assert set(after) == set(before)
+    assert all(after[p] >= before[p] for p in before)
+    assert all(sc.verifying is None for sc in s1.shortcut_table.via(A("10.0.0.12")))
+
+
+def test_shortcuts_a_stranger_purged_die_unless_confirmed():
+    from xdmvpn.engine.resolution import VERIFY_HOLD
+    net, hub, s1, s2 = _many_shortcuts(20)
+    net.down.add(HUB)                               # no answer will come
+    send(s1, purge_request("10.0.0.66", [Cie(prefix_len=32, client_proto=A("10.0.0.12"))],
+                           src_nbma=ROGUE), ROGUE)
+    net.deliver()
+    assert len(s1.shortcuts) == 20
+    net.tick(VERIFY_HOLD + 0.5)
+    assert s1.shortcut_table.via(A("10.0.0.12")) == []

@@ -55,9 +55,10 @@ class Purger:
     def on_request(self, pkt: RequestReply, data: bytes, observed: IPAddress) -> None:
         """Remove the purged bindings the sender is entitled to remove, then reply unless N
         is set. Entitled: the NBMA address a binding is bound to (its owner) and our NHSs.
-        Anyone else's purge of a shortcut's next hop only makes us check it: the shortcut
-        is resolved again through our NHS and dies within VERIFY_HOLD unless the answer
-        comes (a station whose NBMA address changed purges from its new address)."""
+        Anyone else's purge of a shortcut's next hop only makes us check it: the next hop
+        is resolved again through our NHS (once, whatever the number of shortcuts through
+        it) and its shortcuts die within VERIFY_HOLD unless the answer confirms them (a
+        station whose NBMA address changed purges from its new address)."""
         ctx = self.ctx
         purged = 0
         trusted = ctx.is_nhs(observed)
@@ -81,8 +82,7 @@ class Purger:
                 self.shortcuts.remove(sc.prefix)
                 purged += 1
             if not trusted:
-                for sc in self.shortcuts.via(proto):
-                    self.resolver.verify(sc)
+                self.resolver.verify(proto)
         ctx.stats["purged_entries"] += purged
         if not pkt.flags & Flag.N:
             reply = PurgeReply(afn=pkt.afn, protocol_type=pkt.protocol_type,

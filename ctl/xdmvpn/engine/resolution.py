@@ -362,6 +362,7 @@ class Resolver:
             self.setup_count += 1
         elif prefix in self.shortcuts:
             ctx.stats["shortcut_refreshed"] += 1
+        self._confirmed(via, nbma)
 
     @staticmethod
     def _responder_nbma(pkt: RequestReply, observed: IPAddress, via: IPAddress,
@@ -374,19 +375,39 @@ class Resolver:
             return observed
         return nat_nbma(pkt, via) or claimed
 
-    def verify(self, sc: Shortcut) -> None:
-        """Someone who may not purge it says this shortcut is stale: it gets VERIFY_HOLD
-        seconds at most, and a resolution through our NHS now; the answer (from the
-        station registered there) renews or moves it."""
+    def verify(self, via: IPAddress) -> None:
+        """Someone who may not purge them says the shortcuts through next hop `via` are
+        stale: each gets VERIFY_HOLD seconds at most, and one resolution goes through our
+        NHS now, for the next hop, not one per shortcut (a purge must not make us send more
+        than it carries); the answer, if it binds `via` to the same NBMA address, gives the
+        others their time back (`_confirmed`). While they are checked, another such purge
+        sends nothing."""
+        shortcuts = self.shortcuts.via(via)
+        if not shortcuts:
+            return
         ctx = self.ctx
         now = ctx.now()
-        if sc.expires > now + VERIFY_HOLD:
-            sc.expires = now + VERIFY_HOLD
-            sc.refresh_sent = True
+        checking = any(sc.verifying is not None for sc in shortcuts)
+        for sc in shortcuts:
+            if sc.verifying is None:
+                sc.verifying = (sc.expires, sc.refresh_sent)
+                sc.expires = min(sc.expires, now + VERIFY_HOLD)
+                sc.refresh_sent = True
+        if checking:
+            return
+        sc = shortcuts[0]
         upstream = self.upstream.refresh_nbma(sc.asked)
         if upstream is not None and sc.dst not in self.resolving:
             ctx.stats["shortcut_verify_sent"] += 1
             self.send(sc.dst, upstream, now)
+
+    def _confirmed(self, via: IPAddress, nbma: IPAddress) -> None:
+        """A reply bound `via` to `nbma`: the shortcuts through it being checked at that
+        NBMA address get back the expiry and refresh state they had."""
+        for sc in self.shortcuts.via(via):
+            if sc.verifying is not None and sc.nbma == nbma:
+                sc.expires, sc.refresh_sent = sc.verifying
+                sc.verifying = None
 
     # -- timers ---------------------------------------------------------------------------
     def tick(self, now: float) -> float | None:
