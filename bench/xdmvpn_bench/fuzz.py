@@ -377,6 +377,7 @@ def check(node: Node, observed: IPAddress, data: bytes, sent: list[tuple[IPAddre
               "pending": (len(ctx.pending), lim.pending),
               "shortcuts": (len(node.shortcuts), lim.shortcuts),
               "entries_at_source": (ctx.cache.at_nbma(observed), lim.entries_per_nbma),
+              "negative": (ctx.cache.negatives, lim.negative),
               "entries": (len(ctx.cache), node.p.max_entries)}
     for name, (n, cap) in tables.items():
         if n > cap:

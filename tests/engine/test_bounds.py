@@ -7,15 +7,16 @@ from ipaddress import IPv4Address, IPv6Address, ip_address as A, ip_network as N
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from craft import HUB, ROGUE, S2, exts, purge_request, registration_request, resolution_request, send
+from craft import HUB, ROGUE, S1 as S1_NBMA, S2, exts, purge_request, registration_request, resolution_request, send
 from netsim import hub_and_spokes, ipv4_head
 from xdmvpn.engine.cache import Cache, CacheEntry, EntryType
 from xdmvpn.engine.params import Limits
 from xdmvpn.engine.shortcut import Shortcut
-from xdmvpn.nhrp import Cie, TrafficIndication, decode
+from xdmvpn.engine.build import replace_cie_list
+from xdmvpn.nhrp import Cie, ExtType, PacketType, TrafficIndication, decode, encode
 
 SMALL = Limits(entries_per_nbma=8, answered=16, answered_prefixes=2, indications=32,
-               resolving=16, pending=24, shortcuts=8, cies=64)
+               resolving=16, pending=24, shortcuts=8, cies=64, negative=8)
 
 
 def small(node):
@@ -102,6 +103,56 @@ def test_resolving_and_pending():
         s1.tick()
         s1.fx.take()
     assert s1.resolving == {} and len(s1.ctx.pending) <= 1        # its registration
+
+
+def test_negative_answers_have_a_cap_and_expire():
+    """Traffic indications from our NHS for ever new destinations nobody has: each is
+    resolved, the NHS answers "no binding"; those answers are remembered within their own
+    cap (counted beyond it), never filling the cache, and for our holdtime at most, whatever
+    holdtime the reply names."""
+    from xdmvpn.engine.resolution import NEGATIVE_HOLD
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    small(s1)
+    for i in range(30):
+        ind = TrafficIndication(src_nbma=HUB, src_proto=A("10.0.0.1"),
+                                dst_proto=A("192.168.1.10"),
+                                contents=ipv4_head("192.168.1.10", f"172.20.0.{i + 1}"),
+                                extensions=exts(responder=False))
+        for to, data in send(s1, ind, HUB):       # the resolution, to the hub
+            for _, reply in send(hub, decode(data), S1_NBMA):
+                pkt = decode(reply)
+                pkt.cies[0].holdtime = 65535      # "remember this for 18 hours"
+                s1.receive(encode(pkt), HUB)
+    assert s1.stats["resolution_failed"] == 30
+    assert s1.ctx.cache.negatives == SMALL.negative == s1.cache.counts()["negative"]
+    assert s1.stats[("cap", "negative")] == 30 - SMALL.negative
+    assert all(e.expires <= net.clock.now() + max(s1.p.holdtime, NEGATIVE_HOLD)
+               for e in s1.cache.entries.values() if e.type is EntryType.NEGATIVE)
+    net.clock.advance(max(s1.p.holdtime, NEGATIVE_HOLD) + 1)
+    s1.tick()
+    assert s1.ctx.cache.negatives == 0 == s1.cache.counts()["negative"]
+
+
+def test_an_nhs_that_names_another_address_leaves_one_nhs_entry():
+    """Each registration reply may name the NHS by another protocol address (responder
+    extension): the NHS entry moves, it does not pile up at the NHS's NBMA address."""
+    net, (hub, s1) = hub_and_spokes(spokes=1)
+    net.tick()
+    for i in range(20):
+        net.clock.advance(101)                    # s1 refreshes its registration
+        s1.tick()
+        for _, data in s1.fx.take():              # the registration, to the hub
+            for _, reply in send(hub, decode(data), S1_NBMA):
+                pkt = decode(reply)
+                if pkt.type is not PacketType.REGISTRATION_REPLY:
+                    continue
+                cies = [Cie(prefix_len=32, client_proto=A(f"10.0.0.{200 + i % 3}"))]
+                pkt.extensions = replace_cie_list(pkt.extensions, ExtType.RESPONDER_ADDRESS,
+                                                  cies)
+                s1.receive(encode(pkt), HUB)
+    assert s1.cache.counts()["nhs"] == 1 and s1.ctx.cache.at_nbma(HUB) == 1
+    assert s1.cache.get(A("10.0.0.201")).type is EntryType.NHS       # the last one named
 
 
 def test_pending_requests_cap():

@@ -119,6 +119,7 @@ class Cache:
     _expiry: list[tuple[float, int, IPAddress]] = field(default_factory=list, repr=False,
                                                         compare=False)
     _n: Iterator[int] = field(default_factory=itertools.count, repr=False, compare=False)
+    negatives: int = field(default=0, repr=False, compare=False)   # NEGATIVE entries
     # request key -> the entry whose template it is (ReplyTemplate.key)
     templates: dict[bytes, CacheEntry] = field(default_factory=dict, repr=False,
                                               compare=False)
@@ -205,6 +206,8 @@ class Cache:
                 del self.templates[t.key]
 
     def _indexed(self, entry: CacheEntry) -> None:
+        if entry.type is EntryType.NEGATIVE:
+            self.negatives += 1
         if entry.nbma is None or entry.type is EntryType.LOCAL:
             return
         if entry.type is EntryType.DYNAMIC:
@@ -214,6 +217,8 @@ class Cache:
     def _dropped(self, entry: CacheEntry) -> None:
         if entry.template is not None:
             self._drop_template(entry)
+        if entry.type is EntryType.NEGATIVE:
+            self.negatives -= 1
         if entry.nbma is None or entry.type is EntryType.LOCAL:
             return
         if entry.type is EntryType.DYNAMIC:

@@ -19,6 +19,7 @@ class Limits:
     resolving: int = 1024           # our resolutions under way
     pending: int = 4096             # our requests awaiting a reply
     shortcuts: int = 16384          # shortcuts installed
+    negative: int = 4096            # "no binding" answers remembered (negative entries)
     cies: int = 64                  # CIEs in one packet (per CIE list)
 
 

@@ -125,7 +125,8 @@ class NhsClient:
         learnt = ip(responder[0].client_proto) if responder else None
         if learnt is None and pkt.dst_proto != p.tunnel_ip:
             learnt = ip(pkt.dst_proto)
-        if learnt is not None:
+        if learnt is not None and learnt != self.proto:
+            self._forget_nhs_entry()            # one NHS entry per NHS, never a trail
             self.proto = learnt
         holdtime = pkt.cies[0].holdtime if pkt.cies and pkt.cies[0].holdtime else p.holdtime
         was_up = self.state is NhcState.UP

@@ -342,9 +342,21 @@ class Resolver:
         cie = pkt.cies[0]
         via = ip(cie.client_proto)
         if cie.code != CieCode.SUCCESS or via is None:
-            ctx.cache_put(CacheEntry(r.dst, EntryType.NEGATIVE, created=now,
-                                     expires=now + (cie.holdtime or NEGATIVE_HOLD)))
             ctx.stats["resolution_failed"] += 1
+            # within caps of their own and the cache's (a flood of traffic indications
+            # for random destinations must not fill the cache with them); for no longer
+            # than our own holdtime (a reply's 65,535 s would block shortcuts to dst for
+            # 18 hours)
+            if r.dst not in ctx.cache.entries:
+                if ctx.cache.negatives >= p.limits.negative:
+                    ctx.stats[("cap", "negative")] += 1
+                    return
+                if len(ctx.cache) >= p.max_entries:
+                    ctx.stats[("cap", "entries")] += 1
+                    return
+            hold = min(cie.holdtime or NEGATIVE_HOLD, max(p.holdtime, NEGATIVE_HOLD))
+            ctx.cache_put(CacheEntry(r.dst, EntryType.NEGATIVE, created=now,
+                                     expires=now + hold))
             return
         nbma = self._responder_nbma(pkt, observed, via, ip(cie.client_nbma))
         if nbma is None or not ctx.may_learn(via, nbma):
