@@ -386,7 +386,7 @@ def check(node: Node, observed: IPAddress, data: bytes, sent: list[tuple[IPAddre
     if out > OUT_PER_IN * len(data) + OUT_SLACK:
         return f"output {out} bytes for {len(data)}"
     vouched: set[Any] = set()
-    if ctx.trusted(observed):
+    if ctx.vouches(observed):
         try:
             vouched = _addresses(decode(data, strict=False))
         except NhrpDecodeError:

@@ -5,10 +5,12 @@ accepted from strangers that would change state."""
 
 from ipaddress import ip_address as A, ip_network as N
 
-from craft import HUB, ROGUE, S1, S2, exts, purge_request, resolution_reply, resolution_request, \
-    send
+from craft import (
+    HUB, ROGUE, S1, S2, exts, purge_request, registration_request, resolution_reply,
+    resolution_request, send,
+)
 from netsim import hub_and_spokes, ipv4_head
-from xdmvpn.engine.build import cie_list, replace_cie_list
+from xdmvpn.engine.build import cie_list, nat_nbma, replace_cie_list
 from xdmvpn.engine.cache import CacheEntry, EntryType
 from xdmvpn.nhrp import (
     Cie, ErrorIndication, ExtType, PacketType, TrafficIndication, decode, encode,
@@ -211,3 +213,51 @@ def test_shortcuts_a_stranger_purged_die_unless_confirmed():
     assert len(s1.shortcuts) == 20
     net.tick(VERIFY_HOLD + 0.5)
     assert s1.shortcut_table.via(A("10.0.0.12")) == []
+
+
+def _forwarded(src_proto, dst, sent_from, nat=None):
+    """A resolution request as if an NHS at sent_from had forwarded it, its NAT extension
+    saying where the requester is."""
+    pkt = resolution_request(src_proto=src_proto, dst=dst, src_nbma=sent_from,
+                             extensions=exts(nat=nat or []))
+    pkt.extensions = replace_cie_list(pkt.extensions, ExtType.FORWARD_TRANSIT_NHS, [Cie(
+        prefix_len=0, client_nbma=sent_from, client_proto=A("10.0.0.99"))])
+    return pkt
+
+
+def test_a_registered_station_may_forward_but_not_vouch():
+    """Anyone holding the secret can register. A request such a station forwards, with a
+    NAT extension saying the requester 10.0.0.77 is at 198.51.100.9: answered back to the
+    station (nothing sent to the address it named, nothing cached), and forwarded on
+    without that claim (the next station would believe it came from us)."""
+    net, hub, s1, s2 = registered()
+    rogue = A("203.0.113.9")
+    (_, reply), = send(hub, registration_request("10.0.0.99", src_nbma=rogue, unique=False),
+                       rogue)
+    assert decode(reply).cies[0].code == 0                 # registered: "trusted" as before
+    third = A("198.51.100.9")
+    nat = [Cie(prefix_len=32, client_nbma=third, client_proto=A("10.0.0.77"))]
+    for dst in ("10.0.0.1", LAN2):                          # answered, then forwarded
+        sent = send(hub, _forwarded("10.0.0.77", dst, rogue, nat), rogue)
+        assert third not in [to for to, _ in sent]
+        assert hub.cache.get(A("10.0.0.77")) is None
+        assert A("10.0.0.77") not in hub.fx.mappings
+        for to, data in sent:
+            assert to in (rogue, S2)
+            if to == S2:                                    # the claim is not relayed
+                assert decode(data).type is PacketType.RESOLUTION_REQUEST
+                assert nat_nbma(decode(data), A("10.0.0.77")) is None
+    assert hub.stats["resolution_forwarded"] >= 1
+    # the same request from our NHS's word is believed (the spoke's side)
+    sent = send(s2, _forwarded("10.0.0.77", LAN2, HUB, nat), HUB)
+    assert [to for to, _ in sent] == [third]
+
+
+def test_a_request_naming_our_own_address_as_requester_is_dropped():
+    """A registered spoke sends the hub a forwarded-looking request whose requester is the
+    hub itself, or (on a spoke) the spoke itself: no reply to ourselves, counted."""
+    net, hub, s1, s2 = registered()
+    assert send(hub, _forwarded("10.0.0.1", "10.0.0.1", S2), S2) == []
+    assert hub.stats[("drop", "own_address")] == 1
+    assert send(s1, _forwarded("10.0.0.11", "192.168.1.20", HUB), HUB) == []
+    assert s1.stats[("drop", "own_address")] == 1

@@ -149,3 +149,9 @@ def vouch(p: NodeParams, pkt: Packet, exts: Extensions, proto: IPAddress,
     return replace_cie_list(exts, ExtType.NAT_ADDRESS, others + [Cie(
         prefix_len=proto.max_prefixlen, mtu=p.mtu, client_nbma=nbma, client_proto=proto)],
         compulsory=False)
+
+
+def unvouch(pkt: Packet, exts: Extensions, proto: IPAddress) -> Extensions:
+    """exts without the NAT extension CIEs that say where proto is."""
+    others = [c for c in cie_list(pkt, ExtType.NAT_ADDRESS) or [] if c.client_proto != proto]
+    return replace_cie_list(exts, ExtType.NAT_ADDRESS, others, compulsory=False)

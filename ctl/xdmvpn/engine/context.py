@@ -98,6 +98,15 @@ class Context:
         return self.is_nhs(nbma) or bool(
             self.cache.types_at(nbma) & {EntryType.DYNAMIC, EntryType.STATIC, EntryType.NHS})
 
+    def vouches(self, nbma: IPAddress) -> bool:
+        """A station whose word about where a third party is we believe (the NAT extension
+        CIE of a request it forwarded, our own registration of that party aside): one of
+        our NHSs or a configured (static) one. A station merely registered with us may
+        forward requests (a lower hub of a hierarchy) but not vouch: anyone holding the
+        secret can register."""
+        return self.is_nhs(nbma) or bool(
+            self.cache.types_at(nbma) & {EntryType.STATIC, EntryType.NHS})
+
     def may_learn(self, proto: IPAddress, nbma: IPAddress) -> bool:
         """May a new binding of proto to nbma be cached? Within the cache's caps (counted
         when not)."""

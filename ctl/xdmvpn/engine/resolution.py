@@ -15,7 +15,7 @@ from ..nhrp import (
 from .answered import AnsweredTable
 from .build import (
     Extensions, afn_version, cie_list, families, ip, nat_nbma, own_cie, replace_cie_list,
-    request_extensions, src_nbma, vouch, with_own_auth,
+    request_extensions, src_nbma, unvouch, vouch, with_own_auth,
 )
 from .cache import CacheEntry, EntryType
 from .context import Context, Upstream
@@ -158,6 +158,10 @@ class Resolver:
         if fwd and not ctx.trusted(observed):
             ctx.stats[("drop", "forwarded_by_stranger")] += 1
             return
+        own = ctx.cache.get(src_proto)
+        if src_proto == p.tunnel_ip or (own is not None and own.type is EntryType.LOCAL):
+            ctx.stats[("drop", "own_address")] += 1      # a reply would come back to us
+            return
         if not fwd:
             owner = ctx.cache.get(src_proto)
             if owner is not None and owner.type in _OWNED and owner.nbma != observed:
@@ -215,6 +219,10 @@ class Resolver:
         NHS that forwarded the request: its NAT extension CIE, or our own binding)."""
         if direct:
             return observed, True
+        if not self.ctx.vouches(observed):
+            # forwarded by a station we do not believe about others: the reply goes back
+            # to it (RFC 2332 5.2.2, along the way the request came), nothing is learnt
+            return observed, False
         vouched = nat_nbma(pkt, src_proto)
         if vouched is not None:
             return vouched, True
@@ -285,6 +293,10 @@ class Resolver:
             # the first NHS vouches for where it saw the requester (Cisco's NAT extension
             # CIE), so that the responder need not believe the claimed NBMA address
             exts = vouch(p, pkt, exts, src_proto, observed)
+        elif not ctx.vouches(observed) and nat_nbma(pkt, src_proto) is not None:
+            # what a station we do not believe said of the requester is not passed on as
+            # if we vouched for it
+            exts = unvouch(pkt, exts, src_proto)
         ctx.stats["resolution_forwarded"] += 1
         ctx.send(to, _relayed(ResolutionRequest, pkt, with_own_auth(p, exts)))
 
