@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -71,6 +72,32 @@ def request(path: str, req: dict, timeout: float = 5.0) -> dict:
     return answer
 
 
+def check_free(path: str, remove_stale: bool = False) -> None:
+    """Raise a one-line XdmvpnError unless path is free for our control socket: absent, or
+    a socket nobody answers on (stale: removed when remove_stale). A file, a directory or a
+    symbolic link there is never ours to remove, and a daemon answering there keeps it."""
+    p = Path(path)
+    try:
+        mode = p.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise XdmvpnError(f"control socket {path}: {e.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise XdmvpnError(f"{path} exists and is not a socket; refusing to replace it "
+                          "(control.socket)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        if remove_stale:
+            p.unlink(missing_ok=True)      # stale: the daemon that made it is gone
+    else:
+        raise XdmvpnError(f"another daemon already serves {path}")
+    finally:
+        probe.close()
+
+
 async def serve(path: str, handler: Handler, stats: Counter | None = None
                 ) -> asyncio.AbstractServer:
     """Listen on `path` (replacing a stale socket) and answer each request with handler.
@@ -84,16 +111,7 @@ async def serve(path: str, handler: Handler, stats: Counter | None = None
     stats = stats if stats is not None else Counter()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.exists() or p.is_symlink():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            p.unlink()        # stale: the daemon that made it is gone
-        else:
-            raise XdmvpnError(f"another daemon already serves {path}")
-        finally:
-            probe.close()
+    check_free(path, remove_stale=True)
     turns = asyncio.Semaphore(CONCURRENT)
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -4,7 +4,9 @@ every default written out, `loads(render_toml(cfg)) == cfg`)."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
@@ -46,15 +48,35 @@ def _key_on_line(text: str, line: int) -> str:
     return key[1]
 
 
+MAX_DEPTH = 16                 # tables, arrays and keys inside each other (a node's: 4)
+
+
+def _depth(doc: object) -> int:
+    """How deep tables and arrays go in doc, without recursion (stops past MAX_DEPTH)."""
+    deepest, todo = 0, [(doc, 0)]
+    while todo:
+        value, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(value, dict):
+            todo.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1) for v in value)
+    return deepest
+
+
 def loads(text: str, source: str = "<string>") -> NodeConfig:
     """The configuration in TOML text; ConfigError names source, line and key."""
     try:
         doc = tomllib.loads(text)
+        if _depth(doc) > MAX_DEPTH:
+            raise RecursionError           # a dotted key of 20,000 parts is valid TOML
         lines = KeyLines(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(source, text, exc) from None
     except RecursionError:
-        raise ConfigError(source, None, "", "TOML nested too deeply (arrays or inline tables "
+        raise ConfigError(source, None, "", "TOML nested too deeply (tables, arrays or keys "
                                             "inside each other): not a node configuration") \
             from None
     except ValueError as exc:       # a value tomllib refuses past the syntax, e.g. an
@@ -63,12 +85,41 @@ def loads(text: str, source: str = "<string>") -> NodeConfig:
     return read(doc, source, lines)
 
 
+MAX_CONFIG_BYTES = 1 << 20     # a node configuration is a few kB; 1 MiB is far past any
+
+
+def _read_config(path: str) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES. A FIFO, a device (/dev/zero)
+    or a directory is refused at once: read, it would hang the caller (a running daemon
+    reloads on SIGHUP) or fill its memory."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(path, None, "", f"cannot read ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(path, None, "", "not a regular file (a node configuration is "
+                                              "a TOML file)")
+        chunks, size = [], 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(path, None, "", f"larger than {MAX_CONFIG_BYTES >> 20} MiB: "
+                                              "not a node configuration")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError(path, None, "", f"cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
 def load(path: str | Path) -> NodeConfig:
     """The configuration in a TOML file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read ({exc.strerror})") from None
+    data = _read_config(str(path))
     try:
         text = data.decode("utf-8-sig")          # a BOM some editors write is not TOML
     except UnicodeDecodeError as exc:

@@ -107,6 +107,7 @@ class Daemon:
         self.cfg = cfg
         self.config_path = config_path
         self.keep_dataplane = keep_dataplane
+        self._serving = False             # our control socket is bound (teardown removes it)
         self.stats: Counter[str] = Counter()
         self.netlink = NetlinkThread()
         self._loop = asyncio.get_running_loop()
@@ -132,6 +133,8 @@ class Daemon:
             cfg, self.nbma, None, self._on_ipsec_change)
         self.dp: TunnelDataplane
         self.maps: DataplaneMaps
+        # before anything is built: a refusal leaves nothing behind
+        control.check_free(cfg.control.socket)
         self.dp, self.maps = self._start_dataplane()
         self.gres: dict[int, GreSocket] = {}
         self.rxs: dict[int, GreReceiver] = {}
@@ -255,6 +258,7 @@ class Daemon:
         loop = self._loop
         try:
             server = await control.serve(self.cfg.control.socket, self.handle, self.stats)
+            self._serving = True
         except BaseException:
             self._teardown(purge=False)
             raise
@@ -567,10 +571,11 @@ class Daemon:
                      self.cfg.control.instance)
         self.routes.close()
         self.netlink.close()
-        try:
-            Path(self.cfg.control.socket).unlink()
-        except FileNotFoundError:
-            pass
+        if self._serving:                # never another daemon's socket, nor a file
+            try:
+                Path(self.cfg.control.socket).unlink()
+            except FileNotFoundError:
+                pass
 
     # -- control requests ---------------------------------------------------------------------------
     def handle(self, req: dict) -> dict:
