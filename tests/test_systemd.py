@@ -3,6 +3,7 @@ daemon the way a restart keeps forwarding (the behaviour itself: tests/daemon)."
 
 import shutil
 import subprocess
+import sys
 
 from util import REPO
 
@@ -36,3 +37,23 @@ def test_unit_verifies_and_keeps_forwarding_across_restarts(tmp_path):
     assert lines["ExecStart"].startswith(str(REPO / ".venv/bin/xdmvpn"))
     assert lines["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert lines["KillSignal"] == "SIGTERM"
+
+
+def test_the_daemon_raises_its_open_files_limit():
+    """1,100 idle control-socket clients exhausted a daemon started with the shell's 1,024
+    open files: the unit sets LimitNOFILE, and the daemon raises its soft limit itself
+    (within the hard one) when started by hand."""
+    unit = (REPO / "packaging" / "systemd" / "xdmvpn@.service").read_text()
+    assert "\nLimitNOFILE=65536\n" in unit
+    code = ("import resource\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+            "from xdmvpn.daemon.service import OPEN_FILES, raise_open_files\n"
+            "got = raise_open_files()\n"
+            "assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == got\n"
+            "print(got, OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    got, want = out.stdout.split()
+    assert got == want and int(got) > 256

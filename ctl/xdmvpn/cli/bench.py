@@ -85,7 +85,8 @@ def bench_module(name: str):
 def own_options(name: str, module, args: argparse.Namespace) -> argparse.Namespace:
     """Parse the options after NAME with the benchmark's own `add_arguments(parser)` (when it
     has one) into `args`; an unknown option is a one-line usage error (exit 2)."""
-    parser = argparse.ArgumentParser(prog=f"xdmvpn bench {name}")
+    from .main import Parser
+    parser = Parser(prog=f"xdmvpn bench {name}")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.add_argument("--seconds", type=float, default=args.seconds,
                         help="minimum measuring time per figure")

@@ -21,8 +21,16 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (argparse prints the usage block first); the
+    subcommands' parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="xdmvpn",
         description="DMVPN for Linux: NHRP control plane, mGRE data plane in eBPF.",
         epilog="Run 'xdmvpn COMMAND --help' for the examples of each command.",

@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import random
+import resource
 import signal
 from collections import Counter
 from dataclasses import replace
@@ -89,6 +90,21 @@ def need_root() -> None:
                           "root or under the systemd unit")
 
 
+OPEN_FILES = 65536     # what the daemon raises its soft RLIMIT_NOFILE to (within the hard one)
+
+
+def raise_open_files(want: int = OPEN_FILES) -> int:
+    """Raise the soft limit on open files toward want (never above the hard limit, never
+    down): a daemon started by hand gets the shell's 1,024, which 1,100 idle control-socket
+    clients exhausted. Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 class Daemon:
     """One node's daemon, built on the loop thread with all its parts in dependency order:
     configuration -> NBMA address -> IPsec peers (credentials refused before any BPF) ->
@@ -104,6 +120,7 @@ class Daemon:
 
     def __init__(self, cfg, config_path: str | None = None, keep_dataplane: bool = False):
         need_root()
+        raise_open_files()
         self.cfg = cfg
         self.config_path = config_path
         self.keep_dataplane = keep_dataplane
