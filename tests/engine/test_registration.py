@@ -162,3 +162,40 @@ def test_wrong_authentication_is_dropped_and_counted():
     net.tick()
     assert hub.cache.get(A("10.0.0.66")) is None
     assert hub.stats[("drop", "authentication")] == 1
+
+
+def test_the_overlays_network_and_broadcast_addresses_are_no_stations():
+    """Registrations of 10.0.0.0 and 10.0.0.255 (a /24 overlay) are refused (code 4), as
+    are those of an IPv6 overlay's subnet-router anycast address; a /31 has none."""
+    from craft import registration_request, send
+    from xdmvpn.nhrp import decode
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    rogue = A("203.0.113.5")
+    for addr, code in (("10.0.0.0", CieCode.ADMINISTRATIVELY_PROHIBITED),
+                       ("10.0.0.255", CieCode.ADMINISTRATIVELY_PROHIBITED),
+                       ("10.0.0.77", CieCode.SUCCESS)):
+        (_, reply), = send(hub, registration_request(addr, src_nbma=rogue), rogue)
+        assert decode(reply).cies[0].code == code, addr
+        assert (hub.cache.get(A(addr)) is not None) == (code == CieCode.SUCCESS)
+
+
+def test_a_deregistration_from_another_nbma_removes_nothing():
+    """A non-unique entry may move to another NBMA address by registering from there (a new
+    DHCP lease), but a de-registration (holdtime 0) only removes the sender's binding."""
+    from craft import registration_request, send
+    from xdmvpn.nhrp import Cie, decode
+    net, (hub, s1, s2) = hub_and_spokes()
+    net.tick()
+    other = A("203.0.113.5")
+    send(hub, registration_request("10.0.0.77", src_nbma=A("192.0.2.77"), unique=False),
+         A("192.0.2.77"))
+    bye = registration_request("10.0.0.77", src_nbma=other, unique=False,
+                               cies=[Cie(prefix_len=32, mtu=1400, holdtime=0)])
+    (_, reply), = send(hub, bye, other)
+    assert decode(reply).cies[0].code == CieCode.SUCCESS
+    assert hub.cache.get(A("10.0.0.77")).nbma == A("192.0.2.77")
+    send(hub, registration_request("10.0.0.77", src_nbma=A("192.0.2.77"), unique=False,
+                                   cies=[Cie(prefix_len=32, mtu=1400, holdtime=0)]),
+         A("192.0.2.77"))
+    assert hub.cache.get(A("10.0.0.77")) is None

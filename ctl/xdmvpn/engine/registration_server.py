@@ -232,7 +232,7 @@ class RegistrationServer:
         """One CIE: bind proto to the observed NBMA address; the CIE code."""
         ctx, p = self.ctx, self.ctx.p
         if proto is None or proto.version != p.tunnel_ip.version \
-                or proto not in self._overlay():
+                or proto not in self._overlay() or _not_a_host(proto, self._overlay()):
             return CieCode.ADMINISTRATIVELY_PROHIBITED
         if not ctx.fx.may_register(observed, proto):   # IPsec identity not bound to proto
             ctx.stats["identity_refused"] += 1
@@ -249,7 +249,9 @@ class RegistrationServer:
             if old.type is EntryType.DYNAMIC and old.unique:
                 return CieCode.ALREADY_REGISTERED      # the registered owner keeps it
         if holdtime == 0:                              # de-registration
-            if old is not None and old.type is EntryType.DYNAMIC:
+            # of the binding the sender made: a non-unique entry may move to another NBMA
+            # address by registering, but not be deleted from there
+            if old is not None and old.type is EntryType.DYNAMIC and old.nbma == observed:
                 ctx.cache_remove(proto)
             return CieCode.SUCCESS
         if old is None and len(cache.entries) >= p.max_entries:
@@ -263,3 +265,12 @@ class RegistrationServer:
                                  expires=now + holdtime, created=old.created if old else now,
                                  unique=unique, holdtime=holdtime, mtu=p.mtu))
         return CieCode.SUCCESS
+
+
+def _not_a_host(proto: IPAddress, net: IPNetwork) -> bool:
+    """The overlay's network address (IPv6: the subnet-router anycast address) or, in IPv4,
+    its broadcast address: no station's. /31, /32 (and /127, /128) have none."""
+    if net.num_addresses <= 2:
+        return False
+    return proto == net.network_address or (net.version == 4
+                                            and proto == net.broadcast_address)
