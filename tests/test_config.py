@@ -286,9 +286,25 @@ EXACT = [
      'brackets, e.g. "127.0.0.1:9351" or "[::1]:9351", got "localhost:9351"'),
     (BASE + '[metrics]\nper-peer-limit = 100001\n',
      "n.toml:5: metrics.per-peer-limit: must be an integer 1..100000, got 100001"),
+    ('[tunnel]\naddress = "255.255.255.255/32"\nsource-interface = "eth0"\n',
+     'n.toml:2: tunnel.address: must be a unicast address, got "255.255.255.255/32"'),
+    (BASE + '[[nhrp.nhs]]\ntunnel-ip = "10.0.0.255"\nnbma = "192.0.2.1"\n',
+     'n.toml:5: nhrp.nhs[0].tunnel-ip: must be a host address of 10.0.0.0/24, not its network '
+     'or broadcast address, got "10.0.0.255"'),
+    (BASE + '[[nhrp.nhs]]\ntunnel-ip = "10.0.0.2"\nnbma = "127.0.0.1"\n',
+     'n.toml:6: nhrp.nhs[0].nbma: must be an address a peer is reached at on the underlay '
+     '(not loopback, not IPv4-mapped IPv6), got "127.0.0.1"'),
+    (BASE + '[[nhrp.map]]\ntunnel-ip = "10.0.0.2"\nnbma = "::ffff:192.0.2.1"\n',
+     'n.toml:6: nhrp.map[0].nbma: must be an address a peer is reached at on the underlay '
+     '(not loopback, not IPv4-mapped IPv6), got "::ffff:c000:201"'),
+    (BASE + '[control]\nsocket = "/run/a\\nb.sock"\n',
+     'n.toml:5: control.socket: must be an absolute path of at most 107 bytes (printable '
+     'characters), got "/run/a\\nb.sock"'),
+    (BASE + '[ipsec]\npsk = "ab\\u0000cd"\n',
+     "n.toml:5: ipsec.psk: must be a non-empty string, got one with control characters"),
     (BASE + '[control]\nsocket = "run/x.sock"\n',
-     'n.toml:5: control.socket: must be an absolute path of at most 107 bytes, '
-     'got "run/x.sock"'),
+     'n.toml:5: control.socket: must be an absolute path of at most 107 bytes (printable '
+     'characters), got "run/x.sock"'),
     (BASE + '[ipsec]\nprofile = "dmvpn"\n',
      "n.toml:4: ipsec.psk: required (a pre-shared key, or certificate and private-key)"),
     (BASE + '[ipsec]\npsk = "x"\ncertificate = "/etc/a.crt"\nprivate-key = "/etc/a.key"\n',
@@ -729,7 +745,9 @@ def node_configs(draw):
     path = st.from_regex(r"/[A-Za-z0-9_./ -]{1,40}", fullmatch=True)
     ipsec = draw(st.none() | st.builds(
         C.IpsecConfig, profile=st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True),
-        required=st.booleans(), psk=st.text(min_size=1, max_size=30),
+        required=st.booleans(),
+        psk=st.text(st.characters(exclude_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp")),
+                    min_size=1, max_size=30).filter(str.isprintable),
         ca_certificate=st.none() | path,
         proposals=st.lists(st.sampled_from(["aes256-sha256-modp2048", "aes256gcm16",
                                             "chacha20poly1305-prfsha256-x25519"]),

@@ -75,6 +75,9 @@ def _secret(lo: int, hi: int | None, what: str):
             raise _Invalid(f"must be {what}, got {size} byte{'s' * (size != 1)}")
         if hi is not None and any(c.isspace() or not c.isprintable() for c in value):
             raise _Invalid(f"must be {what}, got one with whitespace or control characters")
+        if not value.isprintable():
+            # NUL or a newline would cut or split the secret in swanctl and vici
+            raise _Invalid(f"must be {what}, got one with control characters")
         return value
     return check
 
@@ -121,7 +124,8 @@ def _tunnel_address(value):
             pass
         else:
             net = iface.network
-            if iface.ip.is_unspecified or iface.ip.is_multicast or iface.ip.is_loopback:
+            if iface.ip.is_unspecified or iface.ip.is_multicast or iface.ip.is_loopback \
+                    or iface.ip == _BROADCAST:
                 raise _Invalid(f"must be a unicast address, got {_show(value)}")
             if iface.version == 4 and net.prefixlen <= 30 and iface.ip in (
                     net.network_address, net.broadcast_address):
@@ -162,11 +166,12 @@ def _df(value):
 
 def _absolute_path(limit: int | None = None):
     def check(value):
-        if (isinstance(value, str) and value.startswith("/") and "\0" not in value
+        if (isinstance(value, str) and value.startswith("/") and value.isprintable()
                 and (limit is None or len(value.encode()) <= limit)):
             return value
         size = f" of at most {limit} bytes" if limit else ""
-        raise _Invalid(f"must be an absolute path{size}, got {_show(value)}")
+        raise _Invalid(f"must be an absolute path{size} (printable characters), got "
+                       f"{_show(value)}")
     return check
 
 
@@ -448,6 +453,11 @@ class _Addresses:
         if inside and addr not in own.network:
             self.r.fail(path, f"must be inside the tunnel prefix {own.network} "
                               f"(tunnel.address), got {_show(str(addr))}")
+        net = own.network
+        if addr in net and net.num_addresses > 2 and (addr == net.network_address or (
+                net.version == 4 and addr == net.broadcast_address)):
+            self.r.fail(path, f"must be a host address of {net}, not its network or "
+                              f"broadcast address, got {_show(str(addr))}")
         return addr
 
     def nbma(self, path: KeyPath, addr: IPAddress) -> IPAddress:
@@ -461,6 +471,9 @@ class _Addresses:
                               f"got {_show(str(addr))}")
         if addr in self.tunnel.source_addresses:
             self.r.fail(path, "is this node's own NBMA address (tunnel.source-address)")
+        if addr.is_loopback or (addr.version == 6 and addr.ipv4_mapped is not None):
+            self.r.fail(path, "must be an address a peer is reached at on the underlay (not "
+                              f"loopback, not IPv4-mapped IPv6), got {_show(str(addr))}")
         return addr
 
 
