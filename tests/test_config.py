@@ -302,6 +302,9 @@ EXACT = [
      'characters), got "/run/a\\nb.sock"'),
     (BASE + '[ipsec]\npsk = "ab\\u0000cd"\n',
      "n.toml:5: ipsec.psk: must be a non-empty string, got one with control characters"),
+    (BASE + '[metrics]\nlisten = "[fe80::1%eth0]:80"\n',
+     'n.toml:5: metrics.listen: must be "address:port" with port 1..65535, IPv6 in '
+     'brackets, e.g. "127.0.0.1:9351" or "[::1]:9351", got "[fe80::1%eth0]:80"'),
     (BASE + '[control]\nsocket = "run/x.sock"\n',
      'n.toml:5: control.socket: must be an absolute path of at most 107 bytes (printable '
      'characters), got "run/x.sock"'),

@@ -204,7 +204,7 @@ def _listen(value):
     if match:
         host, port = (match[1], match[2]) if match[1] else (match[3], match[4])
         try:
-            addr = ipaddress.ip_address(host)
+            addr = ipaddress.ip_address(host) if "%" not in host else None   # no zone
         except ValueError:
             addr = None
         if addr is not None and (addr.version == 6) == bool(match[1]) and 1 <= int(port) <= 65535:
