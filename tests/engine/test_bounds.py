@@ -86,16 +86,19 @@ def test_indication_guard():
     assert len(hub.indications) == 1
 
 
+def indication_from_hub(dst: str) -> TrafficIndication:
+    """The hub tells spoke 1 that its traffic from 192.168.1.10 to dst went through it."""
+    return TrafficIndication(src_nbma=HUB, src_proto=A("10.0.0.1"), dst_proto=A("192.168.1.10"),
+                             contents=ipv4_head("192.168.1.10", dst),
+                             extensions=exts(responder=False))
+
+
 def test_resolving_and_pending():
     net, (hub, s1, s2) = hub_and_spokes()
     net.tick()
     small(s1)
     for i in range(500):
-        ind = TrafficIndication(src_nbma=HUB, src_proto=A("10.0.0.1"),
-                                dst_proto=A("192.168.1.10"),
-                                contents=ipv4_head("192.168.1.10", f"172.16.{i // 250}.{i % 250}"),
-                                extensions=exts(responder=False))
-        send(s1, ind, HUB)
+        send(s1, indication_from_hub(f"172.16.{i // 250}.{i % 250}"), HUB)
     assert len(s1.resolving) == 16 and s1.stats[("cap", "resolving")] == 500 - 16
     assert len(s1.ctx.pending) <= SMALL.pending
     for _ in range(10):                                           # tries run out
@@ -115,11 +118,7 @@ def test_negative_answers_have_a_cap_and_expire():
     net.tick()
     small(s1)
     for i in range(30):
-        ind = TrafficIndication(src_nbma=HUB, src_proto=A("10.0.0.1"),
-                                dst_proto=A("192.168.1.10"),
-                                contents=ipv4_head("192.168.1.10", f"172.20.0.{i + 1}"),
-                                extensions=exts(responder=False))
-        for to, data in send(s1, ind, HUB):       # the resolution, to the hub
+        for to, data in send(s1, indication_from_hub(f"172.20.0.{i + 1}"), HUB):
             for _, reply in send(hub, decode(data), S1_NBMA):
                 pkt = decode(reply)
                 pkt.cies[0].holdtime = 65535      # "remember this for 18 hours"
