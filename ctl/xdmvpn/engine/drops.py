@@ -17,6 +17,7 @@ DROP_REASONS: tuple[str, ...] = (
     "reply_without_cie",
     "forwarded_by_stranger",      # a forwarded request from a station we do not trust
     "spoofed_requester",          # a request claiming an address registered elsewhere
+    "own_address",                # a request whose requester is our own address
     "indication_from_stranger",
     "indication_without_packet",
     "bug",                        # a handler raised: counted, the node goes on

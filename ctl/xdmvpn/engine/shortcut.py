@@ -41,18 +41,23 @@ def _prefix(version: int, value: int, plen: int) -> IPNetwork:
     return (IPv4Network if version == 4 else IPv6Network)((value, plen))
 
 
-def _span(keys: list, net: IPNetwork) -> list:
+Key = tuple[int, ...]
+
+
+def _span(keys: list[Key], net: IPNetwork) -> list[Key]:
     """The keys whose first two fields (version, integer) lie in net: O(log n + k)."""
     lo, hi = int(net.network_address), int(net.broadcast_address)
     return keys[bisect.bisect_left(keys, (net.version, lo)):
                 bisect.bisect_right(keys, (net.version, hi, 1 << 16))]
 
 
-def _insort(index: dict, scope: object, k: tuple) -> None:
+def _insort(index: dict[IPAddress | None, list[Key]], scope: IPAddress | None,
+            k: Key) -> None:
     bisect.insort(index.setdefault(scope, []), k)
 
 
-def _discard(index: dict, scope: object, k: tuple) -> None:
+def _discard(index: dict[IPAddress | None, list[Key]], scope: IPAddress | None,
+             k: Key) -> None:
     keys = index.get(scope)
     if keys is None:
         return
@@ -70,8 +75,8 @@ class ShortcutTable:
         self._lengths: dict[tuple[int, int], int] = {}     # (version, prefix len) -> count
         self._by_via: dict[IPAddress, set[IPNetwork]] = {}
         # sorted keys per scope: None (every shortcut) and each NBMA address
-        self._prefixes: dict[IPAddress | None, list[PKey]] = {}
-        self._vias: dict[IPAddress | None, list[tuple[int, ...]]] = {}  # (version, via) + PKey
+        self._prefixes: dict[IPAddress | None, list[Key]] = {}       # PKey
+        self._vias: dict[IPAddress | None, list[Key]] = {}           # (version, via) + PKey
 
     def __len__(self) -> int:
         return len(self.table)
@@ -157,7 +162,7 @@ class ShortcutTable:
         walk of the table."""
         found: dict[IPNetwork, Shortcut] = {}
         for pk in _span(self._prefixes.get(nbma, []), net):       # prefixes starting in net
-            prefix = _prefix(*pk)
+            prefix = _prefix(pk[0], pk[1], pk[2])
             found[prefix] = self.table[prefix]
         for version, plen in self._lengths:                       # prefixes holding net
             if version == net.version and plen < net.prefixlen:
@@ -165,7 +170,7 @@ class ShortcutTable:
                 if sc is not None and (nbma is None or sc.nbma == nbma):
                     found[sc.prefix] = sc
         for vk in _span(self._vias.get(nbma, []), net):           # next hops in net
-            prefix = _prefix(*vk[2:])
+            prefix = _prefix(vk[2], vk[3], vk[4])
             found[prefix] = self.table[prefix]
         return list(found.values())
 
