@@ -275,3 +275,62 @@ def test_run_errors_are_one_line(tmp_path):
     out = run_cli("run", "--config", str(good))
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "nosuch0" in out.stderr
+
+
+REFUSALS = {
+    # [tunnel] name of lo, of the underlay interface, of another tool's device: `config
+    # check` said ok and `run` died with a 48-line IndexError traceback
+    "name_lo": ('name = "lo"', "interface lo exists and is not an xdmvpn overlay"),
+    "name_underlay": ('name = "eth0"', "interface eth0 exists and is not an xdmvpn overlay"),
+    "name_bridge": ('name = "br9"', "interface br9 exists and is not an xdmvpn overlay"),
+    # these were one line, but left the overlay pair and pinned maps behind
+    "metrics_port_taken": ('name = "tq0"\n[metrics]\nlisten = "127.0.0.1:9399"',
+                           "metrics.listen 127.0.0.1:9399: cannot listen (Address already in use)"),
+    "socket_is_a_file": ('name = "tq0"\n[control]\nsocket = "{tmp}/victim"',
+                         "victim exists and is not a socket; refusing to replace it"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_a_refused_start_is_one_line_and_leaves_everything_as_it_was(tmp_path, case):
+    """A node refused at start: one line, exit 2, its interfaces, files and pins as they
+    were before (nothing of ours left behind, nothing of theirs taken)."""
+    from xdmvpn import netns
+    from xdmvpn.netns import Namespaces
+    setting, message = REFUSALS[case]
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    instance = f"xt-refused-{os.getpid()}"
+    with Namespaces() as spaces:
+        ns, peer = spaces.add("n"), spaces.add("p")
+        spaces.link(ns, "eth0", peer, "eth0", "192.0.2.1/24", "192.0.2.2/24")
+        netns.ip("link", "add", "br9", "type", "bridge", ns=ns)
+        blocker = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c",
+             "import socket, time\n"
+             "s = socket.create_server(('127.0.0.1', 9399))\n"
+             "print('bound', flush=True)\n"
+             "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert blocker.stdout.readline().strip() == "bound"
+            before = netns.sh("ip", "-o", "link", "show", ns=ns)
+            cfg = tmp_path / "node.toml"
+            tunnel, rest = (setting.format(tmp=tmp_path) + "\n").split("\n", 1)
+            cfg.write_text(f'[tunnel]\n{tunnel}\naddress = "10.0.0.1/24"\n'
+                           'source-interface = "eth0"\nkey = 42\n'
+                           + (rest if rest.strip() else "")
+                           + ("" if "[control]" in rest else "[control]\n")
+                           + f'instance = "{instance}"\n')
+            out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "xdmvpn",
+                                  "run", "--config", str(cfg)], capture_output=True,
+                                 text=True, timeout=180)
+            assert out.returncode == 2, out.stderr
+            assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+            assert message in out.stderr, out.stderr
+            assert netns.sh("ip", "-o", "link", "show", ns=ns) == before
+            assert "xdp" not in netns.sh("ip", "-d", "link", "show", "eth0", ns=ns)
+            assert not os.path.exists(f"/sys/fs/bpf/xdmvpn/{instance}")
+            assert victim.read_text() == "precious\n"
+        finally:
+            blocker.kill()
+            blocker.wait()

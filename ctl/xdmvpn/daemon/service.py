@@ -14,6 +14,7 @@ import os
 import random
 import resource
 import signal
+import socket
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +91,24 @@ def need_root() -> None:
                           "root or under the systemd unit")
 
 
+def _check_listen(m) -> None:
+    """A one-line XdmvpnError when the metrics address cannot be listened on (port taken,
+    address not on this host), found before the data plane is built; the exporter binds
+    it later and says the same if it was taken meanwhile."""
+    if m.listen is None:
+        return
+    family = socket.AF_INET6 if ":" in m.host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the exporter does
+        probe.bind((m.host, m.port))
+    except OSError as exc:
+        raise XdmvpnError(f"metrics.listen {m.listen}: cannot listen "
+                          f"({exc.strerror or exc})") from None
+    finally:
+        probe.close()
+
+
 OPEN_FILES = 65536     # what the daemon raises its soft RLIMIT_NOFILE to (within the hard one)
 
 
@@ -152,6 +171,7 @@ class Daemon:
         self.maps: DataplaneMaps
         # before anything is built: a refusal leaves nothing behind
         control.check_free(cfg.control.socket)
+        _check_listen(cfg.metrics)
         self.dp, self.maps = self._start_dataplane()
         self.gres: dict[int, GreSocket] = {}
         self.rxs: dict[int, GreReceiver] = {}

@@ -202,6 +202,12 @@ def detach_tc(ifname: str) -> None:
             pass
 
 
+def _kind(ipr, index: int) -> str | None:
+    """An interface's link kind ("veth", "gre", ...), None for a plain device (lo, eth)."""
+    info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
 def create_overlay(name: str, mtu: int = 1400, ipv6: bool = False) -> str:
     """The overlay veth pair name <-> name-dp, NOARP, up, offloads off on name.
     IPv6 stays on for name with ipv6 (an IPv6 overlay: its addresses, its link-local
@@ -211,8 +217,15 @@ def create_overlay(name: str, mtu: int = 1400, ipv6: bool = False) -> str:
     if len(peer) > 15:
         raise XdmvpnError(f"tunnel interface name {name!r} too long (max 12 characters)")
     with _ipr() as ipr:
-        if not ipr.link_lookup(ifname=name):
+        mine, theirs = ipr.link_lookup(ifname=name), ipr.link_lookup(ifname=peer)
+        if not mine and not theirs:
             ipr.link("add", ifname=name, kind="veth", peer=peer)
+        elif not (mine and theirs and _kind(ipr, mine[0]) == "veth"
+                  and _kind(ipr, theirs[0]) == "veth"):
+            # lo, the underlay interface, another tool's device: never taken over
+            raise XdmvpnError(f"interface {name if mine else peer} exists and is not an "
+                              f"xdmvpn overlay (a veth pair {name} <-> {peer}): give "
+                              "[tunnel] name another value, or delete it")
         a, b = ipr.link_lookup(ifname=name)[0], ipr.link_lookup(ifname=peer)[0]
         up = IFF_NOARP | IFF_UP
         ipr.link("set", index=a, mtu=mtu, flags=up, change=up)
