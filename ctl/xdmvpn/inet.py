@@ -44,6 +44,15 @@ class HashedIPv4(IPv4Address):
         return f"IPv4Address('{self}')"
 
 
+def no_host_of(addr: IPAddress, net: IPNetwork) -> bool:
+    """addr is net's network address (IPv6: the subnet-router anycast address) or, in IPv4,
+    its broadcast address: no station's. /31, /32 (and /127, /128) have none."""
+    if net.num_addresses <= 2:
+        return False
+    return addr == net.network_address or (net.version == 4
+                                           and addr == net.broadcast_address)
+
+
 def checksum(data: bytes) -> int:
     """RFC 1071 one's complement checksum (IP, ICMP, GRE, NHRP); odd lengths are
     zero-padded. Over data whose checksum field holds the right value, the result is 0.

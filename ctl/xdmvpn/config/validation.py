@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from ..inet import IPAddress
+from ..inet import IPAddress, no_host_of
 from .lines import KeyLines
 from .schema import (
     ALIASES, BIND_MODES, CONTROL_KEYS, DEFAULT_HOLDTIME, DEFAULT_MAX_SEND, DEFAULT_MTU,
@@ -454,8 +454,7 @@ class _Addresses:
             self.r.fail(path, f"must be inside the tunnel prefix {own.network} "
                               f"(tunnel.address), got {_show(str(addr))}")
         net = own.network
-        if addr in net and net.num_addresses > 2 and (addr == net.network_address or (
-                net.version == 4 and addr == net.broadcast_address)):
+        if addr in net and no_host_of(addr, net):
             self.r.fail(path, f"must be a host address of {net}, not its network or "
                               f"broadcast address, got {_show(str(addr))}")
         return addr

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, ip_network
 
-from ..inet import HashedIPv4, IPAddress, IPNetwork, checksum
+from ..inet import HashedIPv4, IPAddress, IPNetwork, checksum, no_host_of
 from ..nhrp import Cie, CieCode, ExtType, Flag, PacketType, RegistrationReply, RequestReply
 from ..nhrp.codec import encode
 from ..nhrp.fastpath import (
@@ -231,8 +231,9 @@ class RegistrationServer:
                  observed: IPAddress, holdtime: int, unique: bool, now: float) -> int:
         """One CIE: bind proto to the observed NBMA address; the CIE code."""
         ctx, p = self.ctx, self.ctx.p
+        overlay = self._overlay()
         if proto is None or proto.version != p.tunnel_ip.version \
-                or proto not in self._overlay() or _not_a_host(proto, self._overlay()):
+                or proto not in overlay or no_host_of(proto, overlay):
             return CieCode.ADMINISTRATIVELY_PROHIBITED
         if not ctx.fx.may_register(observed, proto):   # IPsec identity not bound to proto
             ctx.stats["identity_refused"] += 1
@@ -266,11 +267,3 @@ class RegistrationServer:
                                  unique=unique, holdtime=holdtime, mtu=p.mtu))
         return CieCode.SUCCESS
 
-
-def _not_a_host(proto: IPAddress, net: IPNetwork) -> bool:
-    """The overlay's network address (IPv6: the subnet-router anycast address) or, in IPv4,
-    its broadcast address: no station's. /31, /32 (and /127, /128) have none."""
-    if net.num_addresses <= 2:
-        return False
-    return proto == net.network_address or (net.version == 4
-                                            and proto == net.broadcast_address)
